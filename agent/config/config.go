@@ -1,0 +1,162 @@
+// Package config loads pmta-agent's configuration: defaults in code, a YAML
+// file over them, PMTA_AGENT_* environment variables over that, ${VAR}
+// expansion in string values and *_file options for secrets. Validate reports
+// every problem at once, each with its key path.
+package config
+
+import (
+	"time"
+
+	"github.com/pmta-agent/pmta-agent/agent"
+)
+
+// Config is the whole configuration. Components receive their sections as
+// plain values; nothing reads Config globally.
+type Config struct {
+	// Server is the `server` tag on every point; the host name by default.
+	Server string `koanf:"server"`
+	// Tags are added to every point (a point's own tag of the same name wins).
+	Tags map[string]string `koanf:"tags"`
+	// LogLevel is debug, info, warn or error; LogFormat is text or json.
+	LogLevel  string `koanf:"log_level"`
+	LogFormat string `koanf:"log_format"`
+	// StateDir holds the accounting checkpoint (and, later, the sink queues).
+	StateDir string `koanf:"state_dir"`
+	// ShutdownTimeout bounds how long a stop may take to hand buffered
+	// points to the sinks.
+	ShutdownTimeout time.Duration `koanf:"shutdown_timeout"`
+	// SelfInterval is how often the agent reports its own health as
+	// pmta_agent points.
+	SelfInterval time.Duration `koanf:"self_interval"`
+
+	API      API      `koanf:"api"`
+	Acct     Acct     `koanf:"acct"`
+	Pipeline Pipeline `koanf:"pipeline"`
+	Sinks    Sinks    `koanf:"sinks"`
+}
+
+// API configures the PowerMTA HTTP management interface poller.
+type API struct {
+	Enabled    bool            `koanf:"enabled"`
+	URL        string          `koanf:"url"`
+	Dialect    string          `koanf:"dialect"`
+	Format     string          `koanf:"format"`
+	APIKey     string          `koanf:"api_key"`
+	APIKeyFile string          `koanf:"api_key_file"`
+	Interval   time.Duration   `koanf:"interval"`
+	Timeout    time.Duration   `koanf:"timeout"`
+	Jitter     time.Duration   `koanf:"jitter"`
+	MaxItems   int             `koanf:"max_items"`
+	Endpoints  Endpoints       `koanf:"endpoints"`
+	TLS        agent.TLSConfig `koanf:"tls"`
+}
+
+// Endpoints switches the poller's documents on and off one by one.
+type Endpoints struct {
+	Status  bool `koanf:"status"`
+	Queues  bool `koanf:"queues"`
+	Domains bool `koanf:"domains"`
+	VMTAs   bool `koanf:"vmtas"`
+}
+
+// Acct configures the accounting-file tailer.
+type Acct struct {
+	Enabled      bool          `koanf:"enabled"`
+	Globs        []string      `koanf:"globs"`
+	StartAt      string        `koanf:"start_at"`
+	Interval     time.Duration `koanf:"interval"`
+	Grace        time.Duration `koanf:"grace"`
+	PollEvery    time.Duration `koanf:"poll_every"`
+	TopDiag      int           `koanf:"top_diag"`
+	MaxLineBytes int           `koanf:"max_line_bytes"`
+}
+
+// Pipeline configures tagging and the cardinality guard.
+type Pipeline struct {
+	// MaxDomains caps the distinct domains per batch; the smallest by
+	// volume are folded into domain="other".
+	MaxDomains int `koanf:"max_domains"`
+	// ISPMap adds to (and overrides) the built-in domain → provider map.
+	// Keys are domains ("example.net") or "name.*" for any suffix.
+	ISPMap map[string]string `koanf:"isp_map"`
+}
+
+// Sinks configures where points go.
+type Sinks struct {
+	Stdout Stdout `koanf:"stdout"`
+	Influx Influx `koanf:"influx"`
+}
+
+// Stdout writes line protocol to standard output.
+type Stdout struct {
+	Enabled bool  `koanf:"enabled"`
+	Buffer  Queue `koanf:"buffer"`
+}
+
+// Influx writes to InfluxDB's /api/v2/write (1.8+, 2.x, 3.x).
+type Influx struct {
+	Enabled   bool            `koanf:"enabled"`
+	URL       string          `koanf:"url"`
+	Org       string          `koanf:"org"`
+	Bucket    string          `koanf:"bucket"`
+	Token     string          `koanf:"token"`
+	TokenFile string          `koanf:"token_file"`
+	Gzip      bool            `koanf:"gzip"`
+	BatchSize int             `koanf:"batch_size"`
+	Timeout   time.Duration   `koanf:"timeout"`
+	TLS       agent.TLSConfig `koanf:"tls"`
+	Buffer    Queue           `koanf:"buffer"`
+}
+
+// Queue bounds what a sink holds while it cannot write, and how it retries.
+type Queue struct {
+	MaxPoints  int           `koanf:"max_points"`
+	MinBackoff time.Duration `koanf:"min_backoff"`
+	MaxBackoff time.Duration `koanf:"max_backoff"`
+}
+
+// Default returns the configuration used where the file and the environment
+// say nothing.
+func Default() Config {
+	buf := Queue{MaxPoints: 1_000_000, MinBackoff: time.Second, MaxBackoff: time.Minute}
+	return Config{
+		LogLevel:        "info",
+		LogFormat:       "text",
+		StateDir:        "/var/lib/pmta-agent",
+		ShutdownTimeout: 10 * time.Second,
+		SelfInterval:    60 * time.Second,
+		API: API{
+			Enabled:   true,
+			URL:       "http://127.0.0.1:8080",
+			Dialect:   "pmta",
+			Format:    "json",
+			Interval:  60 * time.Second,
+			Timeout:   10 * time.Second,
+			Jitter:    5 * time.Second,
+			MaxItems:  1000,
+			Endpoints: Endpoints{Status: true, Queues: true, Domains: true, VMTAs: true},
+		},
+		Acct: Acct{
+			Enabled:      false,
+			Globs:        []string{"/var/log/pmta/acct-*.csv", "/var/log/pmta/diag-*.csv"},
+			StartAt:      "end",
+			Interval:     10 * time.Second,
+			Grace:        time.Second,
+			PollEvery:    time.Second,
+			TopDiag:      20,
+			MaxLineBytes: 1 << 20,
+		},
+		Pipeline: Pipeline{MaxDomains: 500},
+		Sinks: Sinks{
+			Stdout: Stdout{Buffer: buf},
+			Influx: Influx{
+				URL:       "http://127.0.0.1:8086",
+				Bucket:    "pmta",
+				Gzip:      true,
+				BatchSize: 5000,
+				Timeout:   10 * time.Second,
+				Buffer:    buf,
+			},
+		},
+	}
+}

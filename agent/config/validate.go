@@ -1,0 +1,204 @@
+package config
+
+import (
+	"errors"
+	"fmt"
+	"net/url"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/pmta-agent/pmta-agent/agent"
+)
+
+// Validate reports every problem of the configuration, each with its key
+// path, joined into one error; nil when the configuration can run.
+func (c *Config) Validate() error {
+	var p problems
+	if c.Server == "" {
+		p.add("server", "must be set (the host name could not be read)")
+	}
+	for k, v := range c.Tags {
+		switch {
+		case k == "":
+			p.add("tags", "a tag name is empty")
+		case reservedTag(k):
+			p.add("tags."+k, "is set by the agent itself and cannot be a static tag")
+		case v == "":
+			p.add("tags."+k, "has an empty value")
+		}
+	}
+	p.oneOf("log_level", c.LogLevel, "debug", "info", "warn", "error")
+	p.oneOf("log_format", c.LogFormat, "text", "json")
+	p.positive("shutdown_timeout", c.ShutdownTimeout)
+	p.positive("self_interval", c.SelfInterval)
+
+	if c.API.Enabled {
+		a := c.API
+		p.url("api.url", a.URL)
+		p.oneOf("api.dialect", a.Dialect, "pmta", "seed")
+		p.oneOf("api.format", a.Format, "json", "xml")
+		p.positive("api.interval", a.Interval)
+		p.positive("api.timeout", a.Timeout)
+		if a.Timeout > a.Interval && a.Interval > 0 {
+			p.add("api.timeout", fmt.Sprintf("(%s) must not exceed api.interval (%s)", a.Timeout, a.Interval))
+		}
+		if a.Jitter < 0 || (a.Interval > 0 && a.Jitter >= a.Interval) {
+			p.add("api.jitter", fmt.Sprintf("must be at least 0 and below api.interval (%s)", a.Interval))
+		}
+		if a.MaxItems < 0 {
+			p.add("api.max_items", "must be 0 (PowerMTA's default) or more")
+		}
+		if !a.Endpoints.Status && !a.Endpoints.Queues && !a.Endpoints.Domains && !a.Endpoints.VMTAs {
+			p.add("api.endpoints", "all endpoints are off: turn one on or set api.enabled: false")
+		}
+		if a.APIKey != "" && strings.HasPrefix(a.URL, "http://") && !loopback(a.URL) {
+			p.add("api.api_key", "would be sent in clear text over http:// to a remote host; use https://")
+		}
+		p.tls("api.tls", a.TLS)
+	}
+
+	if c.Acct.Enabled {
+		a := c.Acct
+		if len(a.Globs) == 0 {
+			p.add("acct.globs", "must list at least one pattern")
+		}
+		for i, g := range a.Globs {
+			if _, err := filepath.Match(g, ""); err != nil {
+				p.add(fmt.Sprintf("acct.globs[%d]", i), fmt.Sprintf("%q is not a valid pattern: %v", g, err))
+			}
+		}
+		p.oneOf("acct.start_at", a.StartAt, "beginning", "end")
+		p.positive("acct.interval", a.Interval)
+		if a.Interval > 0 && time.Hour%a.Interval != 0 {
+			p.add("acct.interval", fmt.Sprintf("(%s) must divide an hour evenly so intervals line up across servers", a.Interval))
+		}
+		if a.Grace < 0 {
+			p.add("acct.grace", "must not be negative")
+		}
+		p.positive("acct.poll_every", a.PollEvery)
+		if a.TopDiag < 1 {
+			p.add("acct.top_diag", "must be at least 1")
+		}
+		if a.MaxLineBytes < 1024 {
+			p.add("acct.max_line_bytes", "must be at least 1024")
+		}
+		if c.StateDir == "" {
+			p.add("state_dir", "must be set: the accounting checkpoint lives there")
+		}
+	}
+
+	if c.Pipeline.MaxDomains < 1 {
+		p.add("pipeline.max_domains", "must be at least 1")
+	}
+	for k, v := range c.Pipeline.ISPMap {
+		if strings.TrimSpace(k) == "" || strings.TrimSpace(v) == "" {
+			p.add("pipeline.isp_map", fmt.Sprintf("rule %q → %q has an empty side", k, v))
+		}
+	}
+
+	if !c.Sinks.Stdout.Enabled && !c.Sinks.Influx.Enabled {
+		p.add("sinks", "no sink is enabled: enable sinks.stdout or sinks.influx")
+	}
+	if c.Sinks.Stdout.Enabled {
+		p.queue("sinks.stdout.buffer", c.Sinks.Stdout.Buffer)
+	}
+	if in := c.Sinks.Influx; in.Enabled {
+		p.url("sinks.influx.url", in.URL)
+		if in.Bucket == "" {
+			p.add("sinks.influx.bucket", "must be set (InfluxDB 1.8: \"database/retention-policy\" or \"database\")")
+		}
+		if in.BatchSize < 1 {
+			p.add("sinks.influx.batch_size", "must be at least 1")
+		}
+		p.positive("sinks.influx.timeout", in.Timeout)
+		if in.Token != "" && strings.HasPrefix(in.URL, "http://") && !loopback(in.URL) {
+			p.add("sinks.influx.token", "would be sent in clear text over http:// to a remote host; use https://")
+		}
+		p.tls("sinks.influx.tls", in.TLS)
+		p.queue("sinks.influx.buffer", in.Buffer)
+	}
+	return p.err()
+}
+
+func reservedTag(k string) bool {
+	switch k {
+	case "server", "domain", "isp", "vmta", "type", "pool", "source_ip", "bounce_cat", "dsn_class", "diag", "component":
+		return true
+	}
+	return false
+}
+
+type problems []error
+
+func (p *problems) add(key, msg string) { *p = append(*p, fmt.Errorf("%s: %s", key, msg)) }
+
+func (p *problems) err() error { return errors.Join(*p...) }
+
+func (p *problems) oneOf(key, v string, allowed ...string) {
+	for _, a := range allowed {
+		if v == a {
+			return
+		}
+	}
+	p.add(key, fmt.Sprintf("is %q, want one of %s", v, strings.Join(allowed, ", ")))
+}
+
+func (p *problems) positive(key string, d time.Duration) {
+	if d <= 0 {
+		p.add(key, fmt.Sprintf("must be a positive duration such as 10s (is %s)", d))
+	}
+}
+
+func (p *problems) url(key, raw string) {
+	u, err := url.Parse(raw)
+	switch {
+	case raw == "":
+		p.add(key, "must be set")
+	case err != nil:
+		p.add(key, fmt.Sprintf("is not a URL: %v", err))
+	case u.Scheme != "http" && u.Scheme != "https":
+		p.add(key, fmt.Sprintf("%q must start with http:// or https://", raw))
+	case u.Host == "":
+		p.add(key, fmt.Sprintf("%q has no host", raw))
+	case u.User != nil:
+		p.add(key, "must not carry credentials; use the token or api_key options")
+	}
+}
+
+func (p *problems) tls(key string, t agent.TLSConfig) {
+	for _, f := range []struct{ name, path string }{{"ca_file", t.CAFile}, {"cert_file", t.CertFile}, {"key_file", t.KeyFile}} {
+		if f.path == "" {
+			continue
+		}
+		if _, err := os.Stat(f.path); err != nil {
+			p.add(key+"."+f.name, fmt.Sprintf("cannot be read: %v", err))
+		}
+	}
+	if (t.CertFile == "") != (t.KeyFile == "") {
+		p.add(key, "cert_file and key_file go together")
+	}
+	if t.InsecureSkipVerify && t.CAFile != "" {
+		p.add(key+".insecure_skip_verify", "is set together with ca_file; the CA would be ignored")
+	}
+}
+
+func (p *problems) queue(key string, q Queue) {
+	if q.MaxPoints < 1 {
+		p.add(key+".max_points", "must be at least 1")
+	}
+	p.positive(key+".min_backoff", q.MinBackoff)
+	if q.MaxBackoff < q.MinBackoff {
+		p.add(key+".max_backoff", "must not be below min_backoff")
+	}
+}
+
+func loopback(raw string) bool {
+	u, err := url.Parse(raw)
+	if err != nil {
+		return false
+	}
+	h := u.Hostname()
+	return h == "localhost" || strings.HasPrefix(h, "127.") || h == "::1"
+}

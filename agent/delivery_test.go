@@ -1,0 +1,188 @@
+package agent
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"slices"
+	"sync"
+	"testing"
+	"time"
+)
+
+// fakeSink is a hand-written fake: its behaviour is a function field.
+type fakeSink struct {
+	mu    sync.Mutex
+	write func(n int, points []Point) error // n counts calls from 0
+	calls int
+	got   []Point
+}
+
+func (f *fakeSink) Name() string { return "fake" }
+
+func (f *fakeSink) Write(_ context.Context, points []Point) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	n := f.calls
+	f.calls++
+	if f.write != nil {
+		if err := f.write(n, points); err != nil {
+			return err
+		}
+	}
+	f.got = append(f.got, points...)
+	return nil
+}
+
+func pts(n int) []Point {
+	out := make([]Point, n)
+	for i := range out {
+		out[i] = NewPoint("m", nil, []Field{{"i", int64(i)}}, time.Unix(int64(i), 0))
+	}
+	return out
+}
+
+func values(p []Point) []int64 {
+	var out []int64
+	for _, x := range p {
+		v, _ := x.FieldValue("i")
+		out = append(out, v.(int64))
+	}
+	return out
+}
+
+func discard() *slog.Logger { return slog.New(slog.DiscardHandler) }
+
+func TestDeliveryOutcomes(t *testing.T) {
+	ctx := context.Background()
+	t.Run("retryable keeps order and data", func(t *testing.T) {
+		s := &fakeSink{write: func(n int, _ []Point) error {
+			if n < 2 {
+				return errors.New("connection refused")
+			}
+			return nil
+		}}
+		d := NewDelivery(s, DeliveryConfig{BatchSize: 3, MinBackoff: time.Millisecond, MaxBackoff: 4 * time.Millisecond}, discard())
+		d.Enqueue(pts(7))
+		for range 10 {
+			if _, more := d.FlushOnce(ctx); !more {
+				break
+			}
+		}
+		if !slices.Equal(values(s.got), []int64{0, 1, 2, 3, 4, 5, 6}) {
+			t.Fatalf("got %v", values(s.got))
+		}
+	})
+	t.Run("throttled honours Retry-After", func(t *testing.T) {
+		s := &fakeSink{write: func(n int, _ []Point) error {
+			if n == 0 {
+				return &SinkError{Kind: Throttled, RetryAfter: 7 * time.Second, Err: errors.New("429")}
+			}
+			return nil
+		}}
+		d := NewDelivery(s, DeliveryConfig{MinBackoff: time.Millisecond}, discard())
+		d.Enqueue(pts(2))
+		wait, more := d.FlushOnce(ctx)
+		if wait != 7*time.Second || !more {
+			t.Fatalf("wait %s more %v, want 7s true", wait, more)
+		}
+	})
+	t.Run("permanent drops and counts", func(t *testing.T) {
+		s := &fakeSink{write: func(n int, _ []Point) error {
+			if n == 0 {
+				return &SinkError{Kind: Permanent, Err: errors.New("400 bad request")}
+			}
+			return nil
+		}}
+		d := NewDelivery(s, DeliveryConfig{BatchSize: 2}, discard())
+		d.Enqueue(pts(4))
+		d.FlushOnce(ctx)
+		d.FlushOnce(ctx)
+		if !slices.Equal(values(s.got), []int64{2, 3}) || d.dropPerm.Load() != 2 {
+			t.Fatalf("got %v dropped %d", values(s.got), d.dropPerm.Load())
+		}
+	})
+	t.Run("too large splits until it fits", func(t *testing.T) {
+		s := &fakeSink{write: func(_ int, p []Point) error {
+			if len(p) > 2 {
+				return &SinkError{Kind: TooLarge, Err: errors.New("413")}
+			}
+			return nil
+		}}
+		d := NewDelivery(s, DeliveryConfig{BatchSize: 8}, discard())
+		d.Enqueue(pts(7))
+		for range 20 {
+			if _, more := d.FlushOnce(ctx); !more {
+				break
+			}
+		}
+		if !slices.Equal(values(s.got), []int64{0, 1, 2, 3, 4, 5, 6}) || d.Queued() != 0 {
+			t.Fatalf("got %v queued %d", values(s.got), d.Queued())
+		}
+	})
+	t.Run("overflow drops the oldest", func(t *testing.T) {
+		s := &fakeSink{}
+		d := NewDelivery(s, DeliveryConfig{BatchSize: 2, MaxPoints: 4}, discard())
+		d.Enqueue(pts(8))
+		for range 5 {
+			d.FlushOnce(ctx)
+		}
+		if !slices.Equal(values(s.got), []int64{4, 5, 6, 7}) || d.dropFull.Load() != 4 {
+			t.Fatalf("got %v dropped %d", values(s.got), d.dropFull.Load())
+		}
+	})
+}
+
+func TestBackoffBounds(t *testing.T) {
+	d := NewDelivery(&fakeSink{}, DeliveryConfig{MinBackoff: time.Second, MaxBackoff: time.Minute}, discard())
+	for n := 1; n < 20; n++ {
+		ceil := min(time.Second<<(n-1), time.Minute)
+		if n > 8 {
+			ceil = time.Minute
+		}
+		for range 50 {
+			if w := d.backoff(n); w < ceil/2 || w > ceil {
+				t.Fatalf("backoff(%d) = %s, want within [%s, %s]", n, w, ceil/2, ceil)
+			}
+		}
+	}
+}
+
+func TestEngineDrainsOnShutdown(t *testing.T) {
+	s := &fakeSink{}
+	d := NewDelivery(s, DeliveryConfig{}, discard())
+	p := NewPipeline(PipelineConfig{Server: "s", MaxDomains: 10}, d)
+	src := sourceFunc(func(ctx context.Context, emit func(Batch)) error {
+		emit(Batch{Points: pts(3)})
+		<-ctx.Done()
+		emit(Batch{Points: pts(2)}) // emitted while stopping: must still be written
+		return nil
+	})
+	e := NewEngine(EngineConfig{SelfInterval: time.Hour, ShutdownTimeout: 5 * time.Second}, p, []*Delivery{d}, []Source{src}, discard())
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error)
+	go func() { done <- e.Run(ctx) }()
+	time.Sleep(50 * time.Millisecond)
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	var self int
+	for _, p := range s.got {
+		if p.Measurement == "pmta_agent" {
+			self++
+		}
+	}
+	if len(s.got)-self != 5 || self == 0 {
+		t.Fatalf("wrote %d points (%d self), want 5 data points and self points", len(s.got), self)
+	}
+	if err := e.Close(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+}
+
+type sourceFunc func(ctx context.Context, emit func(Batch)) error
+
+func (sourceFunc) Name() string                                      { return "func" }
+func (f sourceFunc) Run(ctx context.Context, emit func(Batch)) error { return f(ctx, emit) }
+

@@ -1,0 +1,97 @@
+package agent
+
+import (
+	"testing"
+	"time"
+)
+
+func TestPipelineTags(t *testing.T) {
+	ts := time.Unix(1705332300, 0)
+	p := NewPipeline(PipelineConfig{Server: "mta01", Tags: map[string]string{"dc": "fra1", "server": "not-this-one"}, MaxDomains: 10})
+	in := []Point{
+		NewPoint("pmta_queue", []Tag{{"vmta", "vmta-gm-011"}, {"domain", "GMail.com."}}, []Field{{"rcp", int64(5)}}, ts),
+		NewPoint("pmta_vmta", []Tag{{"vmta", "vmta-gm-011"}}, []Field{{"rcp", int64(5)}}, ts),
+		NewPoint("pmta_acct", []Tag{{"domain", "hotmail.co.uk"}, {"isp", "custom"}}, []Field{{"count", int64(1)}}, ts),
+	}
+	out := p.Process(in)
+	got := string(LineProtocol(out))
+	want := "pmta_queue,dc=fra1,domain=gmail.com,isp=google,server=mta01,vmta=vmta-gm-011 rcp=5i 1705332300000000000\n" +
+		"pmta_vmta,dc=fra1,server=mta01,vmta=vmta-gm-011 rcp=5i 1705332300000000000\n" +
+		"pmta_acct,dc=fra1,domain=hotmail.co.uk,isp=custom,server=mta01 count=1i 1705332300000000000\n"
+	if got != want {
+		t.Errorf("got\n%s\nwant\n%s", got, want)
+	}
+	if d, _ := in[0].TagValue("domain"); d != "GMail.com." {
+		t.Errorf("Process changed its input: domain %q", d)
+	}
+}
+
+func TestFoldDomainsKeepsTotals(t *testing.T) {
+	ts := time.Unix(1705332300, 0)
+	var in []Point
+	add := func(domain, vmta string, rcp int64, kbMax float64) {
+		in = append(in, NewPoint("pmta_queue", []Tag{{"domain", domain}, {"vmta", vmta}},
+			[]Field{{"rcp", rcp}, {"kb", float64(rcp) / 2}, {"paused", int64(1)}, {"queued_s_max", kbMax}}, ts))
+	}
+	add("gmail.com", "v1", 100, 1)
+	add("yahoo.com", "v1", 90, 2)
+	add("small-a.example", "v1", 3, 7)
+	add("small-b.example", "v1", 2, 9)
+	add("small-c.example", "v2", 1, 4)
+	p := NewPipeline(PipelineConfig{Server: "s", MaxDomains: 2})
+	out := p.Process(in)
+	got := string(LineProtocol(out))
+	want := "pmta_queue,domain=gmail.com,isp=google,server=s,vmta=v1 rcp=100i,kb=50.0,paused=1i,queued_s_max=1.0 1705332300000000000\n" +
+		"pmta_queue,domain=yahoo.com,isp=yahoo,server=s,vmta=v1 rcp=90i,kb=45.0,paused=1i,queued_s_max=2.0 1705332300000000000\n" +
+		"pmta_queue,domain=other,isp=other,server=s,vmta=v1 rcp=5i,kb=2.5,paused=2i,queued_s_max=9.0 1705332300000000000\n" +
+		"pmta_queue,domain=other,isp=other,server=s,vmta=v2 rcp=1i,kb=0.5,paused=1i,queued_s_max=4.0 1705332300000000000\n"
+	if got != want {
+		t.Errorf("got\n%s\nwant\n%s", got, want)
+	}
+	if f := p.Stats()[2]; f.Key != "domains_folded" || f.Value != int64(3) {
+		t.Errorf("stats %v, want domains_folded=3", f)
+	}
+}
+
+func TestPipelineCallsDone(t *testing.T) {
+	var got [][]Point
+	q := enqueueFunc(func(p []Point) { got = append(got, p) })
+	p := NewPipeline(PipelineConfig{Server: "s", MaxDomains: 5}, q, q)
+	done := 0
+	p.Emit(Batch{Points: []Point{NewPoint("m", nil, []Field{{"f", int64(1)}}, time.Unix(1, 0))}, Done: func() { done++ }})
+	if done != 1 || len(got) != 2 {
+		t.Fatalf("done=%d enqueued=%d, want 1 and 2", done, len(got))
+	}
+}
+
+type enqueueFunc func([]Point)
+
+func (f enqueueFunc) Enqueue(p []Point) { f(p) }
+
+func TestISPMap(t *testing.T) {
+	m := NewISPMap(map[string]string{"example-isp.net": "example", "gmail.com": "alphabet"})
+	for domain, want := range map[string]string{
+		"gmail.com": "alphabet", "googlemail.com": "google", "hotmail.co.uk": "microsoft",
+		"hotmail.com": "microsoft", "live.fr": "microsoft", "outlook.com": "microsoft", "msn.com": "microsoft",
+		"yahoo.co.jp": "yahoo", "aol.com": "yahoo", "ymail.com": "yahoo", "eu.yahoo.com": "yahoo",
+		"mx.example-isp.net": "example", "unknown.example": "other", "": "other", "com": "other",
+	} {
+		if got := m.Lookup(domain); got != want {
+			t.Errorf("Lookup(%q) = %q, want %q", domain, got, want)
+		}
+	}
+}
+
+func TestSplitQueue(t *testing.T) {
+	for name, want := range map[string][2]string{
+		"gmail.com/vmta-gm-011": {"gmail.com", "vmta-gm-011"},
+		"Yahoo.COM/Pmta54-159":  {"yahoo.com", "Pmta54-159"},
+		"aol.com":               {"aol.com", "{default}"},
+		"{bounceProcessor}/x":   {"{bounceprocessor}", "x"},
+	} {
+		d, v := SplitQueue(name)
+		if d != want[0] || v != want[1] {
+			t.Errorf("SplitQueue(%q) = %q, %q; want %q, %q", name, d, v, want[0], want[1])
+		}
+	}
+}

@@ -1,0 +1,214 @@
+// Package influxtest starts a real InfluxDB 1.8 server for end-to-end tests
+// and queries it back with InfluxQL.
+//
+// The server binary is found in $INFLUXD, on $PATH as influxd, or in
+// $(go env GOPATH)/bin; .ci/run installs it with
+// `go install github.com/influxdata/influxdb/cmd/influxd@v1.8.10`. Without a
+// binary the test is skipped locally and fails when CI=true.
+package influxtest
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"net"
+	"net/http"
+	"net/url"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+)
+
+// Server is a running influxd with its own temporary directories.
+type Server struct {
+	URL  string // http://127.0.0.1:port
+	cmd  *exec.Cmd
+	conf string
+	log  *bytes.Buffer
+	t    testing.TB
+}
+
+// Binary returns the path of influxd, or "" when none is installed.
+func Binary() string {
+	if p := os.Getenv("INFLUXD"); p != "" {
+		return p
+	}
+	if p, err := exec.LookPath("influxd"); err == nil {
+		return p
+	}
+	gopath := os.Getenv("GOPATH")
+	if gopath == "" {
+		if home, err := os.UserHomeDir(); err == nil {
+			gopath = filepath.Join(home, "go")
+		}
+	}
+	if p := filepath.Join(gopath, "bin", "influxd"); fileExists(p) {
+		return p
+	}
+	return ""
+}
+
+func fileExists(p string) bool {
+	st, err := os.Stat(p)
+	return err == nil && !st.IsDir()
+}
+
+// Start runs influxd on loopback ports in t.TempDir() and stops it when the
+// test ends.
+func Start(t testing.TB) *Server {
+	t.Helper()
+	bin := Binary()
+	if bin == "" {
+		msg := "influxd not found (set INFLUXD or run: go install github.com/influxdata/influxdb/cmd/influxd@v1.8.10)"
+		if os.Getenv("CI") == "true" {
+			t.Fatal(msg)
+		}
+		t.Skip(msg)
+	}
+	dir := t.TempDir()
+	s := &Server{conf: filepath.Join(dir, "influxd.conf"), log: &bytes.Buffer{}, t: t}
+	httpPort, rpcPort := freePort(t), freePort(t)
+	conf := fmt.Sprintf(`reporting-disabled = true
+bind-address = "127.0.0.1:%d"
+[meta]
+  dir = %q
+[data]
+  dir = %q
+  wal-dir = %q
+  query-log-enabled = false
+[http]
+  bind-address = "127.0.0.1:%d"
+  log-enabled = false
+[monitor]
+  store-enabled = false
+[continuous_queries]
+  enabled = false
+[logging]
+  level = "warn"
+`, rpcPort, filepath.Join(dir, "meta"), filepath.Join(dir, "data"), filepath.Join(dir, "wal"), httpPort)
+	if err := os.WriteFile(s.conf, []byte(conf), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	s.URL = fmt.Sprintf("http://127.0.0.1:%d", httpPort)
+	s.start()
+	t.Cleanup(s.Stop)
+	return s
+}
+
+func (s *Server) start() {
+	s.t.Helper()
+	s.cmd = exec.Command(Binary(), "run", "-config", s.conf)
+	s.cmd.Stdout, s.cmd.Stderr = s.log, s.log
+	if err := s.cmd.Start(); err != nil {
+		s.t.Fatalf("start influxd: %v", err)
+	}
+	deadline := time.Now().Add(30 * time.Second)
+	for time.Now().Before(deadline) {
+		resp, err := http.Get(s.URL + "/ping")
+		if err == nil {
+			resp.Body.Close()
+			if resp.StatusCode == http.StatusNoContent {
+				return
+			}
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	s.Stop()
+	s.t.Fatalf("influxd did not answer /ping within 30s; its log:\n%s", s.log.String())
+}
+
+// Stop stops the server; its data stays for Restart.
+func (s *Server) Stop() {
+	if s.cmd == nil || s.cmd.Process == nil {
+		return
+	}
+	_ = s.cmd.Process.Signal(os.Interrupt)
+	done := make(chan struct{})
+	go func() { _ = s.cmd.Wait(); close(done) }()
+	select {
+	case <-done:
+	case <-time.After(10 * time.Second):
+		_ = s.cmd.Process.Kill()
+		<-done
+	}
+	s.cmd = nil
+}
+
+// Restart starts a stopped server again on the same port and data.
+func (s *Server) Restart() { s.start() }
+
+// CreateDatabase runs CREATE DATABASE; 1.8's /api/v2/write needs it first.
+func (s *Server) CreateDatabase(name string) {
+	s.t.Helper()
+	if _, err := s.Query("", "CREATE DATABASE "+quoteIdent(name)); err != nil {
+		s.t.Fatal(err)
+	}
+}
+
+// Series is one series of an InfluxQL result.
+type Series struct {
+	Name    string            `json:"name"`
+	Tags    map[string]string `json:"tags"`
+	Columns []string          `json:"columns"`
+	Values  [][]any           `json:"values"`
+}
+
+// Query runs InfluxQL against db and returns the series of the first
+// statement. Times come back as nanoseconds since the epoch; numbers as
+// json.Number.
+func (s *Server) Query(db, q string) ([]Series, error) {
+	form := url.Values{"q": {q}, "epoch": {"ns"}}
+	if db != "" {
+		form.Set("db", db)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, s.URL+"/query", strings.NewReader(form.Encode()))
+	if err != nil {
+		return nil, err
+	}
+	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return nil, fmt.Errorf("query %q: %w", q, err)
+	}
+	defer resp.Body.Close()
+	var out struct {
+		Results []struct {
+			Series []Series `json:"series"`
+			Err    string   `json:"error"`
+		} `json:"results"`
+		Err string `json:"error"`
+	}
+	dec := json.NewDecoder(resp.Body)
+	dec.UseNumber()
+	if err := dec.Decode(&out); err != nil {
+		return nil, fmt.Errorf("query %q: decode (HTTP %d): %w", q, resp.StatusCode, err)
+	}
+	if out.Err != "" {
+		return nil, fmt.Errorf("query %q: %s", q, out.Err)
+	}
+	if len(out.Results) == 0 {
+		return nil, nil
+	}
+	if out.Results[0].Err != "" {
+		return nil, fmt.Errorf("query %q: %s", q, out.Results[0].Err)
+	}
+	return out.Results[0].Series, nil
+}
+
+func quoteIdent(s string) string { return `"` + strings.ReplaceAll(s, `"`, `\"`) + `"` }
+
+func freePort(t testing.TB) int {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port
+}
