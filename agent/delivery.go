@@ -2,6 +2,7 @@ package agent
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"math/rand/v2"
@@ -163,6 +164,17 @@ func (d *Delivery) FlushOnce(ctx context.Context) (wait time.Duration, more bool
 	}
 
 	d.errs.Add(1)
+	var partial interface{ Settled() int }
+	if errors.As(err, &partial) {
+		// The sink took (or rejected for good) a leading part of the chunk;
+		// only the rest is retried.
+		if n := partial.Settled(); n > 0 && n < len(head) && len(d.chunks) > 0 && sameChunk(d.chunks[0], head) {
+			d.chunks[0] = head[n:]
+			d.queued -= n
+			d.written.Add(int64(n))
+			head = d.chunks[0]
+		}
+	}
 	kind, retryAfter := Classify(err)
 	switch kind {
 	case Permanent:

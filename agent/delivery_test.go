@@ -186,3 +186,23 @@ type sourceFunc func(ctx context.Context, emit func(Batch)) error
 func (sourceFunc) Name() string                                      { return "func" }
 func (f sourceFunc) Run(ctx context.Context, emit func(Batch)) error { return f(ctx, emit) }
 
+type settledErr struct{ n int }
+
+func (e settledErr) Error() string { return "partial" }
+func (e settledErr) Settled() int  { return e.n }
+
+func TestDeliveryPartialWriteResendsOnlyTheRest(t *testing.T) {
+	s := &fakeSink{write: func(n int, p []Point) error {
+		if n == 0 {
+			return &SinkError{Kind: Retryable, Err: settledErr{3}}
+		}
+		return nil
+	}}
+	d := NewDelivery(s, DeliveryConfig{BatchSize: 5, MinBackoff: time.Millisecond}, discard())
+	d.Enqueue(pts(5))
+	d.FlushOnce(context.Background())
+	d.FlushOnce(context.Background())
+	if !slices.Equal(values(s.got), []int64{3, 4}) || d.Queued() != 0 || d.written.Load() != 5 {
+		t.Fatalf("resent %v, queued %d, written %d", values(s.got), d.Queued(), d.written.Load())
+	}
+}

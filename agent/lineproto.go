@@ -1,6 +1,7 @@
 package agent
 
 import (
+	"fmt"
 	"math"
 	"strconv"
 	"strings"
@@ -13,6 +14,9 @@ import (
 // written at all (dst is returned unchanged).
 func AppendLineProtocol(dst []byte, p *Point) []byte {
 	start := len(dst)
+	if p.Measurement == "" || p.Measurement[0] == '#' {
+		return dst // not a valid line; "#" starts a comment
+	}
 	dst = appendEscaped(dst, p.Measurement, measurementEscapes)
 	for _, t := range p.Tags {
 		if t.Value == "" || t.Key == "" {
@@ -64,6 +68,12 @@ func appendFieldValue(dst []byte, v any) ([]byte, bool) {
 		return append(strconv.AppendInt(dst, v, 10), 'i'), true
 	case int:
 		return append(strconv.AppendInt(dst, int64(v), 10), 'i'), true
+	case int32:
+		return append(strconv.AppendInt(dst, int64(v), 10), 'i'), true
+	case uint32:
+		return append(strconv.AppendInt(dst, int64(v), 10), 'i'), true
+	case float32:
+		return appendFieldValue(dst, float64(v))
 	case uint64:
 		if v > math.MaxInt64 {
 			return strconv.AppendFloat(dst, float64(v), 'f', -1, 64), true
@@ -99,7 +109,7 @@ func appendFieldValue(dst []byte, v any) ([]byte, bool) {
 	case nil:
 		return dst, false
 	default:
-		return dst, false
+		return appendFieldValue(dst, fmt.Sprint(v))
 	}
 }
 
@@ -121,6 +131,10 @@ func appendEscaped(dst []byte, s, special string) []byte {
 				dst[len(dst)-1] = '\\'
 				dst = append(dst, ' ')
 			}
+		case c == '\\' && (i == len(s)-1 || strings.IndexByte(special, s[i+1]) >= 0):
+			// Line protocol has no escape for a backslash itself: one at the
+			// end or before a separator would escape what follows and break
+			// the line, so it is dropped (as Telegraf does).
 		case strings.IndexByte(special, c) >= 0:
 			dst = append(dst, '\\', c)
 		default:

@@ -1,0 +1,311 @@
+// Package influx is the sink that writes points to InfluxDB through the
+// /api/v2/write endpoint, which InfluxDB 1.8+, 2.x, 3.x and Cloud all serve.
+// It uses influxdb-client-go's blocking write API and never retries on its
+// own: the delivery loop owns retries, back-off and the durable queue, so this
+// package only sends, and classifies what went wrong (see classify).
+//
+// InfluxDB 1.8: set Bucket to "database/retention-policy" (or just
+// "database" for the default policy), leave Org empty, and set Token to
+// "user:password" when authentication is on, or leave it empty.
+package influx
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/url"
+	"strconv"
+	"time"
+
+	influxdb2 "github.com/influxdata/influxdb-client-go/v2"
+	"github.com/influxdata/influxdb-client-go/v2/api"
+
+	"github.com/pmta-agent/pmta-agent/agent"
+)
+
+// Defaults for the zero values of Config.
+const (
+	DefaultBatchSize = 5000
+	DefaultTimeout   = 10 * time.Second
+)
+
+// Config is the sink's configuration.
+type Config struct {
+	// URL is the server's base URL, e.g. https://influx.example:8086.
+	URL string
+	// Org is the 2.x/3.x organisation; InfluxDB 1.8 ignores it.
+	Org string
+	// Bucket is the 2.x/3.x bucket, or for 1.8 "db/rp" or "db".
+	Bucket string
+	// Token is the 2.x/3.x API token, or for 1.8 "user:password". It is sent
+	// only in the Authorization header: never logged, never in an error.
+	Token string
+	// Gzip compresses request bodies.
+	Gzip bool
+	// BatchSize is the most points sent in one request (default 5000).
+	BatchSize int
+	// Timeout bounds one HTTP request, from dial to the end of the response
+	// (default 10s).
+	Timeout time.Duration
+	// TLS configures certificate checks and client certificates for https.
+	TLS agent.TLSConfig
+	// Precision is the timestamp unit on the wire: time.Nanosecond (the
+	// default), time.Microsecond, time.Millisecond or time.Second.
+	Precision time.Duration
+}
+
+// String shows the configuration with the token masked, so that printing a
+// Config cannot leak it.
+func (c Config) String() string {
+	c.Token = maskToken(c.Token)
+	if u, err := url.Parse(c.URL); err == nil {
+		c.URL = u.Redacted()
+	} else {
+		c.URL = "(invalid)"
+	}
+	type plain Config // no String method: no recursion
+	return fmt.Sprintf("%+v", plain(c))
+}
+
+// GoString is String for %#v.
+func (c Config) GoString() string { return c.String() }
+
+// LogValue is String for log/slog.
+func (c Config) LogValue() slog.Value { return slog.StringValue(c.String()) }
+
+func maskToken(token string) string {
+	if token == "" {
+		return ""
+	}
+	return "[redacted]"
+}
+
+// withDefaults fills zero values and reports every invalid setting at once.
+func (c Config) withDefaults() (Config, error) {
+	if c.BatchSize == 0 {
+		c.BatchSize = DefaultBatchSize
+	}
+	if c.Timeout == 0 {
+		c.Timeout = DefaultTimeout
+	}
+	if c.Precision == 0 {
+		c.Precision = time.Nanosecond
+	}
+	var errs []error
+	if c.URL == "" {
+		errs = append(errs, errors.New("url is required"))
+	} else if u, err := url.Parse(c.URL); err != nil {
+		// url.Parse's error quotes the URL, which may hold a password.
+		errs = append(errs, errors.New("url is not a valid URL"))
+	} else if (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+		errs = append(errs, fmt.Errorf("url %q must be http:// or https:// with a host", u.Redacted()))
+	}
+	if c.Bucket == "" {
+		errs = append(errs, errors.New("bucket is required (for InfluxDB 1.8: \"database/retention-policy\")"))
+	}
+	if c.BatchSize < 0 {
+		errs = append(errs, fmt.Errorf("batch_size %d must be positive", c.BatchSize))
+	}
+	if c.Timeout < 0 {
+		errs = append(errs, fmt.Errorf("timeout %s must be positive", c.Timeout))
+	}
+	switch c.Precision {
+	case time.Nanosecond, time.Microsecond, time.Millisecond, time.Second:
+	default:
+		errs = append(errs, fmt.Errorf("precision %s must be 1ns, 1µs, 1ms or 1s", c.Precision))
+	}
+	return c, errors.Join(errs...)
+}
+
+// Sink writes points to InfluxDB. It is safe for concurrent use.
+type Sink struct {
+	cfg       Config
+	client    influxdb2.Client
+	write     api.WriteAPIBlocking
+	transport *http.Transport
+	safeURL   string // URL without its password, for logs and errors
+	secrets   secrets
+	health    *health
+}
+
+var (
+	_ agent.Sink   = (*Sink)(nil)
+	_ agent.Closer = (*Sink)(nil)
+)
+
+// New checks cfg and builds the client. It does not contact the server; call
+// Ping for that.
+func New(cfg Config, log *slog.Logger) (*Sink, error) {
+	if log == nil {
+		return nil, errors.New("influx sink: a logger is required")
+	}
+	cfg, err := cfg.withDefaults()
+	if err != nil {
+		return nil, fmt.Errorf("influx sink config: %w", err)
+	}
+	tlsConf, err := cfg.TLS.Build()
+	if err != nil {
+		return nil, fmt.Errorf("influx sink tls: %w", err)
+	}
+	u, _ := url.Parse(cfg.URL) // checked in withDefaults
+
+	// Our own client rather than Options.SetHTTPRequestTimeout, which only
+	// takes whole seconds; with SetHTTPClient the library ignores its other
+	// HTTP options, so TLS goes on this transport too.
+	transport := newTransport(tlsConf)
+	httpClient := &http.Client{
+		Timeout:   cfg.Timeout,
+		Transport: errorBodyTransport{base: transport},
+	}
+	opts := influxdb2.DefaultOptions().
+		SetHTTPClient(httpClient).
+		SetUseGZip(cfg.Gzip).
+		SetPrecision(cfg.Precision).
+		SetApplicationName("pmta-agent").
+		// The blocking API used here never retries (it calls the write
+		// service's WriteBatch directly); zero retries also keeps the
+		// library's retry machinery off should anything reach it.
+		SetMaxRetries(0)
+	client := influxdb2.NewClientWithOptions(cfg.URL, cfg.Token, opts)
+
+	s := &Sink{
+		cfg:       cfg,
+		client:    client,
+		write:     client.WriteAPIBlocking(cfg.Org, cfg.Bucket),
+		transport: transport,
+		safeURL:   u.Redacted(),
+		secrets:   newSecrets(cfg.Token, u),
+		health:    newHealth(log.With("sink", "influx"), time.Now),
+	}
+	log.Info("influx sink configured", "sink", "influx", "url", s.safeURL, "org", cfg.Org,
+		"bucket", cfg.Bucket, "gzip", cfg.Gzip, "batch_size", cfg.BatchSize,
+		"timeout", cfg.Timeout, "auth", cfg.Token != "")
+	return s, nil
+}
+
+// newTransport returns a copy of Go's default transport (proxy from the
+// environment, dial and TLS handshake timeouts, connection reuse) with tlsConf.
+func newTransport(tlsConf *tls.Config) *http.Transport {
+	var t *http.Transport
+	if def, ok := http.DefaultTransport.(*http.Transport); ok {
+		t = def.Clone()
+	} else { // replaced by some other package: build the same defaults
+		t = &http.Transport{
+			Proxy:                 http.ProxyFromEnvironment,
+			DialContext:           (&net.Dialer{Timeout: 30 * time.Second, KeepAlive: 30 * time.Second}).DialContext,
+			ForceAttemptHTTP2:     true,
+			MaxIdleConns:          100,
+			IdleConnTimeout:       90 * time.Second,
+			TLSHandshakeTimeout:   10 * time.Second,
+			ExpectContinueTimeout: time.Second,
+		}
+	}
+	t.TLSClientConfig = tlsConf
+	return t
+}
+
+// Name implements agent.Sink.
+func (s *Sink) Name() string { return "influx" }
+
+// Write sends points in chunks of at most BatchSize, in order, one request
+// per chunk, and returns nil only when InfluxDB accepted every chunk.
+//
+// A chunk that InfluxDB refuses for good (agent.Permanent) does not stop the
+// write: nothing will make it acceptable, and the chunks after it are good
+// data. Any other failure stops at that chunk. Either way the returned
+// *agent.SinkError wraps a *PartialWriteError when earlier chunks were dealt
+// with, so that a caller can skip the points already settled; a caller that
+// ignores it and resends everything does no harm, because every point has a
+// deterministic time and tag set and InfluxDB overwrites duplicates.
+func (s *Sink) Write(ctx context.Context, points []agent.Point) error {
+	var (
+		buf               []byte
+		written, rejected int
+		firstRejection    *agent.SinkError
+		answered          bool // the server took part: it accepted or judged a chunk
+	)
+	for off := 0; off < len(points); off += s.cfg.BatchSize {
+		end := min(off+s.cfg.BatchSize, len(points))
+		buf = buf[:0]
+		for i := off; i < end; i++ {
+			buf = appendLine(buf, &points[i], s.cfg.Precision)
+		}
+		if len(buf) == 0 {
+			// Only points that line protocol cannot carry: nothing to send.
+			written += end - off
+			continue
+		}
+		err := s.write.WriteRecord(ctx, string(buf))
+		if err == nil {
+			written += end - off
+			answered = true
+			continue
+		}
+		se := s.secrets.redact(classify(err))
+		switch {
+		case se == nil: // classify saw an answer that is not a failure
+			written += end - off
+			answered = true
+			continue
+		case se.Kind == agent.Permanent:
+			rejected += end - off
+			answered = true
+			s.health.rejected(end-off, se)
+			if firstRejection == nil {
+				firstRejection = se
+			}
+			continue
+		}
+		s.health.failed(se)
+		return withProgress(se, written, rejected)
+	}
+	if answered {
+		s.health.succeeded()
+	}
+	switch {
+	case firstRejection == nil:
+		return nil
+	case written == 0:
+		return firstRejection // all rejected: the kind says it all
+	default:
+		return withProgress(firstRejection, written, rejected)
+	}
+}
+
+// appendLine appends p's line protocol with its timestamp in units of prec,
+// the precision the write URL announces.
+func appendLine(dst []byte, p *agent.Point, prec time.Duration) []byte {
+	if prec == time.Nanosecond || p.Time.IsZero() {
+		return agent.AppendLineProtocol(dst, p)
+	}
+	start := len(dst)
+	untimed := *p // shallow copy: the slices are only read
+	untimed.Time = time.Time{}
+	dst = agent.AppendLineProtocol(dst, &untimed)
+	if len(dst) == start {
+		return dst
+	}
+	dst = append(dst[:len(dst)-1], ' ') // replace the newline
+	dst = strconv.AppendInt(dst, p.Time.UnixNano()/int64(prec), 10)
+	return append(dst, '\n')
+}
+
+// Ping checks that the server answers on /ping. It neither needs nor checks
+// the token; a bad token or a missing bucket shows on the first Write.
+func (s *Sink) Ping(ctx context.Context) error {
+	if _, err := s.client.Ping(ctx); err != nil {
+		return s.secrets.redactErr(fmt.Errorf("ping influx at %s: %w", s.safeURL, err))
+	}
+	return nil
+}
+
+// Close releases idle connections. The sink must not be used afterwards.
+func (s *Sink) Close() error {
+	s.client.Close()
+	s.transport.CloseIdleConnections()
+	return nil
+}

@@ -1,0 +1,64 @@
+// Package stdout is a sink that prints points as InfluxDB line protocol to a
+// writer, normally the process's standard output. It serves `pmta-agent once`,
+// debugging, and pipelines that feed line protocol into another tool.
+package stdout
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"sync"
+
+	"github.com/pmta-agent/pmta-agent/agent"
+)
+
+// maxKeptBuffer bounds the encoding buffer kept between batches, so one huge
+// batch (a backfill) does not pin its memory for the life of the process.
+const maxKeptBuffer = 1 << 20
+
+// Sink writes each batch as line protocol, one point per line. It is safe for
+// concurrent use: batches never interleave.
+type Sink struct {
+	mu  sync.Mutex
+	w   io.Writer
+	buf []byte
+}
+
+var _ agent.Sink = (*Sink)(nil)
+
+// New returns a sink that writes to w.
+func New(w io.Writer) *Sink {
+	return &Sink{w: w}
+}
+
+// Name implements agent.Sink.
+func (s *Sink) Name() string { return "stdout" }
+
+// Write encodes the batch and hands it to the writer in one Write call, so a
+// reader on a pipe sees whole lines and whole batches. Points that line
+// protocol cannot carry (no writable field) are skipped, as
+// agent.AppendLineProtocol documents. A failed write is retryable: resending
+// lines is harmless because every point has a deterministic time and tag set.
+func (s *Sink) Write(ctx context.Context, points []agent.Point) error {
+	if err := ctx.Err(); err != nil {
+		return &agent.SinkError{Kind: agent.Retryable, Err: fmt.Errorf("stdout write: %w", err)}
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	buf := s.buf[:0]
+	for i := range points {
+		buf = agent.AppendLineProtocol(buf, &points[i])
+	}
+	if cap(buf) <= maxKeptBuffer {
+		s.buf = buf
+	} else {
+		s.buf = nil
+	}
+	if len(buf) == 0 {
+		return nil
+	}
+	if _, err := s.w.Write(buf); err != nil {
+		return &agent.SinkError{Kind: agent.Retryable, Err: fmt.Errorf("stdout write: %w", err)}
+	}
+	return nil
+}
