@@ -4,8 +4,8 @@ import (
 	"errors"
 	"fmt"
 	"os"
-	"regexp"
 	"reflect"
+	"regexp"
 	"strings"
 
 	"github.com/go-viper/mapstructure/v2"

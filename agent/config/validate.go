@@ -39,6 +39,9 @@ func (c *Config) Validate() error {
 		p.url("api.url", a.URL)
 		p.oneOf("api.dialect", a.Dialect, "pmta", "seed")
 		p.oneOf("api.format", a.Format, "json", "xml")
+		if a.Dialect == "seed" && a.Format == "xml" {
+			p.add("api.format", "xml exists only in the pmta dialect; the seed dialect serves JSON and CSV")
+		}
 		p.positive("api.interval", a.Interval)
 		p.positive("api.timeout", a.Timeout)
 		if a.Timeout > a.Interval && a.Interval > 0 {

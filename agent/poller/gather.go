@@ -1,0 +1,229 @@
+package poller
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"time"
+
+	"github.com/pmta-agent/pmta-agent/agent"
+)
+
+// Gather runs one round: it fetches every enabled endpoint (at once), parses
+// the replies and returns their points, all stamped with the poll time. The
+// batch always holds a pmta_status point whose up field is 1 only when every
+// enabled endpoint answered with a readable document. The error joins one
+// error per failing endpoint; the points of the endpoints that worked are
+// returned all the same.
+func (p *Poller) Gather(ctx context.Context) (agent.Batch, error) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	t := p.now()
+	started := time.Now()
+
+	type outcome struct {
+		res parsed
+		err error
+	}
+	outs := make([]outcome, len(p.endpoints))
+	var wg sync.WaitGroup
+	for i, ep := range p.endpoints {
+		wg.Go(func() {
+			body, err := p.fetch(ctx, ep)
+			if err != nil {
+				outs[i].err = err
+				return
+			}
+			outs[i].res, outs[i].err = ep.parse(bytes.NewReader(body))
+		})
+	}
+	wg.Wait()
+
+	batch := agent.Batch{Source: p.Name()}
+	if err := ctx.Err(); err != nil {
+		// Shutting down: what failed failed because of us, so it is
+		// neither counted nor logged, and no rate state moves.
+		batch.Points = []agent.Point{statusPoint(0, nil, t)}
+		return batch, fmt.Errorf("api poll cancelled: %w", err)
+	}
+
+	var (
+		errs         []error
+		statusFields []agent.Field
+		lists        []agent.Point
+		skipped      int
+		restarted    bool
+	)
+	for i, ep := range p.endpoints {
+		o := outs[i]
+		if o.err != nil {
+			errs = append(errs, fmt.Errorf("api %s: %w", ep.kind, o.err))
+			p.noteFailure(ep, o.err, t)
+			continue
+		}
+		p.noteSuccess(ep, t)
+		switch {
+		case o.res.status != nil:
+			statusFields, restarted = p.pmtaStatusFields(o.res.status, t)
+		case o.res.seed != nil:
+			statusFields = o.res.seed.fields()
+		case o.res.list != nil:
+			skipped += o.res.list.skipped
+			p.noteSkipped(ep, o.res.list.skipped, t)
+			lists = append(lists, listPoints(ep.kind, o.res.list.rows, t)...)
+		}
+	}
+
+	up := int64(0)
+	if len(errs) == 0 {
+		up = 1
+	}
+	batch.Points = make([]agent.Point, 0, 1+len(lists))
+	batch.Points = append(batch.Points, statusPoint(up, statusFields, t))
+	batch.Points = append(batch.Points, lists...)
+
+	p.statsMu.Lock()
+	p.stats.polls++
+	p.stats.errors += int64(len(errs))
+	p.stats.up = up
+	if up == 1 {
+		p.stats.lastSuccessUnix = t.Unix()
+	}
+	p.stats.lastDuration = time.Since(started).Seconds()
+	p.stats.rowsSkipped += int64(skipped)
+	if restarted {
+		p.stats.restarts++
+	}
+	p.statsMu.Unlock()
+	return batch, errors.Join(errs...)
+}
+
+// statusPoint is the round's pmta_status point: up first, then what /status
+// gave. The pipeline adds the server tag.
+func statusPoint(up int64, fields []agent.Field, t time.Time) agent.Point {
+	all := make([]agent.Field, 0, 1+len(fields))
+	all = append(all, agent.Field{Key: "up", Value: up})
+	all = append(all, fields...)
+	return agent.NewPoint("pmta_status", nil, all, t)
+}
+
+func listPoints(kind string, rows []listRow, t time.Time) []agent.Point {
+	switch kind {
+	case kindQueues:
+		return queuePoints(rows, t)
+	case kindDomains:
+		return domainPoints(rows, t)
+	case kindVMTAs:
+		return vmtaPoints(rows, t)
+	}
+	return nil
+}
+
+// pmtaStatusFields returns the pmta_status fields of a /status reply plus
+// the rates since the previous reply, and whether a restart was seen.
+func (p *Poller) pmtaStatusFields(s *status, t time.Time) ([]agent.Field, bool) {
+	fields, bad := s.fields()
+	if len(bad) > 0 {
+		if logNow, _, n := p.badLog.fail(t); logNow {
+			p.log.Warn("PowerMTA status holds values that cannot be read; they are left out",
+				"fields", bad, "times_since_last_log", n)
+		}
+	} else {
+		p.badLog.ok(t)
+	}
+	rates, restart := p.rates.observe(s.counters(), t)
+	if restart != "" {
+		p.log.Info("PowerMTA restart or counter reset detected; no rates this round", "reason", restart)
+		return fields, true
+	}
+	return append(fields, rates...), false
+}
+
+// noteFailure logs a failing endpoint when it starts failing and then at
+// most once per logEvery while it keeps failing.
+func (p *Poller) noteFailure(ep endpoint, err error, t time.Time) {
+	l := p.failLogs[ep.kind]
+	if l == nil {
+		l = &limitedLog{}
+		p.failLogs[ep.kind] = l
+	}
+	logNow, first, n := l.fail(t)
+	switch {
+	case !logNow:
+	case first:
+		p.log.Warn("PowerMTA API endpoint failing", "endpoint", ep.kind, "url", ep.logURL, "error", err)
+	default:
+		p.log.Warn("PowerMTA API endpoint still failing", "endpoint", ep.kind, "url", ep.logURL,
+			"error", err, "failing_for", t.Sub(l.since).Round(time.Second), "failures_since_last_log", n)
+	}
+}
+
+// noteSuccess logs the recovery of an endpoint that was failing.
+func (p *Poller) noteSuccess(ep endpoint, t time.Time) {
+	l := p.failLogs[ep.kind]
+	if l == nil {
+		return
+	}
+	if recovered, downFor := l.ok(t); recovered {
+		p.log.Info("PowerMTA API endpoint answering again", "endpoint", ep.kind, "url", ep.logURL,
+			"down_for", downFor.Round(time.Second))
+	}
+}
+
+// noteSkipped logs listing rows that could not be read, rate-limited like
+// failures.
+func (p *Poller) noteSkipped(ep endpoint, n int, t time.Time) {
+	l := p.skipLogs[ep.kind]
+	if l == nil {
+		l = &limitedLog{}
+		p.skipLogs[ep.kind] = l
+	}
+	if n == 0 {
+		l.ok(t)
+		return
+	}
+	if logNow, _, _ := l.fail(t); logNow {
+		p.log.Warn("PowerMTA listing has rows that cannot be read; they are skipped",
+			"endpoint", ep.kind, "rows_skipped", n)
+	}
+}
+
+// logEvery is the longest a persisting problem stays silent in the log.
+const logEvery = 10 * time.Minute
+
+// limitedLog decides when a repeating condition deserves a log line: when it
+// starts, then at most once per logEvery while it lasts.
+type limitedLog struct {
+	active      bool
+	since, last time.Time
+	suppressed  int
+}
+
+// fail records one occurrence at now. It reports whether to log it, whether
+// it is the first of a run, and how many occurrences went unlogged since the
+// last line.
+func (l *limitedLog) fail(now time.Time) (logNow, first bool, suppressed int) {
+	if !l.active {
+		*l = limitedLog{active: true, since: now, last: now}
+		return true, true, 0
+	}
+	if now.Sub(l.last) >= logEvery {
+		n := l.suppressed
+		l.last, l.suppressed = now, 0
+		return true, false, n
+	}
+	l.suppressed++
+	return false, false, 0
+}
+
+// ok ends a run; it reports whether one was going on and for how long.
+func (l *limitedLog) ok(now time.Time) (ended bool, lasted time.Duration) {
+	if !l.active {
+		return false, 0
+	}
+	lasted = now.Sub(l.since)
+	*l = limitedLog{}
+	return true, lasted
+}

@@ -1,0 +1,225 @@
+package poller
+
+import (
+	"bytes"
+	"encoding/json"
+	"encoding/xml"
+	"fmt"
+	"io"
+	"strings"
+	"time"
+
+	"github.com/pmta-agent/pmta-agent/agent"
+)
+
+// listRow is one entry of a queue, domain or vmta listing, from either
+// dialect. Fields a dialect does not have stay absent (ok == false) and are
+// left out of the point.
+type listRow struct {
+	Name    flexString `json:"name" xml:"name"`
+	Rcp     flexInt    `json:"rcp" xml:"rcp"`
+	KB      flexFloat  `json:"kb" xml:"kb"`
+	Conn    flexInt    `json:"conn" xml:"conn"`
+	Dom     flexInt    `json:"dom" xml:"dom"`
+	Domains flexInt    `json:"domains" xml:"domains"` // the name the UI uses for dom
+	Paused  flexBool   `json:"paused" xml:"paused"`
+	Mode    flexString `json:"mode" xml:"mode"`
+
+	// Seed dialect only.
+	VMTA       string    `json:"-" xml:"-"`
+	Delivered  flexInt   `json:"-" xml:"-"`
+	Deferred   flexInt   `json:"-" xml:"-"`
+	MsgsPerSec flexFloat `json:"-" xml:"-"`
+}
+
+// valid reports whether the row names something and every value it carries
+// can be read. Invalid rows are skipped and counted, never fatal.
+func (r *listRow) valid() bool {
+	return r.Name.ok && !r.Name.bad && !r.Rcp.bad && !r.KB.bad && !r.Conn.bad &&
+		!r.Dom.bad && !r.Domains.bad && !r.Paused.bad && !r.Mode.bad &&
+		!r.Delivered.bad && !r.Deferred.bad && !r.MsgsPerSec.bad
+}
+
+// listing is a parsed listing: the rows that could be read and how many could not.
+type listing struct {
+	rows    []listRow
+	skipped int
+}
+
+func parseQueuesJSON(r io.Reader) (listing, error)  { return parseListJSON(r, "queue") }
+func parseDomainsJSON(r io.Reader) (listing, error) { return parseListJSON(r, "domain") }
+func parseVMTAsJSON(r io.Reader) (listing, error)   { return parseListJSON(r, "vmta") }
+func parseQueuesXML(r io.Reader) (listing, error)   { return parseListXML(r, "queue") }
+func parseDomainsXML(r io.Reader) (listing, error)  { return parseListXML(r, "domain") }
+func parseVMTAsXML(r io.Reader) (listing, error)    { return parseListXML(r, "vmta") }
+
+// parseListJSON reads a pmta listing whose entries sit under data.<key>. The
+// JSON form of the listings is not documented: a repeated XML element most
+// likely becomes an array, and a lone one may become a plain object, so both
+// are read (and the plural key as a fallback). No key at all is an empty
+// listing, which is what PowerMTA sends when nothing is queued.
+func parseListJSON(r io.Reader, key string) (listing, error) {
+	data, err := readJSONEnvelope(r)
+	if err != nil {
+		return listing{}, err
+	}
+	var obj map[string]json.RawMessage
+	if err := json.Unmarshal(data, &obj); err != nil {
+		return listing{}, fmt.Errorf("%s listing: data is not an object: %w", key, err)
+	}
+	raw, ok := obj[key]
+	if !ok {
+		raw = obj[key+"s"]
+	}
+	raw = bytes.TrimSpace(raw)
+	var items []json.RawMessage
+	switch {
+	case len(raw) == 0 || string(raw) == "null":
+		return listing{}, nil
+	case raw[0] == '[':
+		if err := json.Unmarshal(raw, &items); err != nil {
+			return listing{}, fmt.Errorf("%s listing: %w", key, err)
+		}
+	case raw[0] == '{':
+		items = []json.RawMessage{raw}
+	default:
+		return listing{}, fmt.Errorf("%s listing: data.%s is neither a list nor an object", key, key)
+	}
+	var l listing
+	l.rows = make([]listRow, 0, len(items))
+	for _, item := range items {
+		var row listRow
+		if err := json.Unmarshal(item, &row); err != nil || !row.valid() {
+			l.skipped++
+			continue
+		}
+		l.rows = append(l.rows, row)
+	}
+	return l, nil
+}
+
+// parseListXML reads a pmta listing made of repeated <key> elements in <data>.
+// Other elements (title, totalRcp, …) are skipped.
+func parseListXML(r io.Reader, key string) (listing, error) {
+	var l listing
+	err := xmlEnvelope(r, func(dec *xml.Decoder, _ xml.StartElement) error {
+		for {
+			tok, err := dec.Token()
+			if err != nil {
+				return xmlErr(err)
+			}
+			switch t := tok.(type) {
+			case xml.StartElement:
+				if t.Name.Local != key {
+					if err := dec.Skip(); err != nil {
+						return xmlErr(err)
+					}
+					continue
+				}
+				var row listRow
+				if err := dec.DecodeElement(&row, &t); err != nil {
+					return xmlErr(err)
+				}
+				if !row.valid() {
+					l.skipped++
+					continue
+				}
+				l.rows = append(l.rows, row)
+			case xml.EndElement:
+				return nil
+			}
+		}
+	})
+	if err != nil {
+		return listing{}, err
+	}
+	return l, nil
+}
+
+// appendCommon appends the fields every listing shares.
+func (r *listRow) appendCommon(fields []agent.Field) []agent.Field {
+	if r.Rcp.ok {
+		fields = append(fields, agent.Field{Key: "rcp", Value: r.Rcp.v})
+	}
+	if r.KB.ok {
+		fields = append(fields, agent.Field{Key: "kb", Value: r.KB.v})
+	}
+	if r.Conn.ok {
+		fields = append(fields, agent.Field{Key: "conn", Value: r.Conn.v})
+	}
+	return fields
+}
+
+// queuePoints turns listing rows into pmta_queue points. A pmta queue name is
+// "domain/vmta"; a seed row has the vmta in a column of its own.
+func queuePoints(rows []listRow, t time.Time) []agent.Point {
+	points := make([]agent.Point, 0, len(rows))
+	for i := range rows {
+		r := &rows[i]
+		var domain, vmta string
+		if v := strings.TrimSpace(r.VMTA); v != "" {
+			domain, vmta = agent.NormalizeDomain(r.Name.v), v
+		} else {
+			domain, vmta = agent.SplitQueue(r.Name.v)
+		}
+		fields := r.appendCommon(make([]agent.Field, 0, 5))
+		if r.Paused.ok {
+			fields = append(fields, agent.Field{Key: "paused", Value: int01(r.Paused.v)})
+		}
+		if r.Mode.ok {
+			fields = append(fields, agent.Field{Key: "backoff", Value: int01(strings.EqualFold(r.Mode.v, "backoff"))})
+		}
+		if len(fields) == 0 || domain == "" {
+			continue
+		}
+		points = append(points, agent.NewPoint("pmta_queue",
+			[]agent.Tag{{Key: "domain", Value: domain}, {Key: "vmta", Value: vmta}}, fields, t))
+	}
+	return points
+}
+
+// domainPoints turns listing rows into pmta_domain points.
+func domainPoints(rows []listRow, t time.Time) []agent.Point {
+	points := make([]agent.Point, 0, len(rows))
+	for i := range rows {
+		r := &rows[i]
+		domain := agent.NormalizeDomain(r.Name.v)
+		fields := r.appendCommon(make([]agent.Field, 0, 5))
+		if r.Delivered.ok {
+			fields = append(fields, agent.Field{Key: "delivered", Value: r.Delivered.v})
+		}
+		if r.Deferred.ok {
+			fields = append(fields, agent.Field{Key: "deferred", Value: r.Deferred.v})
+		}
+		if len(fields) == 0 || domain == "" {
+			continue
+		}
+		points = append(points, agent.NewPoint("pmta_domain",
+			[]agent.Tag{{Key: "domain", Value: domain}}, fields, t))
+	}
+	return points
+}
+
+// vmtaPoints turns listing rows into pmta_vmta points.
+func vmtaPoints(rows []listRow, t time.Time) []agent.Point {
+	points := make([]agent.Point, 0, len(rows))
+	for i := range rows {
+		r := &rows[i]
+		fields := r.appendCommon(make([]agent.Field, 0, 5))
+		switch {
+		case r.Dom.ok:
+			fields = append(fields, agent.Field{Key: "domains", Value: r.Dom.v})
+		case r.Domains.ok:
+			fields = append(fields, agent.Field{Key: "domains", Value: r.Domains.v})
+		}
+		if r.MsgsPerSec.ok {
+			fields = append(fields, agent.Field{Key: "msgs_per_sec", Value: r.MsgsPerSec.v})
+		}
+		if len(fields) == 0 {
+			continue
+		}
+		points = append(points, agent.NewPoint("pmta_vmta",
+			[]agent.Tag{{Key: "vmta", Value: r.Name.v}}, fields, t))
+	}
+	return points
+}
