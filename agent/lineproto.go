@@ -83,11 +83,13 @@ func appendFieldValue(dst []byte, v any) ([]byte, bool) {
 		if math.IsNaN(v) || math.IsInf(v, 0) {
 			return dst, false
 		}
-		if v == math.Trunc(v) && math.Abs(v) < 1e15 {
-			// Keep a float a float: "3" would be read back as an integer
-			// field by nothing, but "3.0"-less floats confuse human readers
-			// less than an exponent would.
-			return strconv.AppendFloat(dst, v, 'f', 1, 64), true
+		// Plain decimals read best ("3.0", "7721903.7"); exponents only
+		// where decimals would be absurdly long.
+		if a := math.Abs(v); a < 1e15 && (a >= 1e-4 || a == 0) {
+			if v == math.Trunc(v) {
+				return strconv.AppendFloat(dst, v, 'f', 1, 64), true
+			}
+			return strconv.AppendFloat(dst, v, 'f', -1, 64), true
 		}
 		return strconv.AppendFloat(dst, v, 'g', -1, 64), true
 	case bool:

@@ -1,0 +1,154 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"time"
+
+	"github.com/pmta-agent/pmta-agent/agent"
+	"github.com/pmta-agent/pmta-agent/agent/acct"
+	"github.com/pmta-agent/pmta-agent/agent/config"
+)
+
+func newTailer(cfg config.Config, isp *agent.ISPMap, log *slog.Logger) (*acct.Tailer, error) {
+	a := cfg.Acct
+	return acct.NewTailer(acct.Config{
+		Globs:        a.Globs,
+		StateDir:     filepath.Join(cfg.StateDir, "acct"),
+		StartAt:      a.StartAt,
+		Interval:     a.Interval,
+		Grace:        a.Grace,
+		PollEvery:    a.PollEvery,
+		TopDiag:      a.TopDiag,
+		MaxLineBytes: a.MaxLineBytes,
+	}, isp, log)
+}
+
+// Backfill holds at most this many points per sink in memory: the reader
+// waits for the sinks instead of dropping, so memory stays flat however large
+// the files are.
+const (
+	backfillBuffer = 100_000
+	backfillHigh   = 20_000
+)
+
+// cmdBackfill aggregates whole accounting files into the configured sinks
+// (without -config: line protocol on stdout).
+func cmdBackfill(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fs := newFlagSet("backfill", stderr)
+	path := fs.String("config", "", "configuration file (YAML); without it, line protocol goes to stdout")
+	interval := fs.Duration("interval", 0, "aggregation interval (default: acct.interval of the configuration, 10s)")
+	quiet := fs.Bool("quiet", false, "no progress line")
+	if err := parseFlags(fs, args); err != nil {
+		return err
+	}
+	files := fs.Args()
+	if len(files) == 0 {
+		return usageError{errors.New("name at least one accounting file")}
+	}
+	var cfg config.Config
+	var err error
+	if *path == "" {
+		cfg, err = config.Load("", os.Environ())
+		cfg.Sinks = config.Sinks{Stdout: config.Stdout{Enabled: true, Buffer: config.Default().Sinks.Stdout.Buffer}}
+	} else {
+		cfg, err = loadConfig(*path)
+	}
+	if err != nil {
+		return err
+	}
+	if *interval > 0 {
+		cfg.Acct.Interval = *interval
+	}
+	cfg.Sinks.Stdout.Buffer.MaxPoints = backfillBuffer
+	cfg.Sinks.Influx.Buffer.MaxPoints = backfillBuffer
+	log := newLogger(cfg, stderr)
+
+	out, err := buildOutputs(cfg, stdout, log)
+	if err != nil {
+		return err
+	}
+	dctx, stopDeliveries := context.WithCancel(context.WithoutCancel(ctx))
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for _, d := range out.deliveries {
+			go d.Run(dctx)
+		}
+		<-dctx.Done()
+	}()
+
+	showProgress := !*quiet && isTerminal(stderr)
+	emit := func(b agent.Batch) {
+		out.pipeline.Emit(b)
+		waitForRoom(ctx, out.deliveries, backfillHigh)
+	}
+	progress := func(s acct.BackfillStats) {
+		if showProgress {
+			fmt.Fprintf(stderr, "\r%d files, %d records, %d malformed, %d points, %.0f records/s   ",
+				s.Files, s.Records, s.Malformed, s.Points, float64(s.Records)/max(s.Elapsed.Seconds(), 1e-9))
+		}
+	}
+	stats, bfErr := acct.Backfill(ctx, files, acct.BackfillOptions{
+		Interval: cfg.Acct.Interval, TopDiag: cfg.Acct.TopDiag, MaxLineBytes: cfg.Acct.MaxLineBytes, Logger: log,
+	}, agent.NewISPMap(cfg.Pipeline.ISPMap), emit, progress)
+	if showProgress {
+		fmt.Fprintln(stderr)
+	}
+
+	// Everything read must reach the sinks: wait without a deadline unless
+	// the user interrupts (then ShutdownTimeout bounds the last attempt).
+	waitForRoom(ctx, out.deliveries, 0)
+	stopDeliveries()
+	<-done
+	drainCtx, cancel := context.WithTimeout(context.Background(), cfg.ShutdownTimeout)
+	defer cancel()
+	var drainErrs []error
+	for _, d := range out.deliveries {
+		drainErrs = append(drainErrs, d.Drain(drainCtx))
+	}
+	for _, s := range out.sinks {
+		if c, ok := s.(agent.Closer); ok {
+			drainErrs = append(drainErrs, c.Close())
+		}
+	}
+	secs := stats.Elapsed.Seconds()
+	fmt.Fprintf(stderr, "backfill: %d files, %d records, %d malformed, %d points, %.2f s, %.0f records/s\n",
+		stats.Files, stats.Records, stats.Malformed, stats.Points, secs, float64(stats.Records)/max(secs, 1e-9))
+	return errors.Join(bfErr, errors.Join(drainErrs...))
+}
+
+// waitForRoom blocks while any delivery holds more than high points (0: until
+// all are empty), or until ctx ends.
+func waitForRoom(ctx context.Context, ds []*agent.Delivery, high int) {
+	for {
+		full := false
+		for _, d := range ds {
+			if d.Queued() > high {
+				full = true
+			}
+		}
+		if !full || ctx.Err() != nil {
+			return
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(5 * time.Millisecond):
+		}
+	}
+}
+
+func isTerminal(w io.Writer) bool {
+	f, ok := w.(*os.File)
+	if !ok {
+		return false
+	}
+	st, err := f.Stat()
+	return err == nil && st.Mode()&os.ModeCharDevice != 0
+}

@@ -1,0 +1,89 @@
+package main
+
+import (
+	"net/http/httptest"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/pmta-agent/pmta-agent/cmd/pmta-sim/sim"
+)
+
+// syncBuffer is a strings.Builder safe for the concurrent writes of the
+// stdout sink and a reader.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  strings.Builder
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+func measurements(lp string) map[string]int {
+	m := map[string]int{}
+	for _, line := range strings.Split(strings.TrimSpace(lp), "\n") {
+		name, _, _ := strings.Cut(line, ",")
+		name, _, _ = strings.Cut(name, " ")
+		m[name]++
+	}
+	return m
+}
+
+// The README's first command: the demo prints every measurement within a
+// few seconds, with no PowerMTA and no database.
+func TestDemoPrintsEveryMeasurement(t *testing.T) {
+	for _, dialect := range []string{"pmta", "seed"} {
+		t.Run(dialect, func(t *testing.T) {
+			var out, errOut syncBuffer
+			code := run([]string{"demo", "-dialect", dialect, "-duration", "8s", "-interval", "1s"}, &out, &errOut)
+			if code != 0 {
+				t.Fatalf("exit %d; stderr:\n%s", code, errOut.String())
+			}
+			got := measurements(out.String())
+			for _, m := range []string{"pmta_status", "pmta_queue", "pmta_domain", "pmta_vmta", "pmta_acct", "pmta_acct_diag", "pmta_agent"} {
+				if got[m] == 0 {
+					t.Errorf("no %s in the demo output (got %v)", m, got)
+				}
+			}
+		})
+	}
+}
+
+func TestOncePrintsOneRound(t *testing.T) {
+	s := sim.New(sim.Options{Seed: 5, Clock: func() time.Time { return time.Date(2026, 11, 28, 9, 0, 0, 0, time.UTC) }})
+	api := httptest.NewServer(s.Handler())
+	defer api.Close()
+	path := t.TempDir() + "/agent.yaml"
+	writeTestFile(t, path, "server: once-test\napi:\n  url: "+api.URL+"\nsinks:\n  stdout:\n    enabled: true\n")
+	var out, errOut syncBuffer
+	if code := run([]string{"once", "-config", path}, &out, &errOut); code != 0 {
+		t.Fatalf("exit %d; stderr:\n%s", code, errOut.String())
+	}
+	got := measurements(out.String())
+	if got["pmta_status"] != 1 || got["pmta_vmta"] != len(s.Snapshot().VMTAs) || got["pmta_queue"] == 0 || got["pmta_domain"] == 0 {
+		t.Errorf("once printed %v", got)
+	}
+	if !strings.Contains(out.String(), "server=once-test") {
+		t.Errorf("points lack the server tag:\n%s", out.String()[:200])
+	}
+
+	// A broken API: the round still prints up=0, and the exit status says so.
+	s.SetFaults(sim.Faults{Down: true})
+	out, errOut = syncBuffer{}, syncBuffer{}
+	if code := run([]string{"once", "-config", path}, &out, &errOut); code != 1 {
+		t.Errorf("exit %d with the API down, want 1", code)
+	}
+	if !strings.Contains(out.String(), "pmta_status,server=once-test up=0i") {
+		t.Errorf("no up=0 point:\n%s", out.String())
+	}
+}

@@ -1,0 +1,112 @@
+// Command pmta-agent collects PowerMTA metrics — the HTTP management interface
+// and the accounting log — and pushes them to InfluxDB and OTLP.
+//
+// This is the only package that knows every other one: it reads flags and
+// configuration, builds the sources and sinks, turns signals into context
+// cancellation and exits with a status.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"runtime/debug"
+	"syscall"
+)
+
+// version is stamped at build time: -ldflags "-X main.version=v1.2.3".
+var version = ""
+
+const usage = `pmta-agent — PowerMTA metrics for InfluxDB and OTLP
+
+Usage:
+  pmta-agent run [-config FILE]            run the agent until SIGINT/SIGTERM
+  pmta-agent once [-config FILE]           one collection round, printed as line protocol
+  pmta-agent check-config [-config FILE]   load and validate the configuration
+  pmta-agent demo [-dialect pmta|seed]     run against a built-in PowerMTA simulator, print to stdout
+  pmta-agent backfill [-config FILE] FILE… aggregate whole accounting files into the sinks
+  pmta-agent version                       print the version
+
+Configuration: a YAML file (see deploy/pmta-agent.example.yaml), overridden by
+PMTA_AGENT_* environment variables (PMTA_AGENT_SINKS__INFLUX__TOKEN=… sets
+sinks.influx.token). Without -config, the defaults and the environment alone apply.
+`
+
+func main() {
+	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
+}
+
+func run(args []string, stdout, stderr io.Writer) int {
+	if len(args) == 0 {
+		fmt.Fprint(stderr, usage)
+		return 2
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+
+	cmd, rest := args[0], args[1:]
+	var err error
+	switch cmd {
+	case "run":
+		err = cmdRun(ctx, rest, stdout, stderr)
+	case "once":
+		err = cmdOnce(ctx, rest, stdout, stderr)
+	case "check-config":
+		err = cmdCheckConfig(rest, stdout, stderr)
+	case "demo":
+		err = cmdDemo(ctx, rest, stdout, stderr)
+	case "backfill":
+		err = cmdBackfill(ctx, rest, stdout, stderr)
+	case "version", "-version", "--version":
+		fmt.Fprintln(stdout, "pmta-agent", buildVersion())
+	case "help", "-h", "-help", "--help":
+		fmt.Fprint(stdout, usage)
+	default:
+		fmt.Fprintf(stderr, "pmta-agent: unknown command %q\n\n%s", cmd, usage)
+		return 2
+	}
+	var ue usageError
+	switch {
+	case err == nil:
+		return 0
+	case errors.As(err, &ue):
+		fmt.Fprintf(stderr, "pmta-agent %s: %v\n", cmd, err)
+		return 2
+	default:
+		fmt.Fprintf(stderr, "pmta-agent %s: %v\n", cmd, err)
+		return 1
+	}
+}
+
+// usageError marks bad flags or arguments (exit status 2).
+type usageError struct{ error }
+
+func newFlagSet(name string, stderr io.Writer) *flag.FlagSet {
+	fs := flag.NewFlagSet(name, flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	return fs
+}
+
+func parseFlags(fs *flag.FlagSet, args []string) error {
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return usageError{errors.New("help requested")}
+		}
+		return usageError{err}
+	}
+	return nil
+}
+
+func buildVersion() string {
+	if version != "" {
+		return version
+	}
+	if bi, ok := debug.ReadBuildInfo(); ok && bi.Main.Version != "" && bi.Main.Version != "(devel)" {
+		return bi.Main.Version
+	}
+	return "dev"
+}

@@ -1,0 +1,216 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"strings"
+
+	"github.com/pmta-agent/pmta-agent/agent"
+	"github.com/pmta-agent/pmta-agent/agent/config"
+	"github.com/pmta-agent/pmta-agent/agent/poller"
+	"github.com/pmta-agent/pmta-agent/sinks/influx"
+	"github.com/pmta-agent/pmta-agent/sinks/stdout"
+)
+
+// loadConfig reads and validates the configuration; every problem is in the
+// returned error, one per line.
+func loadConfig(path string) (config.Config, error) {
+	cfg, err := config.Load(path, os.Environ())
+	var problems []error
+	if err != nil {
+		problems = append(problems, err)
+	}
+	if verr := cfg.Validate(); verr != nil {
+		problems = append(problems, verr)
+	}
+	if len(problems) > 0 {
+		return cfg, fmt.Errorf("invalid configuration:\n  %s", strings.ReplaceAll(errors.Join(problems...).Error(), "\n", "\n  "))
+	}
+	return cfg, nil
+}
+
+func newLogger(cfg config.Config, w io.Writer) *slog.Logger {
+	var level slog.Level
+	_ = level.UnmarshalText([]byte(cfg.LogLevel)) // validated already
+	opts := &slog.HandlerOptions{Level: level}
+	if cfg.LogFormat == "json" {
+		return slog.New(slog.NewJSONHandler(w, opts))
+	}
+	return slog.New(slog.NewTextHandler(w, opts))
+}
+
+// components are what a configuration builds.
+type components struct {
+	sources    []agent.Source
+	sinks      []agent.Sink
+	deliveries []*agent.Delivery
+	pipeline   *agent.Pipeline
+	engine     *agent.Engine
+}
+
+func pollerConfig(a config.API) poller.Config {
+	return poller.Config{
+		URL: a.URL, Dialect: a.Dialect, Format: a.Format, APIKey: a.APIKey,
+		Interval: a.Interval, Timeout: a.Timeout, Jitter: a.Jitter,
+		Status: a.Endpoints.Status, Queues: a.Endpoints.Queues, Domains: a.Endpoints.Domains, VMTAs: a.Endpoints.VMTAs,
+		MaxItems: a.MaxItems, TLS: a.TLS,
+	}
+}
+
+func influxConfig(in config.Influx) influx.Config {
+	return influx.Config{
+		URL: in.URL, Org: in.Org, Bucket: in.Bucket, Token: in.Token, Gzip: in.Gzip,
+		BatchSize: in.BatchSize, Timeout: in.Timeout, TLS: in.TLS,
+	}
+}
+
+func deliveryConfig(q config.Queue, batch int) agent.DeliveryConfig {
+	return agent.DeliveryConfig{MaxPoints: q.MaxPoints, BatchSize: batch, MinBackoff: q.MinBackoff, MaxBackoff: q.MaxBackoff}
+}
+
+// outputs are the sinks of a configuration, each behind its delivery loop,
+// and the pipeline that feeds them.
+type outputs struct {
+	isp        *agent.ISPMap
+	sinks      []agent.Sink
+	deliveries []*agent.Delivery
+	pipeline   *agent.Pipeline
+}
+
+func buildOutputs(cfg config.Config, out io.Writer, log *slog.Logger) (*outputs, error) {
+	o := &outputs{isp: agent.NewISPMap(cfg.Pipeline.ISPMap)}
+	if cfg.Sinks.Stdout.Enabled {
+		s := stdout.New(out)
+		o.sinks = append(o.sinks, s)
+		o.deliveries = append(o.deliveries, agent.NewDelivery(s, deliveryConfig(cfg.Sinks.Stdout.Buffer, 5000), log))
+	}
+	if cfg.Sinks.Influx.Enabled {
+		s, err := influx.New(influxConfig(cfg.Sinks.Influx), log)
+		if err != nil {
+			return nil, fmt.Errorf("influx sink: %w", err)
+		}
+		o.sinks = append(o.sinks, s)
+		o.deliveries = append(o.deliveries, agent.NewDelivery(s, deliveryConfig(cfg.Sinks.Influx.Buffer, cfg.Sinks.Influx.BatchSize), log))
+	}
+	enq := make([]agent.Enqueuer, len(o.deliveries))
+	for i, d := range o.deliveries {
+		enq[i] = d
+	}
+	o.pipeline = agent.NewPipeline(agent.PipelineConfig{
+		Server: cfg.Server, Tags: cfg.Tags, MaxDomains: cfg.Pipeline.MaxDomains, ISP: o.isp,
+	}, enq...)
+	return o, nil
+}
+
+// build constructs the sources, sinks and engine the configuration asks for.
+// out is where the stdout sink writes.
+func build(cfg config.Config, out io.Writer, log *slog.Logger) (*components, error) {
+	o, err := buildOutputs(cfg, out, log)
+	if err != nil {
+		return nil, err
+	}
+	c := &components{sinks: o.sinks, deliveries: o.deliveries, pipeline: o.pipeline}
+	if cfg.API.Enabled {
+		p, err := poller.New(pollerConfig(cfg.API), log)
+		if err != nil {
+			return nil, fmt.Errorf("api poller: %w", err)
+		}
+		c.sources = append(c.sources, p)
+	}
+	if cfg.Acct.Enabled {
+		t, err := newTailer(cfg, o.isp, log)
+		if err != nil {
+			return nil, fmt.Errorf("accounting tailer: %w", err)
+		}
+		c.sources = append(c.sources, t)
+	}
+	c.engine = agent.NewEngine(agent.EngineConfig{SelfInterval: cfg.SelfInterval, ShutdownTimeout: cfg.ShutdownTimeout},
+		c.pipeline, c.deliveries, c.sources, log)
+	return c, nil
+}
+
+func cmdRun(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fs := newFlagSet("run", stderr)
+	path := fs.String("config", "", "configuration file (YAML)")
+	if err := parseFlags(fs, args); err != nil {
+		return err
+	}
+	cfg, err := loadConfig(*path)
+	if err != nil {
+		return err
+	}
+	log := newLogger(cfg, stderr)
+	return runAgent(ctx, cfg, stdout, log)
+}
+
+// runAgent runs a validated configuration until ctx ends.
+func runAgent(ctx context.Context, cfg config.Config, stdout io.Writer, log *slog.Logger) error {
+	c, err := build(cfg, stdout, log)
+	if err != nil {
+		return err
+	}
+	log.Info("pmta-agent starting", "version", buildVersion(), "server", cfg.Server,
+		"sources", len(c.sources), "sinks", len(c.sinks))
+	runErr := c.engine.Run(ctx)
+	closeCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), cfg.ShutdownTimeout)
+	defer cancel()
+	closeErr := c.engine.Close(closeCtx)
+	log.Info("pmta-agent stopped")
+	return errors.Join(runErr, closeErr)
+}
+
+func cmdCheckConfig(args []string, stdout, stderr io.Writer) error {
+	fs := newFlagSet("check-config", stderr)
+	path := fs.String("config", "", "configuration file (YAML)")
+	if err := parseFlags(fs, args); err != nil {
+		return err
+	}
+	if _, err := loadConfig(*path); err != nil {
+		return err
+	}
+	fmt.Fprintln(stdout, "configuration OK")
+	return nil
+}
+
+// cmdOnce runs one collection round of every source that can gather on
+// demand and prints the points as line protocol, like `telegraf --test`.
+func cmdOnce(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fs := newFlagSet("once", stderr)
+	path := fs.String("config", "", "configuration file (YAML)")
+	if err := parseFlags(fs, args); err != nil {
+		return err
+	}
+	cfg, err := loadConfig(*path)
+	if err != nil {
+		return err
+	}
+	return gatherOnce(ctx, cfg, stdout, newLogger(cfg, stderr))
+}
+
+func gatherOnce(ctx context.Context, cfg config.Config, stdout io.Writer, log *slog.Logger) error {
+	cfg.Sinks = config.Sinks{}
+	c, err := build(cfg, io.Discard, log)
+	if err != nil {
+		return err
+	}
+	defer c.engine.Close(context.WithoutCancel(ctx))
+	var errs []error
+	for _, s := range c.sources {
+		g, ok := s.(agent.Gatherer)
+		if !ok {
+			continue
+		}
+		b, err := g.Gather(ctx)
+		if err != nil {
+			errs = append(errs, fmt.Errorf("%s: %w", s.Name(), err))
+		}
+		if _, err := stdout.Write(agent.LineProtocol(c.pipeline.Process(b.Points))); err != nil {
+			return fmt.Errorf("write stdout: %w", err)
+		}
+	}
+	return errors.Join(errs...)
+}
