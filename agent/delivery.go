@@ -11,54 +11,60 @@ import (
 	"time"
 )
 
-// DeliveryConfig bounds one sink's buffer and paces its retries.
+// DeliveryConfig paces one sink's writes.
 type DeliveryConfig struct {
-	// MaxPoints is how many points may wait for the sink; beyond it the
-	// oldest are dropped and counted.
-	MaxPoints int
-	// BatchSize is the most points handed to one Write.
+	// BatchSize is the most points handed to one Write (and put in one
+	// store entry).
 	BatchSize int
 	// MinBackoff and MaxBackoff bound the jittered exponential back-off
 	// between failed writes.
 	MinBackoff, MaxBackoff time.Duration
 }
 
-// Delivery owns one sink: it buffers what the pipeline hands it, in order,
-// and writes it with retries. It never gives up on time; points leave the
-// buffer only when the sink accepted them, when the sink rejected them for
-// good (Permanent), or when the buffer overflowed (oldest first). Every such
-// loss is counted.
+// Delivery owns one sink: the pipeline appends to its Store, and its loop
+// writes the store's entries to the sink and acknowledges them. It never
+// gives up on time; points leave the store only when the sink accepted them,
+// when the sink rejected them for good (Permanent, counted), or when the
+// store's bound dropped them (counted by the store).
+//
+// Order: the backlog drains oldest first, but an entry appended while a
+// backlog drains is written next, so fresh data never waits behind more than
+// one backlog batch.
 type Delivery struct {
-	sink Sink
-	cfg  DeliveryConfig
-	log  *slog.Logger
-	now  func() time.Time
+	sink  Sink
+	store Store
+	cfg   DeliveryConfig
+	log   *slog.Logger
+	now   func() time.Time
 
-	mu       sync.Mutex
-	chunks   [][]Point
-	queued   int
-	overflow bool // inside an overflow episode, logged once
-	wake     chan struct{}
+	mu          sync.Mutex // guards the write state below; FlushOnce runs one at a time
+	cur        *inflight
+	newestSeen uint64 // the newest entry at the last pick
 
-	attempt   int  // consecutive failed writes of the head chunk
-	failing   bool // a failure episode is under way
+	attempt   int
+	failing   bool
 	lastLoud  time.Time
 	written   atomic.Int64
-	dropFull  atomic.Int64
 	dropPerm  atomic.Int64
 	errs      atomic.Int64
 	splits    atomic.Int64
+	appendErr atomic.Int64
 	lastOK    atomic.Int64
-	lastWrite atomic.Int64 // nanoseconds of the last successful Write
+	lastWrite atomic.Int64 // nanoseconds the last successful Write took
 }
 
-// NewDelivery returns the delivery loop for sink.
-func NewDelivery(sink Sink, cfg DeliveryConfig, log *slog.Logger) *Delivery {
+// inflight is the entry being written: rest is what the sink has not taken
+// yet, limit how much of it the next Write sends (halved on TooLarge).
+type inflight struct {
+	seq   uint64
+	rest  []Point
+	limit int
+}
+
+// NewDelivery returns the delivery loop for sink over store.
+func NewDelivery(sink Sink, store Store, cfg DeliveryConfig, log *slog.Logger) *Delivery {
 	if cfg.BatchSize <= 0 {
 		cfg.BatchSize = 5000
-	}
-	if cfg.MaxPoints <= 0 {
-		cfg.MaxPoints = 1_000_000
 	}
 	if cfg.MinBackoff <= 0 {
 		cfg.MinBackoff = time.Second
@@ -66,46 +72,43 @@ func NewDelivery(sink Sink, cfg DeliveryConfig, log *slog.Logger) *Delivery {
 	if cfg.MaxBackoff < cfg.MinBackoff {
 		cfg.MaxBackoff = cfg.MinBackoff
 	}
-	return &Delivery{sink: sink, cfg: cfg, log: log.With("sink", sink.Name()), now: time.Now, wake: make(chan struct{}, 1)}
+	return &Delivery{sink: sink, store: store, cfg: cfg, log: log.With("sink", sink.Name()), now: time.Now}
 }
 
-// Enqueue buffers points (shared, not copied: nobody may change them
-// afterwards) and never blocks.
-func (d *Delivery) Enqueue(points []Point) {
+// Enqueue appends points to the store in entries of at most BatchSize and
+// calls durable once all of them are durable. It never waits for the sink.
+// When the store refuses an entry (a full disk) the error is counted and
+// logged and durable is not called, so the source keeps its position.
+func (d *Delivery) Enqueue(points []Point, durable func()) {
 	if len(points) == 0 {
+		if durable != nil {
+			durable()
+		}
 		return
 	}
-	d.mu.Lock()
-	for start := 0; start < len(points); start += d.cfg.BatchSize {
-		end := min(start+d.cfg.BatchSize, len(points))
-		d.chunks = append(d.chunks, points[start:end:end])
-		d.queued += end - start
-	}
-	for d.queued > d.cfg.MaxPoints && len(d.chunks) > 1 {
-		old := d.chunks[0]
-		d.chunks[0] = nil
-		d.chunks = d.chunks[1:]
-		d.queued -= len(old)
-		d.attempt = 0
-		d.dropFull.Add(int64(len(old)))
-		if !d.overflow {
-			d.overflow = true
-			d.log.Warn("sink buffer full: dropping the oldest points", "max_points", d.cfg.MaxPoints,
-				"first_dropped", old[0].Time)
+	chunks := (len(points) + d.cfg.BatchSize - 1) / d.cfg.BatchSize
+	var left atomic.Int64
+	left.Store(int64(chunks))
+	var failed atomic.Bool
+	onDurable := func() {
+		if left.Add(-1) == 0 && !failed.Load() && durable != nil {
+			durable()
 		}
 	}
-	d.mu.Unlock()
-	select {
-	case d.wake <- struct{}{}:
-	default:
+	for start := 0; start < len(points); start += d.cfg.BatchSize {
+		end := min(start+d.cfg.BatchSize, len(points))
+		if err := d.store.Append(points[start:end:end], onDurable); err != nil {
+			failed.Store(true)
+			d.appendErr.Add(1)
+			d.log.Error("cannot buffer points for the sink", "points", end-start, "err", err)
+		}
 	}
 }
 
 // Queued returns the number of points waiting.
 func (d *Delivery) Queued() int {
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	return d.queued
+	_, points, _ := d.store.Pending()
+	return points
 }
 
 // Run writes until ctx is done.
@@ -116,7 +119,7 @@ func (d *Delivery) Run(ctx context.Context) {
 		case !more:
 			select {
 			case <-ctx.Done():
-			case <-d.wake:
+			case <-d.store.Notify():
 			}
 		case wait > 0:
 			// New data does not cut a back-off short.
@@ -130,29 +133,45 @@ func (d *Delivery) Run(ctx context.Context) {
 	}
 }
 
-// FlushOnce makes one write attempt of the oldest chunk. It returns how long
-// to wait before the next attempt and whether anything is left to write.
+// next picks the entry to write: the oldest, except that an entry appended
+// since the last pick, while older ones still wait, goes first — so during a
+// backlog drain fresh data waits behind at most the one entry in flight.
+func (d *Delivery) next() (Entry, bool) {
+	oldest, ok := d.store.Oldest()
+	if !ok {
+		return Entry{}, false
+	}
+	newest, _ := d.store.Newest()
+	seenBefore := d.newestSeen
+	d.newestSeen = max(d.newestSeen, newest.Seq)
+	if seenBefore > 0 && newest.Seq > seenBefore && oldest.Seq <= seenBefore {
+		return newest, true
+	}
+	return oldest, true
+}
+
+// FlushOnce makes one write attempt. It returns how long to wait before the
+// next attempt and whether anything is left to write.
 func (d *Delivery) FlushOnce(ctx context.Context) (wait time.Duration, more bool) {
 	d.mu.Lock()
-	if len(d.chunks) == 0 {
-		d.overflow = false
-		d.mu.Unlock()
-		return 0, false
+	defer d.mu.Unlock()
+	if d.cur == nil {
+		e, ok := d.next()
+		if !ok {
+			return 0, false
+		}
+		d.cur = &inflight{seq: e.Seq, rest: e.Points, limit: len(e.Points)}
 	}
-	head := d.chunks[0]
-	d.mu.Unlock()
+	cur := d.cur
+	chunk := cur.rest[:min(cur.limit, len(cur.rest))]
 
 	start := d.now()
-	err := d.sink.Write(ctx, head)
-	if ctx.Err() != nil && err != nil {
-		return 0, true // stopping; the points stay for Drain or are reported lost
+	err := d.sink.Write(ctx, chunk)
+	if err != nil && ctx.Err() != nil {
+		return 0, true // stopping: the entry stays in the store
 	}
-
-	d.mu.Lock()
-	defer d.mu.Unlock()
 	if err == nil {
-		d.pop(head)
-		d.written.Add(int64(len(head)))
+		d.written.Add(int64(len(chunk)))
 		d.lastOK.Store(d.now().Unix())
 		d.lastWrite.Store(int64(d.now().Sub(start)))
 		d.attempt = 0
@@ -160,7 +179,8 @@ func (d *Delivery) FlushOnce(ctx context.Context) (wait time.Duration, more bool
 			d.failing = false
 			d.log.Info("sink writes again")
 		}
-		return 0, len(d.chunks) > 0
+		d.advance(len(chunk))
+		return 0, d.hasMore()
 	}
 
 	d.errs.Add(1)
@@ -168,33 +188,28 @@ func (d *Delivery) FlushOnce(ctx context.Context) (wait time.Duration, more bool
 	if errors.As(err, &partial) {
 		// The sink took (or rejected for good) a leading part of the chunk;
 		// only the rest is retried.
-		if n := partial.Settled(); n > 0 && n < len(head) && len(d.chunks) > 0 && sameChunk(d.chunks[0], head) {
-			d.chunks[0] = head[n:]
-			d.queued -= n
+		if n := partial.Settled(); n > 0 && n < len(chunk) {
 			d.written.Add(int64(n))
-			head = d.chunks[0]
+			cur.rest = cur.rest[n:]
+			cur.limit = len(cur.rest)
 		}
 	}
 	kind, retryAfter := Classify(err)
 	switch kind {
 	case Permanent:
-		d.pop(head)
-		d.dropPerm.Add(int64(len(head)))
-		d.log.Error("sink rejected points for good; dropped", "points", len(head), "err", err)
-		return 0, len(d.chunks) > 0
+		d.dropPerm.Add(int64(len(chunk)))
+		d.log.Error("sink rejected points for good; dropped", "points", len(chunk), "err", err)
+		d.advance(len(chunk))
+		return 0, d.hasMore()
 	case TooLarge:
-		if len(head) == 1 {
-			d.pop(head)
+		if len(chunk) == 1 {
 			d.dropPerm.Add(1)
 			d.log.Error("sink rejects a single point as too large; dropped", "err", err)
-			return 0, len(d.chunks) > 0
+			d.advance(1)
+			return 0, d.hasMore()
 		}
-		if len(d.chunks) > 0 && sameChunk(d.chunks[0], head) {
-			half := len(head) / 2
-			d.chunks[0] = head[half:]
-			d.chunks = append([][]Point{head[:half:half]}, d.chunks...)
-			d.splits.Add(1)
-		}
+		cur.limit = len(chunk) / 2
+		d.splits.Add(1)
 		return 0, true
 	}
 	d.attempt++
@@ -206,24 +221,34 @@ func (d *Delivery) FlushOnce(ctx context.Context) (wait time.Duration, more bool
 		d.failing = true
 		d.lastLoud = d.now()
 		d.log.Warn("sink write failed; will retry", "kind", kind.String(), "retry_in", wait.Round(time.Millisecond),
-			"queued_points", d.queued, "err", err)
+			"queued_points", d.Queued(), "err", err)
 	}
 	return wait, true
 }
 
-// pop removes head if it is still the oldest chunk (an overflow may have
-// dropped it while the write was under way).
-func (d *Delivery) pop(head []Point) {
-	if len(d.chunks) == 0 || !sameChunk(d.chunks[0], head) {
+// advance takes n points off the in-flight entry and acknowledges the entry
+// once nothing is left of it.
+func (d *Delivery) advance(n int) {
+	cur := d.cur
+	cur.rest = cur.rest[n:]
+	if len(cur.rest) > 0 {
+		cur.limit = min(max(cur.limit, 1), len(cur.rest))
 		return
 	}
-	d.chunks[0] = nil
-	d.chunks = d.chunks[1:]
-	d.queued -= len(head)
+	if err := d.store.Ack(cur.seq); err != nil {
+		// The entry will be written again after a restart: harmless, as
+		// points replay onto the same series and timestamps.
+		d.log.Warn("cannot acknowledge a written entry", "seq", cur.seq, "err", err)
+	}
+	d.cur = nil
 }
 
-func sameChunk(a, b []Point) bool {
-	return len(a) == len(b) && len(a) > 0 && &a[0] == &b[0]
+func (d *Delivery) hasMore() bool {
+	if d.cur != nil {
+		return true
+	}
+	entries, _, _ := d.store.Pending()
+	return entries > 0
 }
 
 // backoff is the full-jitter exponential delay for the nth failure:
@@ -237,17 +262,14 @@ func (d *Delivery) backoff(n int) time.Duration {
 	return ceil/2 + rand.N(ceil/2+1)
 }
 
-// Drain writes what is buffered until it is empty or ctx ends, without
-// back-off sleeps longer than what ctx allows. It returns an error saying how
-// many points were left unwritten.
+// Drain writes what is buffered until it is empty or ctx ends. It returns an
+// error saying how many points were left unwritten (a durable store keeps
+// them for the next start).
 func (d *Delivery) Drain(ctx context.Context) error {
-	for {
+	for ctx.Err() == nil {
 		wait, more := d.FlushOnce(ctx)
 		if !more {
 			return nil
-		}
-		if ctx.Err() != nil {
-			break
 		}
 		if wait > 0 {
 			t := time.NewTimer(wait)
@@ -256,9 +278,6 @@ func (d *Delivery) Drain(ctx context.Context) error {
 				t.Stop()
 			case <-t.C:
 			}
-		}
-		if ctx.Err() != nil {
-			break
 		}
 	}
 	if n := d.Queued(); n > 0 {
@@ -270,16 +289,28 @@ func (d *Delivery) Drain(ctx context.Context) error {
 // Component and Stats make a Delivery an agent.StatsReporter.
 func (d *Delivery) Component() string { return "sink_" + d.sink.Name() }
 
-// Stats reports the sink's buffer and write outcomes.
+// Stats reports the sink's buffer and write outcomes, with the store's own.
 func (d *Delivery) Stats() []Field {
-	return []Field{
-		{Key: "queued_points", Value: int64(d.Queued())},
+	entries, points, bytes := d.store.Pending()
+	f := []Field{
+		{Key: "queued_points", Value: int64(points)},
+		{Key: "queued_entries", Value: int64(entries)},
+		{Key: "queued_bytes", Value: bytes},
 		{Key: "written_points", Value: d.written.Load()},
-		{Key: "dropped_full", Value: d.dropFull.Load()},
 		{Key: "dropped_rejected", Value: d.dropPerm.Load()},
 		{Key: "errors", Value: d.errs.Load()},
+		{Key: "append_errors", Value: d.appendErr.Load()},
 		{Key: "splits", Value: d.splits.Load()},
 		{Key: "last_success_unix", Value: d.lastOK.Load()},
 		{Key: "write_duration_s", Value: time.Duration(d.lastWrite.Load()).Seconds()},
 	}
+	if r, ok := d.store.(interface{ Stats() []Field }); ok {
+		for _, sf := range r.Stats() {
+			if sf.Key == "bytes" || sf.Key == "entries" || sf.Key == "points" {
+				continue // the same as queued_* above
+			}
+			f = append(f, sf)
+		}
+	}
+	return f
 }

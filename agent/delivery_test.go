@@ -62,8 +62,8 @@ func TestDeliveryOutcomes(t *testing.T) {
 			}
 			return nil
 		}}
-		d := NewDelivery(s, DeliveryConfig{BatchSize: 3, MinBackoff: time.Millisecond, MaxBackoff: 4 * time.Millisecond}, discard())
-		d.Enqueue(pts(7))
+		d := NewDelivery(s, NewMemoryStore(100), DeliveryConfig{BatchSize: 3, MinBackoff: time.Millisecond, MaxBackoff: 4 * time.Millisecond}, discard())
+		d.Enqueue(pts(7), nil)
 		for range 10 {
 			if _, more := d.FlushOnce(ctx); !more {
 				break
@@ -80,8 +80,8 @@ func TestDeliveryOutcomes(t *testing.T) {
 			}
 			return nil
 		}}
-		d := NewDelivery(s, DeliveryConfig{MinBackoff: time.Millisecond}, discard())
-		d.Enqueue(pts(2))
+		d := NewDelivery(s, NewMemoryStore(100), DeliveryConfig{MinBackoff: time.Millisecond}, discard())
+		d.Enqueue(pts(2), nil)
 		wait, more := d.FlushOnce(ctx)
 		if wait != 7*time.Second || !more {
 			t.Fatalf("wait %s more %v, want 7s true", wait, more)
@@ -94,8 +94,8 @@ func TestDeliveryOutcomes(t *testing.T) {
 			}
 			return nil
 		}}
-		d := NewDelivery(s, DeliveryConfig{BatchSize: 2}, discard())
-		d.Enqueue(pts(4))
+		d := NewDelivery(s, NewMemoryStore(100), DeliveryConfig{BatchSize: 2}, discard())
+		d.Enqueue(pts(4), nil)
 		d.FlushOnce(ctx)
 		d.FlushOnce(ctx)
 		if !slices.Equal(values(s.got), []int64{2, 3}) || d.dropPerm.Load() != 2 {
@@ -109,8 +109,8 @@ func TestDeliveryOutcomes(t *testing.T) {
 			}
 			return nil
 		}}
-		d := NewDelivery(s, DeliveryConfig{BatchSize: 8}, discard())
-		d.Enqueue(pts(7))
+		d := NewDelivery(s, NewMemoryStore(100), DeliveryConfig{BatchSize: 8}, discard())
+		d.Enqueue(pts(7), nil)
 		for range 20 {
 			if _, more := d.FlushOnce(ctx); !more {
 				break
@@ -122,19 +122,23 @@ func TestDeliveryOutcomes(t *testing.T) {
 	})
 	t.Run("overflow drops the oldest", func(t *testing.T) {
 		s := &fakeSink{}
-		d := NewDelivery(s, DeliveryConfig{BatchSize: 2, MaxPoints: 4}, discard())
-		d.Enqueue(pts(8))
+		st := NewMemoryStore(4)
+		d := NewDelivery(s, st, DeliveryConfig{BatchSize: 2}, discard())
+		d.Enqueue(pts(8), nil)
 		for range 5 {
 			d.FlushOnce(ctx)
 		}
-		if !slices.Equal(values(s.got), []int64{4, 5, 6, 7}) || d.dropFull.Load() != 4 {
-			t.Fatalf("got %v dropped %d", values(s.got), d.dropFull.Load())
+		if !slices.Equal(values(s.got), []int64{4, 5, 6, 7}) || st.dropped.Load() != 4 {
+			t.Fatalf("got %v dropped %d", values(s.got), st.dropped.Load())
+		}
+		if f := st.Stats(); f[2].Value != int64(0) || f[3].Value != int64(3) {
+			t.Errorf("dropped time range %v, want 0..3", f)
 		}
 	})
 }
 
 func TestBackoffBounds(t *testing.T) {
-	d := NewDelivery(&fakeSink{}, DeliveryConfig{MinBackoff: time.Second, MaxBackoff: time.Minute}, discard())
+	d := NewDelivery(&fakeSink{}, NewMemoryStore(1), DeliveryConfig{MinBackoff: time.Second, MaxBackoff: time.Minute}, discard())
 	for n := 1; n < 20; n++ {
 		ceil := min(time.Second<<(n-1), time.Minute)
 		if n > 8 {
@@ -150,7 +154,7 @@ func TestBackoffBounds(t *testing.T) {
 
 func TestEngineDrainsOnShutdown(t *testing.T) {
 	s := &fakeSink{}
-	d := NewDelivery(s, DeliveryConfig{}, discard())
+	d := NewDelivery(s, NewMemoryStore(100), DeliveryConfig{}, discard())
 	p := NewPipeline(PipelineConfig{Server: "s", MaxDomains: 10}, d)
 	src := sourceFunc(func(ctx context.Context, emit func(Batch)) error {
 		emit(Batch{Points: pts(3)})
@@ -198,11 +202,41 @@ func TestDeliveryPartialWriteResendsOnlyTheRest(t *testing.T) {
 		}
 		return nil
 	}}
-	d := NewDelivery(s, DeliveryConfig{BatchSize: 5, MinBackoff: time.Millisecond}, discard())
-	d.Enqueue(pts(5))
+	d := NewDelivery(s, NewMemoryStore(100), DeliveryConfig{BatchSize: 5, MinBackoff: time.Millisecond}, discard())
+	d.Enqueue(pts(5), nil)
 	d.FlushOnce(context.Background())
 	d.FlushOnce(context.Background())
 	if !slices.Equal(values(s.got), []int64{3, 4}) || d.Queued() != 0 || d.written.Load() != 5 {
 		t.Fatalf("resent %v, queued %d, written %d", values(s.got), d.Queued(), d.written.Load())
+	}
+}
+
+// After an outage the backlog drains oldest first, but fresh data waits
+// behind at most one backlog entry.
+func TestDeliveryFreshDataIsNotStarved(t *testing.T) {
+	s := &fakeSink{}
+	d := NewDelivery(s, NewMemoryStore(100), DeliveryConfig{BatchSize: 1}, discard())
+	d.Enqueue(pts(4), nil) // backlog: 0 1 2 3
+	ctx := context.Background()
+	d.FlushOnce(ctx) // 0
+	d.FlushOnce(ctx) // 1
+	fresh := NewPoint("m", nil, []Field{{"i", int64(100)}}, time.Unix(100, 0))
+	d.Enqueue([]Point{fresh}, nil)
+	for range 10 {
+		if _, more := d.FlushOnce(ctx); !more {
+			break
+		}
+	}
+	if got := values(s.got); !slices.Equal(got, []int64{0, 1, 100, 2, 3}) {
+		t.Fatalf("write order %v, want the fresh point after at most one more backlog entry", got)
+	}
+}
+
+func TestEnqueueCallsDurableOnceAllChunksAre(t *testing.T) {
+	d := NewDelivery(&fakeSink{}, NewMemoryStore(100), DeliveryConfig{BatchSize: 2}, discard())
+	calls := 0
+	d.Enqueue(pts(5), func() { calls++ })
+	if calls != 1 {
+		t.Fatalf("durable called %d times, want 1", calls)
 	}
 }

@@ -28,9 +28,10 @@ type Pipeline struct {
 	domainsFolded atomic.Int64
 }
 
-// Enqueuer takes points for one sink. Delivery implements it.
+// Enqueuer takes points for one sink and calls durable once they are safe
+// in its store. Delivery implements it.
 type Enqueuer interface {
-	Enqueue(points []Point)
+	Enqueue(points []Point, durable func())
 }
 
 // NewPipeline returns a pipeline that feeds queues.
@@ -46,16 +47,28 @@ func NewPipeline(cfg PipelineConfig, queues ...Enqueuer) *Pipeline {
 	return p
 }
 
-// Emit processes b and hands the result to every queue, then calls b.Done.
+// Emit processes b and hands the result to every queue. b.Done is called
+// once every queue reports the points durable — possibly later, from another
+// goroutine, or never if a queue could not take them.
 func (p *Pipeline) Emit(b Batch) {
 	pts := p.Process(b.Points)
 	p.batches.Add(1)
 	p.points.Add(int64(len(pts)))
-	for _, q := range p.queues {
-		q.Enqueue(pts)
+	if len(p.queues) == 0 {
+		if b.Done != nil {
+			b.Done()
+		}
+		return
 	}
-	if b.Done != nil {
-		b.Done()
+	var left atomic.Int64
+	left.Store(int64(len(p.queues)))
+	durable := func() {
+		if left.Add(-1) == 0 && b.Done != nil {
+			b.Done()
+		}
+	}
+	for _, q := range p.queues {
+		q.Enqueue(pts, durable)
 	}
 }
 

@@ -66,7 +66,7 @@ func TestPipelineCallsDone(t *testing.T) {
 
 type enqueueFunc func([]Point)
 
-func (f enqueueFunc) Enqueue(p []Point) { f(p) }
+func (f enqueueFunc) Enqueue(p []Point, durable func()) { f(p); durable() }
 
 func TestISPMap(t *testing.T) {
 	m := NewISPMap(map[string]string{"example-isp.net": "example", "gmail.com": "alphabet"})

@@ -69,7 +69,7 @@ func influxConfig(in config.Influx) influx.Config {
 }
 
 func deliveryConfig(q config.Queue, batch int) agent.DeliveryConfig {
-	return agent.DeliveryConfig{MaxPoints: q.MaxPoints, BatchSize: batch, MinBackoff: q.MinBackoff, MaxBackoff: q.MaxBackoff}
+	return agent.DeliveryConfig{BatchSize: batch, MinBackoff: q.MinBackoff, MaxBackoff: q.MaxBackoff}
 }
 
 // outputs are the sinks of a configuration, each behind its delivery loop,
@@ -86,7 +86,7 @@ func buildOutputs(cfg config.Config, out io.Writer, log *slog.Logger) (*outputs,
 	if cfg.Sinks.Stdout.Enabled {
 		s := stdout.New(out)
 		o.sinks = append(o.sinks, s)
-		o.deliveries = append(o.deliveries, agent.NewDelivery(s, deliveryConfig(cfg.Sinks.Stdout.Buffer, 5000), log))
+		o.deliveries = append(o.deliveries, agent.NewDelivery(s, agent.NewMemoryStore(cfg.Sinks.Stdout.Buffer.MaxPoints), deliveryConfig(cfg.Sinks.Stdout.Buffer, 5000), log))
 	}
 	if cfg.Sinks.Influx.Enabled {
 		s, err := influx.New(influxConfig(cfg.Sinks.Influx), log)
@@ -94,7 +94,7 @@ func buildOutputs(cfg config.Config, out io.Writer, log *slog.Logger) (*outputs,
 			return nil, fmt.Errorf("influx sink: %w", err)
 		}
 		o.sinks = append(o.sinks, s)
-		o.deliveries = append(o.deliveries, agent.NewDelivery(s, deliveryConfig(cfg.Sinks.Influx.Buffer, cfg.Sinks.Influx.BatchSize), log))
+		o.deliveries = append(o.deliveries, agent.NewDelivery(s, agent.NewMemoryStore(cfg.Sinks.Influx.Buffer.MaxPoints), deliveryConfig(cfg.Sinks.Influx.Buffer, cfg.Sinks.Influx.BatchSize), log))
 	}
 	enq := make([]agent.Enqueuer, len(o.deliveries))
 	for i, d := range o.deliveries {

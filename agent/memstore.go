@@ -1,0 +1,142 @@
+package agent
+
+import (
+	"sync"
+	"sync/atomic"
+)
+
+// MemoryStore is a Store in memory, bounded in points: when an Append would
+// exceed the bound, the oldest entries are dropped and counted. It is for the
+// stdout sink and for tests; a power cut or crash loses what it holds.
+type MemoryStore struct {
+	max int
+
+	mu      sync.Mutex
+	entries []Entry // in Seq order; acked entries are removed at once
+	points  int
+	nextSeq uint64
+	notify  chan struct{}
+
+	dropped        atomic.Int64
+	droppedEntries atomic.Int64
+	droppedFirst   atomic.Int64 // unix seconds of the oldest dropped point
+	droppedLast    atomic.Int64 // unix seconds of the newest dropped point
+}
+
+var _ Store = (*MemoryStore)(nil)
+
+// NewMemoryStore returns a store holding at most maxPoints points (at least
+// one entry is always kept, however large).
+func NewMemoryStore(maxPoints int) *MemoryStore {
+	return &MemoryStore{max: maxPoints, nextSeq: 1, notify: make(chan struct{}, 1)}
+}
+
+// Append adds points; durable is called at once (memory is as durable as
+// this store gets).
+func (m *MemoryStore) Append(points []Point, durable func()) error {
+	m.mu.Lock()
+	m.entries = append(m.entries, Entry{Seq: m.nextSeq, Points: points})
+	m.nextSeq++
+	m.points += len(points)
+	for m.points > m.max && len(m.entries) > 1 {
+		old := m.entries[0]
+		m.entries[0] = Entry{}
+		m.entries = m.entries[1:]
+		m.points -= len(old.Points)
+		m.countDrop(old.Points)
+	}
+	m.mu.Unlock()
+	select {
+	case m.notify <- struct{}{}:
+	default:
+	}
+	if durable != nil {
+		durable()
+	}
+	return nil
+}
+
+func (m *MemoryStore) countDrop(pts []Point) {
+	m.dropped.Add(int64(len(pts)))
+	first := m.droppedEntries.Add(1) == 1
+	for i, p := range pts {
+		sec := p.Time.Unix()
+		if first && i == 0 {
+			m.droppedFirst.Store(sec)
+			m.droppedLast.Store(sec)
+		}
+		if sec < m.droppedFirst.Load() {
+			m.droppedFirst.Store(sec)
+		}
+		if sec > m.droppedLast.Load() {
+			m.droppedLast.Store(sec)
+		}
+	}
+}
+
+// Oldest returns the oldest entry.
+func (m *MemoryStore) Oldest() (Entry, bool) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if len(m.entries) == 0 {
+		return Entry{}, false
+	}
+	return m.entries[0], true
+}
+
+// Newest returns the newest entry.
+func (m *MemoryStore) Newest() (Entry, bool) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if len(m.entries) == 0 {
+		return Entry{}, false
+	}
+	return m.entries[len(m.entries)-1], true
+}
+
+// After returns the oldest entry above seq.
+func (m *MemoryStore) After(seq uint64) (Entry, bool) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	for _, e := range m.entries {
+		if e.Seq > seq {
+			return e, true
+		}
+	}
+	return Entry{}, false
+}
+
+// Ack removes entry seq.
+func (m *MemoryStore) Ack(seq uint64) error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	for i, e := range m.entries {
+		if e.Seq == seq {
+			m.points -= len(e.Points)
+			m.entries = append(m.entries[:i:i], m.entries[i+1:]...)
+			return nil
+		}
+	}
+	return nil
+}
+
+// Notify is signalled after every Append.
+func (m *MemoryStore) Notify() <-chan struct{} { return m.notify }
+
+// Pending returns what waits; the byte size is unknown (0).
+func (m *MemoryStore) Pending() (entries, points int, bytes int64) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return len(m.entries), m.points, 0
+}
+
+// Stats reports what the bound dropped.
+func (m *MemoryStore) Stats() []Field {
+	return []Field{
+		{Key: "dropped_points", Value: m.dropped.Load()},
+		{Key: "dropped_entries", Value: m.droppedEntries.Load()},
+		{Key: "dropped_first_unix", Value: m.droppedFirst.Load()},
+		{Key: "dropped_last_unix", Value: m.droppedLast.Load()},
+	}
+}
+
