@@ -37,7 +37,7 @@ type Delivery struct {
 	log   *slog.Logger
 	now   func() time.Time
 
-	mu          sync.Mutex // guards the write state below; FlushOnce runs one at a time
+	mu         sync.Mutex // guards the write state below; FlushOnce runs one at a time
 	cur        *inflight
 	newestSeen uint64 // the newest entry at the last pick
 

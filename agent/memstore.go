@@ -139,4 +139,3 @@ func (m *MemoryStore) Stats() []Field {
 		{Key: "dropped_last_unix", Value: m.droppedLast.Load()},
 	}
 }
-
