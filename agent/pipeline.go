@@ -124,7 +124,8 @@ const OtherDomain = "other"
 // foldDomains keeps the max domains with the most volume (the "rcp" or
 // "count" fields) and renames the rest to "other", merging the points that
 // then share measurement, tags and time: numeric fields are summed, except
-// those ending in "_max", which keep the maximum. It returns how many
+// those ending in "_max" and the interval length "interval_s", which keep
+// the maximum. It returns how many
 // distinct domains were folded.
 func foldDomains(pts []Point, max int) ([]Point, int) {
 	if max <= 0 {
@@ -212,7 +213,7 @@ func mergeFields(dst, src *Point) {
 			dst.Fields = append(dst.Fields, f)
 			continue
 		}
-		dst.Fields[i].Value = combine(dst.Fields[i].Value, f.Value, strings.HasSuffix(f.Key, "_max"))
+		dst.Fields[i].Value = combine(dst.Fields[i].Value, f.Value, strings.HasSuffix(f.Key, "_max") || f.Key == "interval_s")
 	}
 }
 

@@ -1,0 +1,18 @@
+// Package acct reads PowerMTA's accounting CSV files and turns them into
+// pmta_acct and pmta_acct_diag points.
+//
+// The work is split the way the data flows: scanner splits RFC 4180 records
+// out of a byte buffer; parseRecord maps one record onto the few columns the
+// agent uses, through the header of the file it came from; the aggregator sums
+// records per interval and tag set. None of these does I/O. The Tailer follows
+// live files (by content fingerprint, through rotation, moves and deletion)
+// and keeps a checkpoint that only advances once emitted points are safe;
+// Backfill replays whole files on demand.
+//
+// Guarantee: every record read is counted exactly once — the sum of count
+// over all pmta_acct points equals the records read — across restarts, late
+// records and crashes (after a crash the same points are emitted again, with
+// the same tags and timestamps, so the sink's last write wins). Records of a
+// file deleted or truncated while the tailer was stopped, beyond the
+// checkpoint, cannot be read and are lost.
+package acct
