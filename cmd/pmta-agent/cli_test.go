@@ -1,6 +1,7 @@
 package main
 
 import (
+	"fmt"
 	"net/http/httptest"
 	"strings"
 	"sync"
@@ -85,5 +86,44 @@ func TestOncePrintsOneRound(t *testing.T) {
 	}
 	if !strings.Contains(out.String(), "pmta_status,server=once-test up=0i") {
 		t.Errorf("no up=0 point:\n%s", out.String())
+	}
+}
+
+// backfill without a configuration: line protocol on stdout whose pmta_acct
+// counts sum to the records in the files, and a summary on stderr.
+func TestBackfillToStdout(t *testing.T) {
+	dir := t.TempDir()
+	a, b := dir+"/acct-2024-01-15-0000.csv", dir+"/acct-2024-01-15-0001.csv"
+	if err := sim.GenerateFile(a, 3000, 1); err != nil {
+		t.Fatal(err)
+	}
+	if err := sim.GenerateFile(b, 2000, 2); err != nil {
+		t.Fatal(err)
+	}
+	var out, errOut syncBuffer
+	if code := run([]string{"backfill", a, b}, &out, &errOut); code != 0 {
+		t.Fatalf("exit %d; stderr:\n%s", code, errOut.String())
+	}
+	var sum int64
+	for _, line := range strings.Split(out.String(), "\n") {
+		if !strings.HasPrefix(line, "pmta_acct,") {
+			continue
+		}
+		_, after, _ := strings.Cut(line, " count=")
+		num, _, _ := strings.Cut(after, "i")
+		var n int64
+		if _, err := fmt.Sscan(num, &n); err != nil {
+			t.Fatalf("bad count in %q", line)
+		}
+		sum += n
+	}
+	if sum != 5000 {
+		t.Errorf("pmta_acct counts sum to %d, want 5000", sum)
+	}
+	if !strings.Contains(errOut.String(), "backfill: 2 files, 5000 records, 0 malformed") {
+		t.Errorf("no summary on stderr:\n%s", errOut.String())
+	}
+	if code := run([]string{"backfill"}, &out, &errOut); code != 2 {
+		t.Errorf("backfill without files: exit %d, want 2", code)
 	}
 }
