@@ -41,16 +41,17 @@ type Delivery struct {
 	cur        *inflight
 	newestSeen uint64 // the newest entry at the last pick
 
-	attempt   int
-	failing   bool
-	lastLoud  time.Time
-	written   atomic.Int64
-	dropPerm  atomic.Int64
-	errs      atomic.Int64
-	splits    atomic.Int64
-	appendErr atomic.Int64
-	lastOK    atomic.Int64
-	lastWrite atomic.Int64 // nanoseconds the last successful Write took
+	attempt      int
+	failing      bool
+	failingSince atomic.Int64 // unix seconds of the first failure of the current episode, 0 when writing fine
+	lastLoud     time.Time
+	written      atomic.Int64
+	dropPerm     atomic.Int64
+	errs         atomic.Int64
+	splits       atomic.Int64
+	appendErr    atomic.Int64
+	lastOK       atomic.Int64
+	lastWrite    atomic.Int64 // nanoseconds the last successful Write took
 }
 
 // inflight is the entry being written: rest is what the sink has not taken
@@ -177,6 +178,7 @@ func (d *Delivery) FlushOnce(ctx context.Context) (wait time.Duration, more bool
 		d.attempt = 0
 		if d.failing {
 			d.failing = false
+			d.failingSince.Store(0)
 			d.log.Info("sink writes again")
 		}
 		d.advance(len(chunk))
@@ -216,6 +218,9 @@ func (d *Delivery) FlushOnce(ctx context.Context) (wait time.Duration, more bool
 	wait = d.backoff(d.attempt)
 	if kind == Throttled && retryAfter > 0 {
 		wait = min(retryAfter, 10*time.Minute)
+	}
+	if !d.failing {
+		d.failingSince.Store(d.now().Unix())
 	}
 	if !d.failing || d.now().Sub(d.lastLoud) > 10*time.Minute {
 		d.failing = true
@@ -302,6 +307,7 @@ func (d *Delivery) Stats() []Field {
 		{Key: "append_errors", Value: d.appendErr.Load()},
 		{Key: "splits", Value: d.splits.Load()},
 		{Key: "last_success_unix", Value: d.lastOK.Load()},
+		{Key: "failing_since_unix", Value: d.failingSince.Load()},
 		{Key: "write_duration_s", Value: time.Duration(d.lastWrite.Load()).Seconds()},
 	}
 	if r, ok := d.store.(interface{ Stats() []Field }); ok {

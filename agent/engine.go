@@ -122,6 +122,9 @@ func (e *Engine) selfLoop(ctx context.Context) {
 	}
 }
 
+// Reporters returns every component that reports its own health.
+func (e *Engine) Reporters() []StatsReporter { return e.reporters }
+
 // EmitSelf sends one pmta_agent point per component through the pipeline.
 func (e *Engine) EmitSelf() {
 	e.pipeline.Emit(Batch{Source: "self", Points: e.SelfPoints(e.now())})

@@ -29,10 +29,25 @@ type Config struct {
 	// pmta_agent points.
 	SelfInterval time.Duration `koanf:"self_interval"`
 
+	Listen   Listen   `koanf:"listen"`
 	API      API      `koanf:"api"`
 	Acct     Acct     `koanf:"acct"`
 	Pipeline Pipeline `koanf:"pipeline"`
 	Sinks    Sinks    `koanf:"sinks"`
+}
+
+// Listen configures the agent's own HTTP listener: /metrics, /healthz,
+// /readyz.
+type Listen struct {
+	Enabled bool   `koanf:"enabled"`
+	Address string `koanf:"address"`
+	// PMTAMetrics adds PowerMTA's own values to /metrics, for Prometheus.
+	PMTAMetrics bool `koanf:"pmta_metrics"`
+	// /readyz fails when the accounting tail lags more than ReadyMaxTailLag
+	// or a sink has been failing for longer than ReadyMaxSinkFailure (and
+	// when the last successful poll is older than three api.interval).
+	ReadyMaxTailLag     time.Duration `koanf:"ready_max_tail_lag"`
+	ReadyMaxSinkFailure time.Duration `koanf:"ready_max_sink_failure"`
 }
 
 // API configures the PowerMTA HTTP management interface poller.
@@ -125,6 +140,12 @@ func Default() Config {
 		StateDir:        "/var/lib/pmta-agent",
 		ShutdownTimeout: 10 * time.Second,
 		SelfInterval:    60 * time.Second,
+		Listen: Listen{
+			Enabled:             true,
+			Address:             "127.0.0.1:9099",
+			ReadyMaxTailLag:     5 * time.Minute,
+			ReadyMaxSinkFailure: 5 * time.Minute,
+		},
 		API: API{
 			Enabled:   true,
 			URL:       "http://127.0.0.1:8080",

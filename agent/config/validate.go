@@ -3,6 +3,7 @@ package config
 import (
 	"errors"
 	"fmt"
+	"net"
 	"net/url"
 	"os"
 	"path/filepath"
@@ -33,6 +34,14 @@ func (c *Config) Validate() error {
 	p.oneOf("log_format", c.LogFormat, "text", "json")
 	p.positive("shutdown_timeout", c.ShutdownTimeout)
 	p.positive("self_interval", c.SelfInterval)
+
+	if c.Listen.Enabled {
+		if _, port, err := net.SplitHostPort(c.Listen.Address); err != nil || port == "" {
+			p.add("listen.address", fmt.Sprintf("%q is not host:port (e.g. 127.0.0.1:9099)", c.Listen.Address))
+		}
+		p.positive("listen.ready_max_tail_lag", c.Listen.ReadyMaxTailLag)
+		p.positive("listen.ready_max_sink_failure", c.Listen.ReadyMaxSinkFailure)
+	}
 
 	if c.API.Enabled {
 		a := c.API

@@ -27,6 +27,7 @@ func cmdDemo(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	acct := fs.Bool("acct", true, "also write accounting files and tail them")
 	duration := fs.Duration("duration", 0, "stop after this long (0: run until Ctrl-C)")
 	seed := fs.Int64("seed", 1, "simulator seed")
+	listen := fs.String("listen", "127.0.0.1:0", "the agent's /metrics, /healthz, /readyz listener (port 0: any free port)")
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
@@ -55,6 +56,8 @@ func cmdDemo(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	cfg.API.Jitter = 0
 	cfg.SelfInterval = max(*interval, 10*time.Second)
 	cfg.ShutdownTimeout = 5 * time.Second
+	cfg.Listen.Address = *listen
+	cfg.Listen.PMTAMetrics = true
 	cfg.Sinks.Stdout.Enabled = true
 	cfg.Sinks.Influx.Enabled = false
 

@@ -31,6 +31,7 @@ func e2eConfig(apiURL, dialect, format, influxURL, db string) config.Config {
 	cfg.API.Jitter = 0
 	cfg.API.MaxItems = 1000
 	cfg.SelfInterval = time.Hour
+	cfg.Listen.Address = "127.0.0.1:0"
 	cfg.Pipeline.MaxDomains = 1000
 	cfg.Sinks.Influx.Enabled = true
 	cfg.Sinks.Influx.URL = influxURL

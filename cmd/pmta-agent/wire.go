@@ -8,10 +8,12 @@ import (
 	"log/slog"
 	"os"
 	"strings"
+	"time"
 
 	"github.com/pmta-agent/pmta-agent/agent"
 	"github.com/pmta-agent/pmta-agent/agent/config"
 	"github.com/pmta-agent/pmta-agent/agent/poller"
+	"github.com/pmta-agent/pmta-agent/agent/selfmon"
 	"github.com/pmta-agent/pmta-agent/sinks/influx"
 	"github.com/pmta-agent/pmta-agent/sinks/stdout"
 )
@@ -50,6 +52,7 @@ type components struct {
 	deliveries []*agent.Delivery
 	pipeline   *agent.Pipeline
 	engine     *agent.Engine
+	latest     *selfmon.Latest
 }
 
 func pollerConfig(a config.API) poller.Config {
@@ -76,6 +79,7 @@ func deliveryConfig(q config.Queue, batch int) agent.DeliveryConfig {
 // and the pipeline that feeds them.
 type outputs struct {
 	isp        *agent.ISPMap
+	latest     *selfmon.Latest // PowerMTA values for /metrics; nil unless listen.pmta_metrics
 	sinks      []agent.Sink
 	deliveries []*agent.Delivery
 	pipeline   *agent.Pipeline
@@ -96,9 +100,13 @@ func buildOutputs(cfg config.Config, out io.Writer, log *slog.Logger) (*outputs,
 		o.sinks = append(o.sinks, s)
 		o.deliveries = append(o.deliveries, agent.NewDelivery(s, agent.NewMemoryStore(cfg.Sinks.Influx.Buffer.MaxPoints), deliveryConfig(cfg.Sinks.Influx.Buffer, cfg.Sinks.Influx.BatchSize), log))
 	}
-	enq := make([]agent.Enqueuer, len(o.deliveries))
-	for i, d := range o.deliveries {
-		enq[i] = d
+	enq := make([]agent.Enqueuer, 0, len(o.deliveries)+1)
+	for _, d := range o.deliveries {
+		enq = append(enq, d)
+	}
+	if cfg.Listen.Enabled && cfg.Listen.PMTAMetrics {
+		o.latest = selfmon.NewLatest()
+		enq = append(enq, o.latest)
 	}
 	o.pipeline = agent.NewPipeline(agent.PipelineConfig{
 		Server: cfg.Server, Tags: cfg.Tags, MaxDomains: cfg.Pipeline.MaxDomains, ISP: o.isp,
@@ -113,7 +121,7 @@ func build(cfg config.Config, out io.Writer, log *slog.Logger) (*components, err
 	if err != nil {
 		return nil, err
 	}
-	c := &components{sinks: o.sinks, deliveries: o.deliveries, pipeline: o.pipeline}
+	c := &components{sinks: o.sinks, deliveries: o.deliveries, pipeline: o.pipeline, latest: o.latest}
 	if cfg.API.Enabled {
 		p, err := poller.New(pollerConfig(cfg.API), log)
 		if err != nil {
@@ -155,7 +163,26 @@ func runAgent(ctx context.Context, cfg config.Config, stdout io.Writer, log *slo
 	}
 	log.Info("pmta-agent starting", "version", buildVersion(), "server", cfg.Server,
 		"sources", len(c.sources), "sinks", len(c.sinks))
+	var listenDone <-chan error
+	if cfg.Listen.Enabled {
+		stale := time.Duration(0)
+		if cfg.API.Enabled {
+			stale = 3 * cfg.API.Interval
+		}
+		mon := selfmon.New(selfmon.Config{
+			Address: cfg.Listen.Address, Version: buildVersion(), APIStale: stale,
+			MaxTailLag: cfg.Listen.ReadyMaxTailLag, MaxSinkFailure: cfg.Listen.ReadyMaxSinkFailure,
+		}, c.engine.Reporters, c.latest, log)
+		lctx, stopListen := context.WithCancel(ctx)
+		defer stopListen()
+		if listenDone, err = mon.Start(lctx); err != nil {
+			return err
+		}
+	}
 	runErr := c.engine.Run(ctx)
+	if listenDone != nil {
+		runErr = errors.Join(runErr, <-listenDone)
+	}
 	closeCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), cfg.ShutdownTimeout)
 	defer cancel()
 	closeErr := c.engine.Close(closeCtx)
