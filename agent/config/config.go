@@ -123,9 +123,24 @@ type Influx struct {
 	Buffer    Queue           `koanf:"buffer"`
 }
 
-// Queue bounds what a sink holds while it cannot write, and how it retries.
+// Queue is where a sink's points wait until the sink acknowledged them, and
+// how the sink's writes are retried.
 type Queue struct {
-	MaxPoints  int           `koanf:"max_points"`
+	// Type is "disk" (a durable queue under Dir) or "memory" (lost on exit).
+	Type string `koanf:"type"`
+	// Dir defaults to <state_dir>/queue/<sink>.
+	Dir string `koanf:"dir"`
+	// MaxBytes bounds a disk queue; beyond it the oldest points are dropped
+	// and counted.
+	MaxBytes ByteSize `koanf:"max_bytes"`
+	// MaxPoints bounds a memory queue in the same way.
+	MaxPoints int `koanf:"max_points"`
+	// Sync is the disk queue's fsync policy: "always" (before a batch
+	// counts as stored), "interval" (every SyncEvery) or "never" (leave it
+	// to the OS). It decides how much a power cut can cost.
+	Sync      string        `koanf:"sync"`
+	SyncEvery time.Duration `koanf:"sync_every"`
+
 	MinBackoff time.Duration `koanf:"min_backoff"`
 	MaxBackoff time.Duration `koanf:"max_backoff"`
 }
@@ -133,7 +148,12 @@ type Queue struct {
 // Default returns the configuration used where the file and the environment
 // say nothing.
 func Default() Config {
-	buf := Queue{MaxPoints: 1_000_000, MinBackoff: time.Second, MaxBackoff: time.Minute}
+	disk := Queue{
+		Type: "disk", MaxBytes: 1 << 30, MaxPoints: 1_000_000, Sync: "interval", SyncEvery: time.Second,
+		MinBackoff: time.Second, MaxBackoff: time.Minute,
+	}
+	mem := disk
+	mem.Type = "memory"
 	return Config{
 		LogLevel:        "info",
 		LogFormat:       "text",
@@ -169,14 +189,14 @@ func Default() Config {
 		},
 		Pipeline: Pipeline{MaxDomains: 500},
 		Sinks: Sinks{
-			Stdout: Stdout{Buffer: buf},
+			Stdout: Stdout{Buffer: mem},
 			Influx: Influx{
 				URL:       "http://127.0.0.1:8086",
 				Bucket:    "pmta",
 				Gzip:      true,
 				BatchSize: 5000,
 				Timeout:   10 * time.Second,
-				Buffer:    buf,
+				Buffer:    disk,
 			},
 		},
 	}

@@ -145,3 +145,25 @@ func TestValidate(t *testing.T) {
 		t.Errorf("default config with stdout: %v", err)
 	}
 }
+
+func TestByteSize(t *testing.T) {
+	for in, want := range map[string]ByteSize{"1GiB": 1 << 30, "512MiB": 512 << 20, "500MB": 500e6, "64k": 64 << 10, "1073741824": 1 << 30, " 2 gib ": 2 << 30} {
+		var b ByteSize
+		if err := b.UnmarshalText([]byte(in)); err != nil || b != want {
+			t.Errorf("%q → %d, %v; want %d", in, b, err, want)
+		}
+	}
+	for _, bad := range []string{"", "lots", "-1GiB", "1XB"} {
+		var b ByteSize
+		if err := b.UnmarshalText([]byte(bad)); err == nil {
+			t.Errorf("%q accepted as %d", bad, b)
+		}
+	}
+	if s := ByteSize(1 << 30).String(); s != "1GiB" {
+		t.Errorf("String() = %s", s)
+	}
+	cfg, err := Load("", []string{"PMTA_AGENT_SINKS__INFLUX__BUFFER__MAX_BYTES=256MiB"})
+	if err != nil || cfg.Sinks.Influx.Buffer.MaxBytes != 256<<20 {
+		t.Errorf("env max_bytes: %v, %v", cfg.Sinks.Influx.Buffer.MaxBytes, err)
+	}
+}

@@ -114,7 +114,7 @@ func (c *Config) Validate() error {
 		p.add("sinks", "no sink is enabled: enable sinks.stdout or sinks.influx")
 	}
 	if c.Sinks.Stdout.Enabled {
-		p.queue("sinks.stdout.buffer", c.Sinks.Stdout.Buffer)
+		p.queue("sinks.stdout.buffer", c.Sinks.Stdout.Buffer, c.StateDir)
 	}
 	if in := c.Sinks.Influx; in.Enabled {
 		p.url("sinks.influx.url", in.URL)
@@ -129,7 +129,7 @@ func (c *Config) Validate() error {
 			p.add("sinks.influx.token", "would be sent in clear text over http:// to a remote host; use https://")
 		}
 		p.tls("sinks.influx.tls", in.TLS)
-		p.queue("sinks.influx.buffer", in.Buffer)
+		p.queue("sinks.influx.buffer", in.Buffer, c.StateDir)
 	}
 	return p.err()
 }
@@ -196,9 +196,24 @@ func (p *problems) tls(key string, t agent.TLSConfig) {
 	}
 }
 
-func (p *problems) queue(key string, q Queue) {
-	if q.MaxPoints < 1 {
-		p.add(key+".max_points", "must be at least 1")
+func (p *problems) queue(key string, q Queue, stateDir string) {
+	p.oneOf(key+".type", q.Type, "disk", "memory")
+	switch q.Type {
+	case "disk":
+		if q.Dir == "" && stateDir == "" {
+			p.add(key+".dir", "must be set when state_dir is empty")
+		}
+		if q.MaxBytes < 1<<20 {
+			p.add(key+".max_bytes", fmt.Sprintf("(%s) must be at least 1MiB", q.MaxBytes))
+		}
+		p.oneOf(key+".sync", q.Sync, "always", "interval", "never")
+		if q.Sync == "interval" {
+			p.positive(key+".sync_every", q.SyncEvery)
+		}
+	case "memory":
+		if q.MaxPoints < 1 {
+			p.add(key+".max_points", "must be at least 1")
+		}
 	}
 	p.positive(key+".min_backoff", q.MinBackoff)
 	if q.MaxBackoff < q.MinBackoff {
