@@ -19,6 +19,9 @@ type DeliveryConfig struct {
 	// MinBackoff and MaxBackoff bound the jittered exponential back-off
 	// between failed writes.
 	MinBackoff, MaxBackoff time.Duration
+	// Durable says the store survives a restart: what Drain cannot write
+	// before its deadline waits for the next start instead of being lost.
+	Durable bool
 }
 
 // Delivery owns one sink: the pipeline appends to its Store, and its loop
@@ -286,6 +289,10 @@ func (d *Delivery) Drain(ctx context.Context) error {
 		}
 	}
 	if n := d.Queued(); n > 0 {
+		if d.cfg.Durable {
+			d.log.Info("points stay in the queue for the next start", "points", n)
+			return nil
+		}
 		return fmt.Errorf("sink %s: %d points not written before the shutdown deadline", d.sink.Name(), n)
 	}
 	return nil

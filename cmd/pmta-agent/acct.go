@@ -65,8 +65,11 @@ func cmdBackfill(ctx context.Context, args []string, stdout, stderr io.Writer) e
 	if *interval > 0 {
 		cfg.Acct.Interval = *interval
 	}
-	cfg.Sinks.Stdout.Buffer.MaxPoints = backfillBuffer
-	cfg.Sinks.Influx.Buffer.MaxPoints = backfillBuffer
+	// A backfill can be run again from its files, and the daemon may hold the
+	// disk queues' locks: its points wait in memory, with back-pressure.
+	for _, b := range []*config.Queue{&cfg.Sinks.Stdout.Buffer, &cfg.Sinks.Influx.Buffer} {
+		b.Type, b.MaxPoints = "memory", backfillBuffer
+	}
 	log := newLogger(cfg, stderr)
 
 	out, err := buildOutputs(cfg, stdout, log)
@@ -117,6 +120,7 @@ func cmdBackfill(ctx context.Context, args []string, stdout, stderr io.Writer) e
 			drainErrs = append(drainErrs, c.Close())
 		}
 	}
+	drainErrs = append(drainErrs, out.close(nil))
 	secs := stats.Elapsed.Seconds()
 	fmt.Fprintf(stderr, "backfill: %d files, %d records, %d malformed, %d points, %.2f s, %.0f records/s\n",
 		stats.Files, stats.Records, stats.Malformed, stats.Points, secs, float64(stats.Records)/max(secs, 1e-9))

@@ -52,7 +52,7 @@ func TestAcctToInfluxDB(t *testing.T) {
 		}
 	}
 
-	cfg := e2eConfig("http://127.0.0.1:1", "pmta", "json", srv.URL, db)
+	cfg := e2eConfig(t, "http://127.0.0.1:1", "pmta", "json", srv.URL, db)
 	cfg.API.Enabled = false
 	cfg.StateDir = filepath.Join(dir, "state")
 	cfg.Acct.Enabled = true

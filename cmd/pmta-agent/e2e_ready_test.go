@@ -63,7 +63,7 @@ func TestReadyzFollowsAPIAndSink(t *testing.T) {
 	api := httptest.NewServer(s.Handler())
 	defer api.Close()
 
-	cfg := e2eConfig(api.URL, "pmta", "json", srv.URL, db)
+	cfg := e2eConfig(t, api.URL, "pmta", "json", srv.URL, db)
 	cfg.API.Interval = 500 * time.Millisecond
 	cfg.API.Timeout = 400 * time.Millisecond
 	cfg.Listen.Address = freeAddr(t)

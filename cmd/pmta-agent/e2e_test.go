@@ -18,11 +18,11 @@ import (
 )
 
 // e2eConfig points the agent at a simulator and a real InfluxDB database.
-func e2eConfig(apiURL, dialect, format, influxURL, db string) config.Config {
+func e2eConfig(t *testing.T, apiURL, dialect, format, influxURL, db string) config.Config {
 	cfg := config.Default()
 	cfg.Server = "e2e-mta01"
 	cfg.Tags = map[string]string{"dc": "test"}
-	cfg.StateDir = ""
+	cfg.StateDir = t.TempDir()
 	cfg.API.URL = apiURL
 	cfg.API.Dialect = dialect
 	cfg.API.Format = format
@@ -144,7 +144,7 @@ func TestAPIToInfluxDB(t *testing.T) {
 			s := sim.New(sim.Options{Seed: 7, Clock: func() time.Time { return now }})
 			api := httptest.NewServer(s.Handler())
 			defer api.Close()
-			cfg := e2eConfig(api.URL, tc.dialect, tc.format, srv.URL, db)
+			cfg := e2eConfig(t, api.URL, tc.dialect, tc.format, srv.URL, db)
 			snap := s.Snapshot()
 			runUntil(t, cfg, func() bool {
 				return count(t, srv, db, "pmta_vmta") >= len(snap.VMTAs) && count(t, srv, db, "pmta_status") > 0
@@ -263,7 +263,7 @@ func TestBrokenAPIIsUpZero(t *testing.T) {
 	s.SetFaults(sim.Faults{Down: true})
 	api := httptest.NewServer(s.Handler())
 	defer api.Close()
-	cfg := e2eConfig(api.URL, "pmta", "json", srv.URL, db)
+	cfg := e2eConfig(t, api.URL, "pmta", "json", srv.URL, db)
 	runUntil(t, cfg, func() bool { return count(t, srv, db, "pmta_status") > 0 })
 	st := rows(t, srv, db, "SELECT * FROM pmta_status GROUP BY *")
 	if len(st) != 1 || st[0]["up"] != "0" {

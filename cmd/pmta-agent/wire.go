@@ -7,12 +7,14 @@ import (
 	"io"
 	"log/slog"
 	"os"
+	"path/filepath"
 	"strings"
 	"time"
 
 	"github.com/pmta-agent/pmta-agent/agent"
 	"github.com/pmta-agent/pmta-agent/agent/config"
 	"github.com/pmta-agent/pmta-agent/agent/poller"
+	"github.com/pmta-agent/pmta-agent/agent/queue"
 	"github.com/pmta-agent/pmta-agent/agent/selfmon"
 	"github.com/pmta-agent/pmta-agent/sinks/influx"
 	"github.com/pmta-agent/pmta-agent/sinks/stdout"
@@ -47,6 +49,7 @@ func newLogger(cfg config.Config, w io.Writer) *slog.Logger {
 
 // components are what a configuration builds.
 type components struct {
+	outputs    *outputs
 	sources    []agent.Source
 	sinks      []agent.Sink
 	deliveries []*agent.Delivery
@@ -72,12 +75,31 @@ func influxConfig(in config.Influx) influx.Config {
 }
 
 func deliveryConfig(q config.Queue, batch int) agent.DeliveryConfig {
-	return agent.DeliveryConfig{BatchSize: batch, MinBackoff: q.MinBackoff, MaxBackoff: q.MaxBackoff}
+	return agent.DeliveryConfig{BatchSize: batch, MinBackoff: q.MinBackoff, MaxBackoff: q.MaxBackoff, Durable: q.Type == "disk"}
+}
+
+// openStore opens the buffer a sink's points wait in.
+func openStore(cfg config.Config, sink string, q config.Queue, log *slog.Logger) (agent.Store, error) {
+	if q.Type == "memory" {
+		return agent.NewMemoryStore(q.MaxPoints), nil
+	}
+	dir := q.Dir
+	if dir == "" {
+		dir = filepath.Join(cfg.StateDir, "queue", sink)
+	}
+	st, err := queue.Open(queue.Options{
+		Dir: dir, MaxBytes: int64(q.MaxBytes), Sync: queue.SyncPolicy(q.Sync), SyncEvery: q.SyncEvery, Log: log.With("queue", sink),
+	})
+	if err != nil {
+		return nil, fmt.Errorf("%s queue: %w", sink, err)
+	}
+	return st, nil
 }
 
 // outputs are the sinks of a configuration, each behind its delivery loop,
 // and the pipeline that feeds them.
 type outputs struct {
+	stores     []agent.Store // closed after the deliveries stopped
 	isp        *agent.ISPMap
 	latest     *selfmon.Latest // PowerMTA values for /metrics; nil unless listen.pmta_metrics
 	sinks      []agent.Sink
@@ -87,18 +109,29 @@ type outputs struct {
 
 func buildOutputs(cfg config.Config, out io.Writer, log *slog.Logger) (*outputs, error) {
 	o := &outputs{isp: agent.NewISPMap(cfg.Pipeline.ISPMap)}
-	if cfg.Sinks.Stdout.Enabled {
-		s := stdout.New(out)
+	add := func(s agent.Sink, q config.Queue, batch int) error {
+		st, err := openStore(cfg, s.Name(), q, log)
+		if err != nil {
+			return err
+		}
 		o.sinks = append(o.sinks, s)
-		o.deliveries = append(o.deliveries, agent.NewDelivery(s, agent.NewMemoryStore(cfg.Sinks.Stdout.Buffer.MaxPoints), deliveryConfig(cfg.Sinks.Stdout.Buffer, 5000), log))
+		o.stores = append(o.stores, st)
+		o.deliveries = append(o.deliveries, agent.NewDelivery(s, st, deliveryConfig(q, batch), log))
+		return nil
+	}
+	if cfg.Sinks.Stdout.Enabled {
+		if err := add(stdout.New(out), cfg.Sinks.Stdout.Buffer, 5000); err != nil {
+			return nil, o.close(err)
+		}
 	}
 	if cfg.Sinks.Influx.Enabled {
 		s, err := influx.New(influxConfig(cfg.Sinks.Influx), log)
 		if err != nil {
-			return nil, fmt.Errorf("influx sink: %w", err)
+			return nil, o.close(fmt.Errorf("influx sink: %w", err))
 		}
-		o.sinks = append(o.sinks, s)
-		o.deliveries = append(o.deliveries, agent.NewDelivery(s, agent.NewMemoryStore(cfg.Sinks.Influx.Buffer.MaxPoints), deliveryConfig(cfg.Sinks.Influx.Buffer, cfg.Sinks.Influx.BatchSize), log))
+		if err := add(s, cfg.Sinks.Influx.Buffer, cfg.Sinks.Influx.BatchSize); err != nil {
+			return nil, o.close(err)
+		}
 	}
 	enq := make([]agent.Enqueuer, 0, len(o.deliveries)+1)
 	for _, d := range o.deliveries {
@@ -114,6 +147,17 @@ func buildOutputs(cfg config.Config, out io.Writer, log *slog.Logger) (*outputs,
 	return o, nil
 }
 
+// close closes the stores (a durable queue fsyncs and releases its lock) and
+// returns err joined with what closing said.
+func (o *outputs) close(err error) error {
+	for _, st := range o.stores {
+		if c, ok := st.(agent.Closer); ok {
+			err = errors.Join(err, c.Close())
+		}
+	}
+	return err
+}
+
 // build constructs the sources, sinks and engine the configuration asks for.
 // out is where the stdout sink writes.
 func build(cfg config.Config, out io.Writer, log *slog.Logger) (*components, error) {
@@ -121,18 +165,18 @@ func build(cfg config.Config, out io.Writer, log *slog.Logger) (*components, err
 	if err != nil {
 		return nil, err
 	}
-	c := &components{sinks: o.sinks, deliveries: o.deliveries, pipeline: o.pipeline, latest: o.latest}
+	c := &components{outputs: o, sinks: o.sinks, deliveries: o.deliveries, pipeline: o.pipeline, latest: o.latest}
 	if cfg.API.Enabled {
 		p, err := poller.New(pollerConfig(cfg.API), log)
 		if err != nil {
-			return nil, fmt.Errorf("api poller: %w", err)
+			return nil, o.close(fmt.Errorf("api poller: %w", err))
 		}
 		c.sources = append(c.sources, p)
 	}
 	if cfg.Acct.Enabled {
 		t, err := newTailer(cfg, o.isp, log)
 		if err != nil {
-			return nil, fmt.Errorf("accounting tailer: %w", err)
+			return nil, o.close(fmt.Errorf("accounting tailer: %w", err))
 		}
 		c.sources = append(c.sources, t)
 	}
@@ -185,7 +229,7 @@ func runAgent(ctx context.Context, cfg config.Config, stdout io.Writer, log *slo
 	}
 	closeCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), cfg.ShutdownTimeout)
 	defer cancel()
-	closeErr := c.engine.Close(closeCtx)
+	closeErr := c.outputs.close(c.engine.Close(closeCtx))
 	log.Info("pmta-agent stopped")
 	return errors.Join(runErr, closeErr)
 }
@@ -224,7 +268,7 @@ func gatherOnce(ctx context.Context, cfg config.Config, stdout io.Writer, log *s
 	if err != nil {
 		return err
 	}
-	defer c.engine.Close(context.WithoutCancel(ctx))
+	defer func() { _ = c.outputs.close(c.engine.Close(context.WithoutCancel(ctx))) }()
 	var errs []error
 	for _, s := range c.sources {
 		g, ok := s.(agent.Gatherer)
