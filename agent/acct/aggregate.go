@@ -242,20 +242,27 @@ func (a *aggregator) add(r *record) {
 }
 
 // closeBefore closes every open interval that starts before boundary and
-// returns their points; it also moves closedUpTo to boundary, which sends
-// later records for those times to the interval at boundary. It reports
-// whether the aggregator's state changed.
+// returns their points. closedUpTo moves to the end of the newest interval it
+// closed, so later records for those times go to the oldest interval still
+// open — an emitted interval is never emitted again with other values. Times
+// for which nothing was emitted stay open to records that arrive late (a file
+// appearing with older data is counted at its own times, not lumped into the
+// present). It reports whether the aggregator's state changed.
 func (a *aggregator) closeBefore(boundary int64) ([]agent.Point, bool) {
 	boundary = floorDiv(boundary, a.iv) * a.iv
-	if a.closedSet && boundary <= a.closedUpTo {
-		return nil, false
-	}
-	a.closedUpTo, a.closedSet = boundary, true
-	var pts []agent.Point
 	n := 0
 	for n < len(a.open) && a.open[n].start < boundary {
-		pts = a.appendPoints(pts, a.open[n])
 		n++
+	}
+	if n == 0 {
+		return nil, false
+	}
+	var pts []agent.Point
+	for _, iv := range a.open[:n] {
+		pts = a.appendPoints(pts, iv)
+	}
+	if end := a.open[n-1].start + a.iv; !a.closedSet || end > a.closedUpTo {
+		a.closedUpTo, a.closedSet = end, true
 	}
 	a.open = slices.Delete(a.open, 0, n)
 	return pts, true
