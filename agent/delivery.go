@@ -197,6 +197,7 @@ func (d *Delivery) FlushOnce(ctx context.Context) (wait time.Duration, more bool
 			d.written.Add(int64(n))
 			cur.rest = cur.rest[n:]
 			cur.limit = len(cur.rest)
+			chunk = chunk[n:] // what the error's kind is about
 		}
 	}
 	kind, retryAfter := Classify(err)

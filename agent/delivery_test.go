@@ -240,3 +240,20 @@ func TestEnqueueCallsDurableOnceAllChunksAre(t *testing.T) {
 		t.Fatalf("durable called %d times, want 1", calls)
 	}
 }
+
+func TestDeliveryPartialThenPermanentDropsOnlyTheRest(t *testing.T) {
+	s := &fakeSink{write: func(n int, p []Point) error {
+		if n == 0 {
+			return &SinkError{Kind: Permanent, Err: settledErr{2}}
+		}
+		return nil
+	}}
+	d := NewDelivery(s, NewMemoryStore(100), DeliveryConfig{BatchSize: 4}, discard())
+	d.Enqueue(pts(6), nil) // entries [0 1 2 3] and [4 5]
+	for range 5 {
+		d.FlushOnce(context.Background())
+	}
+	if got := values(s.got); !slices.Equal(got, []int64{4, 5}) || d.dropPerm.Load() != 2 || d.written.Load() != 4 {
+		t.Fatalf("wrote %v, dropped %d, written %d; want [4 5], 2 dropped (2 and 3), 4 written", got, d.dropPerm.Load(), d.written.Load())
+	}
+}

@@ -161,8 +161,8 @@ func TestTotalsAgree(t *testing.T) {
 	if rcpt != smtp.Rcp || delivered != st.Status.Traffic.Total.Out.Rcp {
 		t.Errorf("domain.csv: rcpt %d (want %d), delivered %d (want total out %d)", rcpt, smtp.Rcp, delivered, st.Status.Traffic.Total.Out.Rcp)
 	}
-	if f := float64(deferred) / float64(delivered+deferred); f < 0.04 || f > 0.12 {
-		t.Errorf("deferred share of attempts %.3f, want about 7 %%", f)
+	if f := float64(deferred) / float64(delivered+deferred); f < 0.015 || f > 0.05 {
+		t.Errorf("deferred share of attempts %.3f, want about 3 %% (a healthy sender)", f)
 	}
 
 	h, rows = readCSV(t, getOK(t, srv, "/vmta.csv"))
