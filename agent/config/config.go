@@ -28,6 +28,9 @@ type Config struct {
 	// SelfInterval is how often the agent reports its own health as
 	// pmta_agent points.
 	SelfInterval time.Duration `koanf:"self_interval"`
+	// MemoryLimit is the Go runtime's soft memory limit (0: none); the
+	// GOMEMLIMIT environment variable wins over it.
+	MemoryLimit ByteSize `koanf:"memory_limit"`
 
 	Listen   Listen   `koanf:"listen"`
 	API      API      `koanf:"api"`
@@ -100,6 +103,28 @@ type Pipeline struct {
 type Sinks struct {
 	Stdout Stdout `koanf:"stdout"`
 	Influx Influx `koanf:"influx"`
+	OTLP   OTLP   `koanf:"otlp"`
+}
+
+// OTLP exports OpenTelemetry metrics over gRPC or HTTP.
+type OTLP struct {
+	Enabled  bool   `koanf:"enabled"`
+	Protocol string `koanf:"protocol"`
+	// Endpoint is host:port for grpc, a URL for http.
+	Endpoint string          `koanf:"endpoint"`
+	Insecure bool            `koanf:"insecure"`
+	TLS      agent.TLSConfig `koanf:"tls"`
+	// Headers go with every export (authorization tokens); HeadersFile
+	// holds more, one "Name: value" per line. Values are never logged.
+	Headers     map[string]string `koanf:"headers"`
+	HeadersFile string            `koanf:"headers_file"`
+	Gzip        bool              `koanf:"gzip"`
+	Timeout     time.Duration     `koanf:"timeout"`
+	BatchSize   int               `koanf:"batch_size"`
+	// Temporality of the accounting sums: delta or cumulative.
+	Temporality string            `koanf:"temporality"`
+	Resource    map[string]string `koanf:"resource"`
+	Buffer      Queue             `koanf:"buffer"`
 }
 
 // Stdout writes line protocol to standard output.
@@ -160,6 +185,7 @@ func Default() Config {
 		StateDir:        "/var/lib/pmta-agent",
 		ShutdownTimeout: 10 * time.Second,
 		SelfInterval:    60 * time.Second,
+		MemoryLimit:     64 << 20,
 		Listen: Listen{
 			Enabled:             true,
 			Address:             "127.0.0.1:9099",
@@ -197,6 +223,15 @@ func Default() Config {
 				BatchSize: 5000,
 				Timeout:   10 * time.Second,
 				Buffer:    disk,
+			},
+			OTLP: OTLP{
+				Protocol:    "grpc",
+				Endpoint:    "127.0.0.1:4317",
+				Gzip:        true,
+				Timeout:     10 * time.Second,
+				BatchSize:   5000,
+				Temporality: "delta",
+				Buffer:      disk,
 			},
 		},
 	}

@@ -85,6 +85,7 @@ func Load(path string, environ []string) (Config, error) {
 
 	problems = append(problems, readSecret(&cfg.API.APIKey, cfg.API.APIKeyFile, "api.api_key")...)
 	problems = append(problems, readSecret(&cfg.Sinks.Influx.Token, cfg.Sinks.Influx.TokenFile, "sinks.influx.token")...)
+	problems = append(problems, readHeaders(&cfg.Sinks.OTLP)...)
 
 	if cfg.Server == "" {
 		if h, err := os.Hostname(); err == nil {
@@ -203,4 +204,38 @@ func knownKey(t reflect.Type, path []string) bool {
 		}
 	}
 	return true
+}
+
+// readHeaders adds the "Name: value" lines of sinks.otlp.headers_file to
+// sinks.otlp.headers (a header in both is an error). Values never appear in
+// an error.
+func readHeaders(o *OTLP) []error {
+	if o.HeadersFile == "" {
+		return nil
+	}
+	b, err := os.ReadFile(o.HeadersFile)
+	if err != nil {
+		return []error{fmt.Errorf("sinks.otlp.headers_file: %w", err)}
+	}
+	var errs []error
+	if o.Headers == nil {
+		o.Headers = map[string]string{}
+	}
+	for i, line := range strings.Split(string(b), "\n") {
+		line = strings.TrimSpace(line)
+		if line == "" || strings.HasPrefix(line, "#") {
+			continue
+		}
+		name, value, ok := strings.Cut(line, ":")
+		name, value = strings.TrimSpace(name), strings.TrimSpace(value)
+		switch {
+		case !ok || name == "":
+			errs = append(errs, fmt.Errorf("sinks.otlp.headers_file: line %d is not \"Name: value\"", i+1))
+		case o.Headers[name] != "":
+			errs = append(errs, fmt.Errorf("sinks.otlp.headers_file: header %s is also in sinks.otlp.headers", name))
+		default:
+			o.Headers[name] = value
+		}
+	}
+	return errs
 }

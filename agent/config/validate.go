@@ -34,6 +34,9 @@ func (c *Config) Validate() error {
 	p.oneOf("log_format", c.LogFormat, "text", "json")
 	p.positive("shutdown_timeout", c.ShutdownTimeout)
 	p.positive("self_interval", c.SelfInterval)
+	if c.MemoryLimit != 0 && c.MemoryLimit < 16<<20 {
+		p.add("memory_limit", fmt.Sprintf("(%s) must be 0 (none) or at least 16MiB", c.MemoryLimit))
+	}
 
 	if c.Listen.Enabled {
 		if _, port, err := net.SplitHostPort(c.Listen.Address); err != nil || port == "" {
@@ -110,8 +113,37 @@ func (c *Config) Validate() error {
 		}
 	}
 
-	if !c.Sinks.Stdout.Enabled && !c.Sinks.Influx.Enabled {
-		p.add("sinks", "no sink is enabled: enable sinks.stdout or sinks.influx")
+	if !c.Sinks.Stdout.Enabled && !c.Sinks.Influx.Enabled && !c.Sinks.OTLP.Enabled {
+		p.add("sinks", "no sink is enabled: enable sinks.stdout, sinks.influx or sinks.otlp")
+	}
+	if o := c.Sinks.OTLP; o.Enabled {
+		p.oneOf("sinks.otlp.protocol", o.Protocol, "grpc", "http")
+		switch {
+		case o.Endpoint == "":
+			p.add("sinks.otlp.endpoint", "must be set")
+		case o.Protocol == "http":
+			p.url("sinks.otlp.endpoint", o.Endpoint)
+			if strings.HasPrefix(o.Endpoint, "https://") && o.Insecure {
+				p.add("sinks.otlp.insecure", "is set with an https:// endpoint; use http:// for plaintext")
+			}
+		case o.Protocol == "grpc":
+			if _, port, err := net.SplitHostPort(o.Endpoint); err != nil || port == "" {
+				p.add("sinks.otlp.endpoint", fmt.Sprintf("%q is not host:port (the grpc protocol takes no URL)", o.Endpoint))
+			}
+		}
+		p.oneOf("sinks.otlp.temporality", o.Temporality, "delta", "cumulative")
+		if o.Temporality == "cumulative" && c.StateDir == "" {
+			p.add("state_dir", "must be set: cumulative OTLP totals live there")
+		}
+		if o.BatchSize < 1 {
+			p.add("sinks.otlp.batch_size", "must be at least 1")
+		}
+		p.positive("sinks.otlp.timeout", o.Timeout)
+		if len(o.Headers) > 0 && o.Insecure && !loopback("http://"+o.Endpoint) && !loopback(o.Endpoint) {
+			p.add("sinks.otlp.headers", "would be sent in clear text (insecure) to a remote host; use TLS")
+		}
+		p.tls("sinks.otlp.tls", o.TLS)
+		p.queue("sinks.otlp.buffer", o.Buffer, c.StateDir)
 	}
 	if c.Sinks.Stdout.Enabled {
 		p.queue("sinks.stdout.buffer", c.Sinks.Stdout.Buffer, c.StateDir)

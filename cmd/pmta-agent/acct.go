@@ -65,12 +65,17 @@ func cmdBackfill(ctx context.Context, args []string, stdout, stderr io.Writer) e
 	if *interval > 0 {
 		cfg.Acct.Interval = *interval
 	}
+	if cfg.Sinks.OTLP.Enabled && cfg.Sinks.OTLP.Temporality == "cumulative" {
+		return errors.New("backfill needs sinks.otlp.temporality: delta — cumulative totals cannot take older intervals " +
+			"(PMTA_AGENT_SINKS__OTLP__TEMPORALITY=delta for this run, or PMTA_AGENT_SINKS__OTLP__ENABLED=false)")
+	}
 	// A backfill can be run again from its files, and the daemon may hold the
 	// disk queues' locks: its points wait in memory, with back-pressure.
-	for _, b := range []*config.Queue{&cfg.Sinks.Stdout.Buffer, &cfg.Sinks.Influx.Buffer} {
+	for _, b := range []*config.Queue{&cfg.Sinks.Stdout.Buffer, &cfg.Sinks.Influx.Buffer, &cfg.Sinks.OTLP.Buffer} {
 		b.Type, b.MaxPoints = "memory", backfillBuffer
 	}
 	log := newLogger(cfg, stderr)
+	applyMemoryLimit(cfg)
 
 	out, err := buildOutputs(cfg, stdout, log)
 	if err != nil {

@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"runtime/debug"
 	"strings"
 	"time"
 
@@ -17,6 +18,7 @@ import (
 	"github.com/pmta-agent/pmta-agent/agent/queue"
 	"github.com/pmta-agent/pmta-agent/agent/selfmon"
 	"github.com/pmta-agent/pmta-agent/sinks/influx"
+	"github.com/pmta-agent/pmta-agent/sinks/otlp"
 	"github.com/pmta-agent/pmta-agent/sinks/stdout"
 )
 
@@ -71,6 +73,15 @@ func influxConfig(in config.Influx) influx.Config {
 	return influx.Config{
 		URL: in.URL, Org: in.Org, Bucket: in.Bucket, Token: in.Token, Gzip: in.Gzip,
 		BatchSize: in.BatchSize, Timeout: in.Timeout, TLS: in.TLS,
+	}
+}
+
+func otlpConfig(cfg config.Config) otlp.Config {
+	o := cfg.Sinks.OTLP
+	return otlp.Config{
+		Protocol: o.Protocol, Endpoint: o.Endpoint, Insecure: o.Insecure, TLS: o.TLS, Headers: o.Headers,
+		Gzip: o.Gzip, Timeout: o.Timeout, Temporality: o.Temporality, StateDir: filepath.Join(cfg.StateDir, "otlp"),
+		Resource: o.Resource, Version: buildVersion(),
 	}
 }
 
@@ -130,6 +141,15 @@ func buildOutputs(cfg config.Config, out io.Writer, log *slog.Logger) (*outputs,
 			return nil, o.close(fmt.Errorf("influx sink: %w", err))
 		}
 		if err := add(s, cfg.Sinks.Influx.Buffer, cfg.Sinks.Influx.BatchSize); err != nil {
+			return nil, o.close(err)
+		}
+	}
+	if cfg.Sinks.OTLP.Enabled {
+		s, err := otlp.New(otlpConfig(cfg), log)
+		if err != nil {
+			return nil, o.close(fmt.Errorf("otlp sink: %w", err))
+		}
+		if err := add(s, cfg.Sinks.OTLP.Buffer, cfg.Sinks.OTLP.BatchSize); err != nil {
 			return nil, o.close(err)
 		}
 	}
@@ -196,7 +216,16 @@ func cmdRun(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 		return err
 	}
 	log := newLogger(cfg, stderr)
+	applyMemoryLimit(cfg)
 	return runAgent(ctx, cfg, stdout, log)
+}
+
+// applyMemoryLimit sets the runtime's soft memory limit unless GOMEMLIMIT
+// already did.
+func applyMemoryLimit(cfg config.Config) {
+	if os.Getenv("GOMEMLIMIT") == "" && cfg.MemoryLimit > 0 {
+		debug.SetMemoryLimit(int64(cfg.MemoryLimit))
+	}
 }
 
 // runAgent runs a validated configuration until ctx ends.

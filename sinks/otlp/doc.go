@@ -1,0 +1,84 @@
+// Package otlp is the sink that exports points as OpenTelemetry metrics over
+// OTLP, gRPC or HTTP/protobuf, to a collector or any OTLP backend.
+//
+// It uses the OpenTelemetry Go SDK's exporters (otlpmetricgrpc,
+// otlpmetrichttp) directly, without a MeterProvider: each Write builds
+// metricdata.ResourceMetrics from the points and calls Export, so every data
+// point keeps its point's own timestamps — a replay after an outage arrives
+// with its original times. The exporters' own retries are off: the delivery
+// loop owns retries, back-off and the durable queue; this package sends and
+// classifies failures (see classify).
+//
+// # Mapping
+//
+// Metric names: pmta.<measurement without its "pmta_" prefix>.<field>.
+//
+//	pmta_status.queue_rcp  → pmta.status.queue_rcp
+//	pmta_acct.count        → pmta.acct.count
+//	pmta_acct_diag.count   → pmta.acct_diag.count
+//	pmta_agent.errors      → pmta.agent.errors
+//
+// Units (UCUM, as OpenTelemetry uses them), from the field's words:
+// {recipient} for rcp and recipient counts (delivered, deferred), By for
+// bytes, KiBy for kb, s for seconds (uptime_s, queued_s_sum, queued_s_max,
+// *_unix), {connection} for conn*, 1 for flags (up, paused, backoff,
+// shutting_down), {record} for the count of pmta_acct and pmta_acct_diag,
+// {domain}, {message}, {file} where the name says so, % for *_pct, and
+// <unit>/s for *_per_sec ({recipient}/s, KiBy/s, {message}/s). Anything
+// else is 1.
+//
+// Attributes: every tag with a value becomes a data point attribute,
+// server included; an empty tag is absent. Resource: one per distinct server
+// tag, with service.name=pmta-agent, service.version=<Config.Version>,
+// host.name=<server>, plus Config.Resource (which may override
+// service.name and service.version; host.name comes from the server tag
+// whenever the points have one). The instrumentation
+// scope is github.com/pmta-agent/pmta-agent. A Write whose points come from
+// several servers sends one export per run of consecutive points of one
+// server.
+//
+// Types:
+//   - pmta_acct and pmta_acct_diag count, bytes, queued_s_sum: monotonic
+//     Sums. The point's time is the interval start; its int64 field
+//     interval_s (10 when absent) gives the length. interval_s is metadata
+//     and is not exported. With delta temporality (the default) a data
+//     point has StartTime = interval start and Time = start + interval_s.
+//   - With cumulative temporality the sink keeps a running total per series
+//     (metric name and attributes) in Config.StateDir, written atomically
+//     (temporary file, fsync, rename, fsync of the directory) after each
+//     write, so totals survive restarts. A data point then has StartTime =
+//     the series' first interval start and Time = interval start +
+//     interval_s, and carries the total. Replays: a series remembers the
+//     start of the last interval it added; a point whose interval does not
+//     start after it (a replay after a crash, or a backfill of older files)
+//     is skipped — its value is already in the total, and an older time
+//     with a newer total would break the series — and counted in the
+//     replays_skipped stat. Backfill therefore needs delta temporality. A
+//     series idle for 7 days is forgotten, and starts again from zero with
+//     a new StartTime (a reset to OTLP readers) if it comes back. An
+//     unreadable state file is moved aside and every series restarts.
+//     Totals are committed when the collector accepted an export or
+//     rejected it for good, never after a retryable failure, so a retry
+//     adds the same intervals again.
+//   - queued_s_max: Gauge at the point's time (the interval start).
+//   - *_total fields of the polled measurements (PowerMTA's own counters,
+//     e.g. pmta_status.out_rcp_total): cumulative monotonic Sums whatever
+//     the configured temporality, with StartTime = point time − uptime_s
+//     when the point has uptime_s (PowerMTA's start, so a PowerMTA restart
+//     shows as a reset), else no start time.
+//   - Everything else — polled levels, rates, pmta_agent — is a Gauge at
+//     the point's time.
+//   - int64 values are int data points, float64 values double data points,
+//     bool values 0/1 ints; string fields are not exported (counted in the
+//     fields_unsupported stat).
+//
+// With delta temporality a replayed batch is exported again with the same
+// start and end times; backends that keep one value per series and time
+// (Prometheus-style stores) take it as the same sample.
+//
+// # Errors
+//
+// classify maps gRPC codes and HTTP statuses to agent.SinkError kinds; see
+// its doc comment for the table. Header values are never logged nor left in
+// an error's text.
+package otlp
