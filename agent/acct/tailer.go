@@ -26,9 +26,9 @@ type Config struct {
 	// Interval is the aggregation window (default 10 s, whole seconds).
 	Interval time.Duration
 	// Grace is how long after an interval's end the tailer waits for its
-	// records before closing it (default 1 s).
+	// records before closing it (default 500 ms).
 	Grace time.Duration
-	// PollEvery is how often the files are scanned and read (default 1 s).
+	// PollEvery is how often the files are scanned and read (default 500 ms).
 	PollEvery time.Duration
 	// FingerprintSize is how many leading bytes identify a file (default 1024).
 	FingerprintSize int
@@ -42,8 +42,8 @@ type Config struct {
 // Defaults of Config.
 const (
 	DefaultInterval        = 10 * time.Second
-	DefaultGrace           = time.Second
-	DefaultPollEvery       = time.Second
+	DefaultGrace           = 500 * time.Millisecond
+	DefaultPollEvery       = 500 * time.Millisecond
 	DefaultFingerprintSize = 1024
 	DefaultTopDiag         = 20
 	DefaultMaxLineBytes    = 1 << 20
