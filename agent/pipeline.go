@@ -185,7 +185,12 @@ func foldDomains(pts []Point, max int) ([]Point, int) {
 func pointVolume(p *Point) float64 {
 	for _, name := range []string{"rcp", "count"} {
 		if v, ok := p.FieldValue(name); ok {
-			if f, ok := numeric(v); ok {
+			// A flag is no volume: FieldNumber reads a bool as 0/1, which
+			// must not rank a domain nor stand in for a later "count".
+			if _, flag := v.(bool); flag {
+				continue
+			}
+			if f, ok := FieldNumber(v); ok {
 				return f
 			}
 		}
@@ -235,16 +240,4 @@ func combine(a, b any, takeMax bool) any {
 		}
 	}
 	return a // strings and bools, or mismatched types: keep the first
-}
-
-func numeric(v any) (float64, bool) {
-	switch v := v.(type) {
-	case int64:
-		return float64(v), true
-	case int:
-		return float64(v), true
-	case float64:
-		return v, true
-	}
-	return 0, false
 }

@@ -53,6 +53,29 @@ func TestFoldDomainsKeepsTotals(t *testing.T) {
 	}
 }
 
+func TestPointVolumeIgnoresFlags(t *testing.T) {
+	ts := time.Unix(1705332300, 0)
+	tests := []struct {
+		name   string
+		fields []Field
+		want   float64
+	}{
+		{"int rcp", []Field{{"rcp", int64(7)}}, 7},
+		{"float rcp", []Field{{"rcp", 2.5}}, 2.5},
+		{"count", []Field{{"count", int64(4)}}, 4},
+		{"rcp before count", []Field{{"count", int64(4)}, {"rcp", int64(9)}}, 9},
+		{"bool rcp falls through to count", []Field{{"rcp", true}, {"count", int64(4)}}, 4},
+		{"bool only", []Field{{"rcp", true}}, 0},
+		{"string rcp", []Field{{"rcp", "12"}}, 0},
+	}
+	for _, tt := range tests {
+		p := NewPoint("pmta_queue", []Tag{{"domain", "example.com"}}, tt.fields, ts)
+		if got := pointVolume(&p); got != tt.want {
+			t.Errorf("%s: volume %v, want %v", tt.name, got, tt.want)
+		}
+	}
+}
+
 func TestPipelineCallsDone(t *testing.T) {
 	var got [][]Point
 	q := enqueueFunc(func(p []Point) { got = append(got, p) })

@@ -11,6 +11,8 @@ import (
 	"os"
 	"path/filepath"
 	"time"
+
+	"github.com/pmta-agent/pmta-agent/agent"
 )
 
 const (
@@ -205,37 +207,17 @@ func quarantineCheckpoint(dir string, now time.Time) (string, error) {
 	return to, nil
 }
 
-// writeFileAtomic replaces dir/name with data so that a crash leaves either
-// the old or the new content: temp file, fsync, rename, fsync of the directory.
+// writeFileAtomic replaces dir/name with data through agent.WriteFileAtomic
+// (temp file, fsync, rename, fsync of the directory), so that a crash leaves
+// either the old or the new content, and names the file in its errors.
 func writeFileAtomic(dir, name string, data []byte) error {
-	tmp, err := os.CreateTemp(dir, "."+name+".tmp-*")
-	if err != nil {
-		return fmt.Errorf("write %s: %w", name, err)
-	}
-	_, err = tmp.Write(data)
+	err := agent.WriteFileAtomic(filepath.Join(dir, name), data, 0o600)
 	if err == nil {
-		err = tmp.Sync()
+		return nil
 	}
-	if cerr := tmp.Close(); err == nil {
-		err = cerr
-	}
-	if err == nil {
-		err = os.Rename(tmp.Name(), filepath.Join(dir, name))
-	}
-	if err != nil {
-		_ = os.Remove(tmp.Name())
-		return fmt.Errorf("write %s: %w", name, err)
-	}
-	d, err := os.Open(dir)
-	if err != nil {
+	var ds *agent.DirSyncError
+	if errors.As(err, &ds) {
 		return fmt.Errorf("sync dir of %s: %w", name, err)
 	}
-	err = d.Sync()
-	if cerr := d.Close(); err == nil {
-		err = cerr
-	}
-	if err != nil {
-		return fmt.Errorf("sync dir of %s: %w", name, err)
-	}
-	return nil
+	return fmt.Errorf("write %s: %w", name, err)
 }

@@ -259,13 +259,3 @@ func (q *Queue) Stats() []agent.Field {
 		{Key: "read_errors", Value: q.readErrors},
 	}
 }
-
-// syncDir makes a rename or create in dir durable.
-func syncDir(dir string) error {
-	d, err := os.Open(dir)
-	if err != nil {
-		return err
-	}
-	defer d.Close()
-	return d.Sync()
-}

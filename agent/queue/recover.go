@@ -14,6 +14,8 @@ import (
 	"slices"
 	"strings"
 	"time"
+
+	"github.com/pmta-agent/pmta-agent/agent"
 )
 
 // load rebuilds the queue from its directory. Whatever it finds, it ends
@@ -291,7 +293,7 @@ func (q *Queue) salvage(name string, base, minSeq uint64, res scanResult) (*segm
 	if err := os.Rename(tmp, path); err != nil {
 		return nil, fmt.Errorf("salvage queue segment %s: %w", name, err)
 	}
-	if err := syncDir(q.opt.Dir); err != nil {
+	if err := agent.SyncDir(q.opt.Dir); err != nil {
 		return nil, fmt.Errorf("salvage queue segment %s: %w", name, err)
 	}
 	s, err := q.openSegment(name, base, minSeq)

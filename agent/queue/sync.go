@@ -9,6 +9,8 @@ import (
 	"os"
 	"path/filepath"
 	"time"
+
+	"github.com/pmta-agent/pmta-agent/agent"
 )
 
 // run is the background loop: every SyncEvery it fsyncs (under
@@ -152,40 +154,13 @@ func (q *Queue) saveMeta() error {
 	b = binary.LittleEndian.AppendUint64(b, m.next)
 	b = binary.LittleEndian.AppendUint32(b, crc32.Checksum(b, castagnoli))
 	path := filepath.Join(q.opt.Dir, metaName)
-	if err := writeFileAtomic(path, b); err != nil {
+	if err := agent.WriteFileAtomic(path, b, 0o644); err != nil {
 		return fmt.Errorf("save queue meta: %w", err)
 	}
 	q.mu.Lock()
 	q.savedFront, q.savedNext = m.front, m.next
 	q.mu.Unlock()
 	return nil
-}
-
-func writeFileAtomic(path string, b []byte) error {
-	tmp := path + ".tmp"
-	f, err := os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o644)
-	if err != nil {
-		return err
-	}
-	if _, err := f.Write(b); err != nil {
-		f.Close()
-		os.Remove(tmp)
-		return err
-	}
-	if err := f.Sync(); err != nil {
-		f.Close()
-		os.Remove(tmp)
-		return err
-	}
-	if err := f.Close(); err != nil {
-		os.Remove(tmp)
-		return err
-	}
-	if err := os.Rename(tmp, path); err != nil {
-		os.Remove(tmp)
-		return err
-	}
-	return syncDir(filepath.Dir(path))
 }
 
 // readMeta reads the meta file; a missing one is the zero meta, a damaged

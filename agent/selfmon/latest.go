@@ -44,7 +44,7 @@ func (l *Latest) Enqueue(points []agent.Point, durable func()) {
 					replaced[name] = true
 					l.gauges[name] = map[string]sample{}
 				}
-				if v, ok := number(f.Value); ok {
+				if v, ok := agent.FieldNumber(f.Value); ok {
 					l.gauges[name][seriesKey(p.Tags)] = sample{labels: p.Tags, value: v}
 				}
 			}
@@ -53,7 +53,7 @@ func (l *Latest) Enqueue(points []agent.Point, durable func()) {
 				if f.Key != "count" && f.Key != "bytes" {
 					continue
 				}
-				v, ok := number(f.Value)
+				v, ok := agent.FieldNumber(f.Value)
 				if !ok {
 					continue
 				}

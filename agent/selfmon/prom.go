@@ -40,7 +40,7 @@ func appendSelfMetrics(b []byte, reporters []agent.StatsReporter) []byte {
 	families := map[string][]sample{}
 	for _, r := range reporters {
 		for _, f := range r.Stats() {
-			v, ok := number(f.Value)
+			v, ok := agent.FieldNumber(f.Value)
 			if !ok {
 				continue
 			}

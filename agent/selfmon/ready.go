@@ -43,26 +43,9 @@ func Readiness(now time.Time, cfg Config, reporters []agent.StatsReporter) []str
 func fieldMap(fields []agent.Field) map[string]float64 {
 	m := make(map[string]float64, len(fields))
 	for _, f := range fields {
-		if v, ok := number(f.Value); ok {
+		if v, ok := agent.FieldNumber(f.Value); ok {
 			m[f.Key] = v
 		}
 	}
 	return m
-}
-
-func number(v any) (float64, bool) {
-	switch v := v.(type) {
-	case int64:
-		return float64(v), true
-	case int:
-		return float64(v), true
-	case float64:
-		return v, true
-	case bool:
-		if v {
-			return 1, true
-		}
-		return 0, true
-	}
-	return 0, false
 }

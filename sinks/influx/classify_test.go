@@ -193,39 +193,6 @@ func TestClassifyDirect(t *testing.T) {
 	}
 }
 
-func TestRetryAfter(t *testing.T) {
-	now := time.Date(2024, 5, 1, 12, 0, 0, 0, time.UTC)
-	tests := []struct {
-		value string
-		want  time.Duration
-	}{
-		{"", 0},
-		{"0", 0},
-		{"-5", 0},
-		{"  12 ", 12 * time.Second},
-		{"120", 2 * time.Minute},
-		{"3600", time.Hour},
-		{"3601", maxRetryAfter},
-		{"99999999999999999", maxRetryAfter},
-		{"Thu, 01 May 2025 12:00:00 GMT", maxRetryAfter},
-		{"Wed, 01 May 2024 12:01:30 GMT", 90 * time.Second},
-		{"Wednesday, 01-May-24 12:00:10 GMT", 10 * time.Second}, // RFC 850
-		{"Wed May  1 12:00:05 2024", 5 * time.Second},           // ANSI C
-		{"Wed, 01 May 2024 11:59:00 GMT", 0},                    // past
-		{"soon", 0},
-		{"1.5", 0},
-	}
-	for _, tt := range tests {
-		h := http.Header{}
-		if tt.value != "" {
-			h.Set("Retry-After", tt.value)
-		}
-		if got := retryAfter(h, now); got != tt.want {
-			t.Errorf("retryAfter(%q) = %v, want %v", tt.value, got, tt.want)
-		}
-	}
-}
-
 func TestServerMessageBounded(t *testing.T) {
 	long := strings.Repeat("unable to parse 'pmta_queue,domain=é x': bad\n", 50)
 	srv := newServer(t, answer(400, long, "Content-Type", "text/plain"))

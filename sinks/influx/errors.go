@@ -109,10 +109,11 @@ func classify(err error) error {
 	case code == http.StatusRequestEntityTooLarge:
 		return &agent.SinkError{Kind: agent.TooLarge, Err: fmt.Errorf("influx write: request too large: %w", se)}
 	case code == http.StatusTooManyRequests:
-		return &agent.SinkError{Kind: agent.Throttled, RetryAfter: retryAfter(he.Header, time.Now()),
-			Err: fmt.Errorf("influx write: throttled: %w", se)}
+		return &agent.SinkError{Kind: agent.Throttled,
+			RetryAfter: agent.ParseRetryAfter(he.Header.Get("Retry-After"), time.Now(), maxRetryAfter),
+			Err:        fmt.Errorf("influx write: throttled: %w", se)}
 	case code == http.StatusServiceUnavailable:
-		if d := retryAfter(he.Header, time.Now()); d > 0 {
+		if d := agent.ParseRetryAfter(he.Header.Get("Retry-After"), time.Now(), maxRetryAfter); d > 0 {
 			return &agent.SinkError{Kind: agent.Throttled, RetryAfter: d, Err: fmt.Errorf("influx write: unavailable: %w", se)}
 		}
 		return &agent.SinkError{Kind: agent.Retryable, Err: fmt.Errorf("influx write: unavailable: %w", se)}
@@ -166,27 +167,3 @@ func serverMessage(he *ihttp.Error) string {
 // maxRetryAfter caps the delay a server can ask for. Waiting longer is
 // taken for a server's mistake: meanwhile the queue would fill and shed data.
 const maxRetryAfter = time.Hour
-
-// retryAfter reads a Retry-After header in either form, delay-seconds or an
-// HTTP date; it returns 0 when the header is absent, unreadable or past, and
-// at most maxRetryAfter.
-func retryAfter(h http.Header, now time.Time) time.Duration {
-	v := strings.TrimSpace(h.Get("Retry-After"))
-	if v == "" {
-		return 0
-	}
-	if secs, err := strconv.ParseInt(v, 10, 64); err == nil {
-		if secs <= 0 {
-			return 0
-		}
-		// Compare before multiplying so a huge value cannot overflow.
-		if secs >= int64(maxRetryAfter/time.Second) {
-			return maxRetryAfter
-		}
-		return time.Duration(secs) * time.Second
-	}
-	if t, err := http.ParseTime(v); err == nil && t.After(now) {
-		return min(t.Sub(now), maxRetryAfter)
-	}
-	return 0
-}

@@ -15,49 +15,27 @@ const (
 )
 
 // health logs the sink's state changes — failing, failing differently,
-// recovered — and repeats a continuing failure or rejections at most once per
-// interval, so a dead server costs a few lines an hour, not one per retry.
+// recovered — through an agent.FailureLog, which repeats a continuing failure
+// at most once per failingRepeat, so a dead server costs a few lines an hour,
+// not one per retry. Rejections are logged at most once per rejectedRepeat,
+// with the number of points rejected since the last line.
 type health struct {
-	log *slog.Logger
-	now func() time.Time
+	fails *agent.FailureLog
+	log   *slog.Logger
+	now   func() time.Time
 
 	mu            sync.Mutex
-	failing       bool
-	kind          agent.ErrorKind
-	failures      int // since the last success
-	lastFailLog   time.Time
 	lastRejectLog time.Time
 	unlogged      int // points rejected since the last rejection log line
 }
 
 func newHealth(log *slog.Logger, now func() time.Time) *health {
-	return &health{log: log, now: now}
+	return &health{fails: agent.NewFailureLog(log, "influx write", failingRepeat, now), log: log, now: now}
 }
 
-func (h *health) failed(se *agent.SinkError) {
-	h.mu.Lock()
-	defer h.mu.Unlock()
-	h.failures++
-	now := h.now()
-	switch {
-	case !h.failing || h.kind != se.Kind:
-		h.log.Warn("influx write failing", "kind", se.Kind.String(), "retry_after", se.RetryAfter, "err", se.Err.Error())
-	case now.Sub(h.lastFailLog) >= failingRepeat:
-		h.log.Warn("influx write still failing", "kind", se.Kind.String(), "failures", h.failures, "err", se.Err.Error())
-	default:
-		return
-	}
-	h.failing, h.kind, h.lastFailLog = true, se.Kind, now
-}
+func (h *health) failed(se *agent.SinkError) { h.fails.Failed(se) }
 
-func (h *health) succeeded() {
-	h.mu.Lock()
-	defer h.mu.Unlock()
-	if h.failing {
-		h.log.Info("influx write recovered", "failures", h.failures)
-	}
-	h.failing, h.failures = false, 0
-}
+func (h *health) succeeded() { h.fails.Succeeded() }
 
 func (h *health) rejected(points int, se *agent.SinkError) {
 	h.mu.Lock()

@@ -128,7 +128,7 @@ type Sink struct {
 	write     api.WriteAPIBlocking
 	transport *http.Transport
 	safeURL   string // URL without its password, for logs and errors
-	secrets   secrets
+	secrets   agent.Redactor
 	health    *health
 }
 
@@ -245,7 +245,7 @@ func (s *Sink) Write(ctx context.Context, points []agent.Point) error {
 			answered = true
 			continue
 		}
-		se := s.secrets.redact(classify(err))
+		se := s.secrets.RedactSinkError(classify(err))
 		switch {
 		case se == nil: // classify saw an answer that is not a failure
 			written += end - off
@@ -298,7 +298,7 @@ func appendLine(dst []byte, p *agent.Point, prec time.Duration) []byte {
 // the token; a bad token or a missing bucket shows on the first Write.
 func (s *Sink) Ping(ctx context.Context) error {
 	if _, err := s.client.Ping(ctx); err != nil {
-		return s.secrets.redactErr(fmt.Errorf("ping influx at %s: %w", s.safeURL, err))
+		return s.secrets.RedactError(fmt.Errorf("ping influx at %s: %w", s.safeURL, err))
 	}
 	return nil
 }

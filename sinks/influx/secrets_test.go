@@ -10,8 +10,6 @@ import (
 	"net/http"
 	"strings"
 	"testing"
-
-	"github.com/pmta-agent/pmta-agent/agent"
 )
 
 // echoAuth answers status with the request's Authorization header in every
@@ -113,24 +111,9 @@ func TestSecretsNeverShown(t *testing.T) {
 	}
 }
 
-func TestRedactKeepsKindAndDelay(t *testing.T) {
-	sec := newSecrets("u:pw-123", nil)
-	se := sec.redact(&agent.SinkError{Kind: agent.Throttled, RetryAfter: 5, Err: fmt.Errorf("echo Token u:pw-123")})
-	if se.Kind != agent.Throttled || se.RetryAfter != 5 || strings.Contains(se.Error(), "pw-123") {
-		t.Errorf("redact = %+v", se)
-	}
-	plain := &agent.SinkError{Kind: agent.Permanent, Err: fmt.Errorf("nothing secret")}
-	if got := sec.redact(plain); got != plain {
-		t.Errorf("an error without secrets was rebuilt")
-	}
-	if sec.redact(nil) != nil {
-		t.Error("redact(nil) is not nil")
-	}
-}
-
 func TestShortPasswordDoesNotGarble(t *testing.T) {
 	sec := newSecrets("u:p", nil)
-	got := sec.scrub(`database not found: "pmta"; echo Token u:p`)
+	got := sec.Scrub(`database not found: "pmta"; echo Token u:p`)
 	if want := `database not found: "pmta"; echo Token [redacted]`; got != want {
 		t.Errorf("scrub = %q, want %q", got, want)
 	}

@@ -210,26 +210,3 @@ func TestClassifyCancelled(t *testing.T) {
 		t.Fatalf("Write with a cancelled context: %v (%s), want retryable", err, kind)
 	}
 }
-
-func TestRetryAfter(t *testing.T) {
-	now := time.Date(2024, 1, 15, 12, 0, 0, 0, time.UTC)
-	cases := map[string]time.Duration{
-		"":                              0,
-		"7":                             7 * time.Second,
-		"0":                             0,
-		"-3":                            0,
-		"soon":                          0,
-		"999999999999999999":            maxRetryAfter,
-		"Mon, 15 Jan 2024 12:01:00 GMT": time.Minute,
-		"Mon, 15 Jan 2024 11:00:00 GMT": 0,
-	}
-	for v, want := range cases {
-		h := http.Header{}
-		if v != "" {
-			h.Set("Retry-After", v)
-		}
-		if got := retryAfter(h, now); got != want {
-			t.Errorf("Retry-After %q: %s, want %s", v, got, want)
-		}
-	}
-}

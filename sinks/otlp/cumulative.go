@@ -8,6 +8,8 @@ import (
 	"os"
 	"path/filepath"
 	"time"
+
+	"github.com/pmta-agent/pmta-agent/agent"
 )
 
 // stateFileName is the cumulative state's file inside Config.StateDir.
@@ -176,38 +178,9 @@ func (st *cumState) save() error {
 	if err != nil {
 		return fmt.Errorf("encode cumulative state: %w", err)
 	}
-	if err := writeAtomic(st.path, data); err != nil {
+	if err := agent.WriteFileAtomic(st.path, data, 0o600); err != nil {
 		return fmt.Errorf("save cumulative state: %w", err)
 	}
 	st.dirty = false
 	return nil
-}
-
-func writeAtomic(path string, data []byte) error {
-	dir := filepath.Dir(path)
-	tmp, err := os.CreateTemp(dir, filepath.Base(path)+".tmp-*")
-	if err != nil {
-		return err
-	}
-	defer os.Remove(tmp.Name()) // after a successful rename there is nothing left to remove
-	if _, err := tmp.Write(data); err != nil {
-		tmp.Close()
-		return err
-	}
-	if err := tmp.Sync(); err != nil {
-		tmp.Close()
-		return err
-	}
-	if err := tmp.Close(); err != nil {
-		return err
-	}
-	if err := os.Rename(tmp.Name(), path); err != nil {
-		return err
-	}
-	d, err := os.Open(dir)
-	if err != nil {
-		return err
-	}
-	defer d.Close()
-	return d.Sync()
 }

@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"net"
 	"net/http"
-	"strconv"
 	"strings"
 	"syscall"
 	"time"
@@ -199,27 +198,4 @@ func retryInfo(st *status.Status) (time.Duration, bool) {
 		}
 	}
 	return 0, false
-}
-
-// retryAfter reads a Retry-After header in either form, delay-seconds or an
-// HTTP date; it returns 0 when the header is absent, unreadable or past, and
-// at most maxRetryAfter.
-func retryAfter(h http.Header, now time.Time) time.Duration {
-	v := strings.TrimSpace(h.Get("Retry-After"))
-	if v == "" {
-		return 0
-	}
-	if secs, err := strconv.ParseInt(v, 10, 64); err == nil {
-		if secs <= 0 {
-			return 0
-		}
-		if secs >= int64(maxRetryAfter/time.Second) { // compare first: no overflow
-			return maxRetryAfter
-		}
-		return time.Duration(secs) * time.Second
-	}
-	if t, err := http.ParseTime(v); err == nil && t.After(now) {
-		return min(t.Sub(now), maxRetryAfter)
-	}
-	return 0
 }

@@ -28,7 +28,7 @@ type Sink struct {
 	transport *http.Transport // http only, for closing idle connections
 	endpoint  string          // for logs: host:port or the metrics URL
 	scope     instrumentation.Scope
-	secrets   secrets
+	secrets   agent.Redactor
 	health    *health
 	now       func() time.Time
 
@@ -175,12 +175,11 @@ func (s *Sink) exportRun(ctx context.Context, server string, pts []agent.Point) 
 	defer cancel()
 	ctx, resp := withResponse(ctx)
 	err := resp.wrap(s.exp.Export(ctx, &rm), s.now())
-	se, _ = classify(err).(*agent.SinkError)
-	se = s.secrets.redact(se)
+	se = s.secrets.RedactSinkError(classify(err))
 	switch {
 	case se == nil:
 		if err != nil { // a partial success that rejected nothing: a warning
-			s.health.notice("otlp collector accepted the data with a warning", "err", s.secrets.scrub(err.Error()))
+			s.health.notice("otlp collector accepted the data with a warning", "err", s.secrets.Scrub(err.Error()))
 		}
 		s.dataPoints.Add(int64(req.dataPoints))
 	case se.Kind == agent.Permanent:

@@ -21,6 +21,8 @@ import (
 	"google.golang.org/grpc/encoding"
 	"google.golang.org/grpc/encoding/gzip"
 	"google.golang.org/protobuf/proto"
+
+	"github.com/pmta-agent/pmta-agent/agent"
 )
 
 // exporter is what the sink needs of otlpmetricgrpc.Exporter and
@@ -175,7 +177,8 @@ func (r *response) wrap(err error, now time.Time) error {
 	if err == nil || r.status == 0 || (r.status >= 200 && r.status < 300) {
 		return err
 	}
-	return &httpStatusError{Status: r.status, RetryAfter: retryAfter(r.header, now), Err: err}
+	ra := agent.ParseRetryAfter(r.header.Get("Retry-After"), now, maxRetryAfter)
+	return &httpStatusError{Status: r.status, RetryAfter: ra, Err: err}
 }
 
 // maxResponseBody bounds the success body read for a partial success (the
