@@ -22,6 +22,12 @@ type DeliveryConfig struct {
 	// Durable says the store survives a restart: what Drain cannot write
 	// before its deadline waits for the next start instead of being lost.
 	Durable bool
+	// InOrder turns off the fresh-data-first pick, for sinks whose backend
+	// needs points in time order (OTLP cumulative sums).
+	InOrder bool
+	// MaxRetained bounds the entries kept in memory while the store refuses
+	// appends (a full disk); beyond it the oldest are dropped and counted.
+	MaxRetained int
 }
 
 // Delivery owns one sink: the pipeline appends to its Store, and its loop
@@ -44,17 +50,28 @@ type Delivery struct {
 	cur        *inflight
 	newestSeen uint64 // the newest entry at the last pick
 
-	attempt      int
-	failing      bool
-	failingSince atomic.Int64 // unix seconds of the first failure of the current episode, 0 when writing fine
-	lastLoud     time.Time
-	written      atomic.Int64
-	dropPerm     atomic.Int64
-	errs         atomic.Int64
-	splits       atomic.Int64
-	appendErr    atomic.Int64
-	lastOK       atomic.Int64
-	lastWrite    atomic.Int64 // nanoseconds the last successful Write took
+	retainMu sync.Mutex
+	retained []retainedAppend // refused by the store, appended again before anything newer
+
+	attempt       int
+	failing       bool
+	failingSince  atomic.Int64 // unix seconds of the first failure of the current episode, 0 when writing fine
+	lastLoud      time.Time
+	written       atomic.Int64
+	dropPerm      atomic.Int64
+	errs          atomic.Int64
+	splits        atomic.Int64
+	appendErr     atomic.Int64
+	retainDropped atomic.Int64
+	lastOK        atomic.Int64
+	lastWrite     atomic.Int64 // nanoseconds the last successful Write took
+}
+
+// retainedAppend is a chunk the store refused, with the callback that says
+// it is durable.
+type retainedAppend struct {
+	points  []Point
+	durable func()
 }
 
 // inflight is the entry being written: rest is what the sink has not taken
@@ -82,7 +99,9 @@ func NewDelivery(sink Sink, store Store, cfg DeliveryConfig, log *slog.Logger) *
 // Enqueue appends points to the store in entries of at most BatchSize and
 // calls durable once all of them are durable. It never waits for the sink.
 // When the store refuses an entry (a full disk) the error is counted and
-// logged and durable is not called, so the source keeps its position.
+// logged, and the entry is kept in memory and appended again — before any
+// newer one, so that sources commit in order — on the next Enqueue or
+// flush; durable is called only once it is stored.
 func (d *Delivery) Enqueue(points []Point, durable func()) {
 	if len(points) == 0 {
 		if durable != nil {
@@ -93,20 +112,57 @@ func (d *Delivery) Enqueue(points []Point, durable func()) {
 	chunks := (len(points) + d.cfg.BatchSize - 1) / d.cfg.BatchSize
 	var left atomic.Int64
 	left.Store(int64(chunks))
-	var failed atomic.Bool
 	onDurable := func() {
-		if left.Add(-1) == 0 && !failed.Load() && durable != nil {
+		if left.Add(-1) == 0 && durable != nil {
 			durable()
 		}
 	}
+	d.retainMu.Lock()
+	defer d.retainMu.Unlock()
 	for start := 0; start < len(points); start += d.cfg.BatchSize {
 		end := min(start+d.cfg.BatchSize, len(points))
-		if err := d.store.Append(points[start:end:end], onDurable); err != nil {
-			failed.Store(true)
-			d.appendErr.Add(1)
-			d.log.Error("cannot buffer points for the sink", "points", end-start, "err", err)
-		}
+		d.retained = append(d.retained, retainedAppend{points: points[start:end:end], durable: onDurable})
 	}
+	d.appendRetainedLocked()
+}
+
+// appendRetainedLocked appends the retained chunks in order until the store
+// refuses one. The caller holds retainMu.
+func (d *Delivery) appendRetainedLocked() {
+	for len(d.retained) > 0 {
+		r := d.retained[0]
+		if err := d.store.Append(r.points, r.durable); err != nil {
+			d.appendErr.Add(1)
+			if d.appendErr.Load() == 1 || len(d.retained) == 1 {
+				d.log.Error("cannot buffer points for the sink; keeping them in memory and retrying", "points", len(r.points),
+					"retained_entries", len(d.retained), "err", err)
+			}
+			limit := d.cfg.MaxRetained
+			if limit <= 0 {
+				limit = 1000
+			}
+			for len(d.retained) > limit {
+				old := d.retained[0]
+				d.retained[0] = retainedAppend{}
+				d.retained = d.retained[1:]
+				d.retainDropped.Add(int64(len(old.points)))
+				// The loss is counted; the source may move on past it.
+				if old.durable != nil {
+					old.durable()
+				}
+			}
+			return
+		}
+		d.retained[0] = retainedAppend{}
+		d.retained = d.retained[1:]
+	}
+}
+
+// retryRetained appends what the store refused before, if anything.
+func (d *Delivery) retryRetained() {
+	d.retainMu.Lock()
+	defer d.retainMu.Unlock()
+	d.appendRetainedLocked()
 }
 
 // Queued returns the number of points waiting.
@@ -118,12 +174,23 @@ func (d *Delivery) Queued() int {
 // Run writes until ctx is done.
 func (d *Delivery) Run(ctx context.Context) {
 	for ctx.Err() == nil {
+		d.retryRetained()
 		wait, more := d.FlushOnce(ctx)
 		switch {
 		case !more:
+			var retry <-chan time.Time
+			var t *time.Timer
+			if d.retainedCount() > 0 {
+				t = time.NewTimer(d.cfg.MinBackoff)
+				retry = t.C
+			}
 			select {
 			case <-ctx.Done():
 			case <-d.store.Notify():
+			case <-retry:
+			}
+			if t != nil {
+				t.Stop()
 			}
 		case wait > 0:
 			// New data does not cut a back-off short.
@@ -137,6 +204,12 @@ func (d *Delivery) Run(ctx context.Context) {
 	}
 }
 
+func (d *Delivery) retainedCount() int {
+	d.retainMu.Lock()
+	defer d.retainMu.Unlock()
+	return len(d.retained)
+}
+
 // next picks the entry to write: the oldest, except that an entry appended
 // since the last pick, while older ones still wait, goes first — so during a
 // backlog drain fresh data waits behind at most the one entry in flight.
@@ -144,6 +217,9 @@ func (d *Delivery) next() (Entry, bool) {
 	oldest, ok := d.store.Oldest()
 	if !ok {
 		return Entry{}, false
+	}
+	if d.cfg.InOrder {
+		return oldest, true
 	}
 	newest, _ := d.store.Newest()
 	seenBefore := d.newestSeen
@@ -313,6 +389,8 @@ func (d *Delivery) Stats() []Field {
 		{Key: "dropped_rejected", Value: d.dropPerm.Load()},
 		{Key: "errors", Value: d.errs.Load()},
 		{Key: "append_errors", Value: d.appendErr.Load()},
+		{Key: "retained_entries", Value: int64(d.retainedCount())},
+		{Key: "dropped_unstored", Value: d.retainDropped.Load()},
 		{Key: "splits", Value: d.splits.Load()},
 		{Key: "last_success_unix", Value: d.lastOK.Load()},
 		{Key: "failing_since_unix", Value: d.failingSince.Load()},

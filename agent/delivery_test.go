@@ -236,8 +236,68 @@ func TestEnqueueCallsDurableOnceAllChunksAre(t *testing.T) {
 	d := NewDelivery(&fakeSink{}, NewMemoryStore(100), DeliveryConfig{BatchSize: 2}, discard())
 	calls := 0
 	d.Enqueue(pts(5), func() { calls++ })
+	d.FlushOnce(context.Background())
+	d.FlushOnce(context.Background())
+	if calls != 0 {
+		t.Fatalf("durable called before the sink took every chunk of a memory store")
+	}
+	d.FlushOnce(context.Background())
 	if calls != 1 {
 		t.Fatalf("durable called %d times, want 1", calls)
+	}
+}
+
+// refusingStore is a MemoryStore whose Append fails while full is set.
+type refusingStore struct {
+	*MemoryStore
+	full bool
+}
+
+func (r *refusingStore) Append(p []Point, durable func()) error {
+	if r.full {
+		return errors.New("no space left on device")
+	}
+	return r.MemoryStore.Append(p, durable)
+}
+
+// A store that refuses appends (a full disk) does not lose the points nor
+// the source's Done: they wait in memory, in order, and go in when it has
+// room again.
+func TestEnqueueRetriesRefusedAppends(t *testing.T) {
+	st := &refusingStore{MemoryStore: NewMemoryStore(100), full: true}
+	s := &fakeSink{}
+	d := NewDelivery(s, st, DeliveryConfig{BatchSize: 10}, discard())
+	var done []int
+	d.Enqueue(pts(2), func() { done = append(done, 1) })
+	d.Enqueue(pts(3), func() { done = append(done, 2) })
+	if _, more := d.FlushOnce(context.Background()); more || len(done) != 0 {
+		t.Fatalf("nothing may be written or done while the store refuses; done=%v", done)
+	}
+	st.full = false
+	d.retryRetained()
+	for range 5 {
+		d.FlushOnce(context.Background())
+	}
+	if !slices.Equal(done, []int{1, 2}) || len(s.got) != 5 {
+		t.Fatalf("done %v, written %d; want [1 2] and 5", done, len(s.got))
+	}
+}
+
+func TestInOrderDeliveryNeverJumpsAhead(t *testing.T) {
+	s := &fakeSink{}
+	d := NewDelivery(s, NewMemoryStore(100), DeliveryConfig{BatchSize: 1, InOrder: true}, discard())
+	d.Enqueue(pts(4), nil)
+	ctx := context.Background()
+	d.FlushOnce(ctx)
+	d.FlushOnce(ctx)
+	d.Enqueue([]Point{NewPoint("m", nil, []Field{{"i", int64(100)}}, time.Unix(100, 0))}, nil)
+	for range 10 {
+		if _, more := d.FlushOnce(ctx); !more {
+			break
+		}
+	}
+	if got := values(s.got); !slices.Equal(got, []int64{0, 1, 2, 3, 100}) {
+		t.Fatalf("write order %v, want strictly oldest first", got)
 	}
 }
 

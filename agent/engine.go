@@ -88,17 +88,39 @@ func (e *Engine) Run(ctx context.Context) error {
 	}
 
 	stopDeliveries()
-	dwg.Wait()
+	if !waitTimeout(&dwg, e.shutdownTimeout()) {
+		// A write that ignores cancellation (a stuck pipe on stdout) must not
+		// hold the process: what it holds stays in its store.
+		errs = append(errs, fmt.Errorf("a sink write did not return within %s of the stop", e.shutdownTimeout()))
+		return errors.Join(errs...)
+	}
 	errs = append(errs, e.drain())
 	return errors.Join(errs...)
 }
 
-func (e *Engine) drain() error {
-	timeout := e.cfg.ShutdownTimeout
-	if timeout <= 0 {
-		timeout = 10 * time.Second
+func (e *Engine) shutdownTimeout() time.Duration {
+	if e.cfg.ShutdownTimeout <= 0 {
+		return 10 * time.Second
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), timeout)
+	return e.cfg.ShutdownTimeout
+}
+
+// waitTimeout waits for wg for at most d and reports whether it finished.
+func waitTimeout(wg *sync.WaitGroup, d time.Duration) bool {
+	done := make(chan struct{})
+	go func() { wg.Wait(); close(done) }()
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-done:
+		return true
+	case <-t.C:
+		return false
+	}
+}
+
+func (e *Engine) drain() error {
+	ctx, cancel := context.WithTimeout(context.Background(), e.shutdownTimeout())
 	defer cancel()
 	var wg sync.WaitGroup
 	errs := make([]error, len(e.deliveries))

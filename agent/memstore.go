@@ -7,12 +7,15 @@ import (
 
 // MemoryStore is a Store in memory, bounded in points: when an Append would
 // exceed the bound, the oldest entries are dropped and counted. It is for the
-// stdout sink and for tests; a power cut or crash loses what it holds.
+// stdout sink, backfills and tests. Memory survives nothing, so an entry
+// counts as durable only once the sink acknowledged it (or the bound dropped
+// it, a counted loss): a source's position never moves past points that
+// exist only here, and a crash makes it read them again.
 type MemoryStore struct {
 	max int
 
 	mu      sync.Mutex
-	entries []Entry // in Seq order; acked entries are removed at once
+	entries []memEntry // in Seq order; acked entries are removed at once
 	points  int
 	nextSeq uint64
 	notify  chan struct{}
@@ -25,33 +28,42 @@ type MemoryStore struct {
 
 var _ Store = (*MemoryStore)(nil)
 
+type memEntry struct {
+	Entry
+	durable func()
+}
+
 // NewMemoryStore returns a store holding at most maxPoints points (at least
 // one entry is always kept, however large).
 func NewMemoryStore(maxPoints int) *MemoryStore {
 	return &MemoryStore{max: maxPoints, nextSeq: 1, notify: make(chan struct{}, 1)}
 }
 
-// Append adds points; durable is called at once (memory is as durable as
-// this store gets).
+// Append adds points; durable is called when the entry is acknowledged or
+// dropped by the bound.
 func (m *MemoryStore) Append(points []Point, durable func()) error {
+	var dropped []func()
 	m.mu.Lock()
-	m.entries = append(m.entries, Entry{Seq: m.nextSeq, Points: points})
+	m.entries = append(m.entries, memEntry{Entry: Entry{Seq: m.nextSeq, Points: points}, durable: durable})
 	m.nextSeq++
 	m.points += len(points)
 	for m.points > m.max && len(m.entries) > 1 {
 		old := m.entries[0]
-		m.entries[0] = Entry{}
+		m.entries[0] = memEntry{}
 		m.entries = m.entries[1:]
 		m.points -= len(old.Points)
 		m.countDrop(old.Points)
+		if old.durable != nil {
+			dropped = append(dropped, old.durable)
+		}
 	}
 	m.mu.Unlock()
+	for _, f := range dropped {
+		f()
+	}
 	select {
 	case m.notify <- struct{}{}:
 	default:
-	}
-	if durable != nil {
-		durable()
 	}
 	return nil
 }
@@ -81,7 +93,7 @@ func (m *MemoryStore) Oldest() (Entry, bool) {
 	if len(m.entries) == 0 {
 		return Entry{}, false
 	}
-	return m.entries[0], true
+	return m.entries[0].Entry, true
 }
 
 // Newest returns the newest entry.
@@ -91,7 +103,7 @@ func (m *MemoryStore) Newest() (Entry, bool) {
 	if len(m.entries) == 0 {
 		return Entry{}, false
 	}
-	return m.entries[len(m.entries)-1], true
+	return m.entries[len(m.entries)-1].Entry, true
 }
 
 // After returns the oldest entry above seq.
@@ -100,23 +112,27 @@ func (m *MemoryStore) After(seq uint64) (Entry, bool) {
 	defer m.mu.Unlock()
 	for _, e := range m.entries {
 		if e.Seq > seq {
-			return e, true
+			return e.Entry, true
 		}
 	}
 	return Entry{}, false
 }
 
-// Ack removes entry seq.
+// Ack removes entry seq and calls its durable callback.
 func (m *MemoryStore) Ack(seq uint64) error {
 	m.mu.Lock()
-	defer m.mu.Unlock()
 	for i, e := range m.entries {
 		if e.Seq == seq {
 			m.points -= len(e.Points)
 			m.entries = append(m.entries[:i:i], m.entries[i+1:]...)
+			m.mu.Unlock()
+			if e.durable != nil {
+				e.durable()
+			}
 			return nil
 		}
 	}
+	m.mu.Unlock()
 	return nil
 }
 

@@ -1,6 +1,7 @@
 package config
 
 import (
+	"errors"
 	"os"
 	"path/filepath"
 	"strings"
@@ -165,5 +166,74 @@ func TestByteSize(t *testing.T) {
 	cfg, err := Load("", []string{"PMTA_AGENT_SINKS__INFLUX__BUFFER__MAX_BYTES=256MiB"})
 	if err != nil || cfg.Sinks.Influx.Buffer.MaxBytes != 256<<20 {
 		t.Errorf("env max_bytes: %v, %v", cfg.Sinks.Influx.Buffer.MaxBytes, err)
+	}
+}
+
+// Credentials in URLs never reach an error; clear-text checks cannot be
+// dodged by spelling.
+func TestValidateSecretsAndClearText(t *testing.T) {
+	cfg := Default()
+	cfg.Server = "s"
+	cfg.API.URL = "https://admin:Sup3rS3cret%zz@mta.example:8080"
+	cfg.API.APIKey = "k"
+	cfg.Sinks.Influx.Enabled = true
+	cfg.Sinks.Influx.URL = "htps://writer:Tok3nP4ss@influx.example:8086"
+	cfg.Sinks.OTLP.Enabled = true
+	cfg.Sinks.OTLP.Protocol = "http"
+	cfg.Sinks.OTLP.Endpoint = "http://collector.example.net:4318"
+	cfg.Sinks.OTLP.Headers = map[string]string{"authorization": "Bearer abc"}
+	err := cfg.Validate()
+	if err == nil {
+		t.Fatal("no error")
+	}
+	for _, secret := range []string{"Sup3rS3cret", "Tok3nP4ss", "Bearer abc"} {
+		if strings.Contains(err.Error(), secret) {
+			t.Errorf("error shows %q:\n%v", secret, err)
+		}
+	}
+	if !strings.Contains(err.Error(), "sinks.otlp.headers: would be sent in clear text") {
+		t.Errorf("no clear-text warning for OTLP/http headers:\n%v", err)
+	}
+
+	for _, u := range []string{"HTTP://influx.example:8086", "http://127.attacker.example:8086"} {
+		c := Default()
+		c.Server = "s"
+		c.Sinks.Influx.Enabled = true
+		c.Sinks.Influx.URL = u
+		c.Sinks.Influx.Token = "t"
+		if err := c.Validate(); err == nil || !strings.Contains(err.Error(), "sinks.influx.token: would be sent in clear text") {
+			t.Errorf("%s with a token: %v", u, err)
+		}
+	}
+	for _, u := range []string{"http://127.0.0.1:8086", "http://localhost:8086", "http://[::1]:8086"} {
+		c := Default()
+		c.Server = "s"
+		c.Sinks.Influx.Enabled = true
+		c.Sinks.Influx.URL = u
+		c.Sinks.Influx.Token = "t"
+		if err := c.Validate(); err != nil {
+			t.Errorf("%s (loopback) with a token: %v", u, err)
+		}
+	}
+}
+
+func TestValidateAcctInterval(t *testing.T) {
+	c := Default()
+	c.Server = "s"
+	c.Sinks.Stdout.Enabled = true
+	c.Acct.Enabled = true
+	c.Acct.Interval = 1500 * time.Millisecond
+	c.Acct.Grace = 0
+	err := c.Validate()
+	if err == nil || !strings.Contains(err.Error(), "acct.interval: (1.5s) must be a whole number of seconds") ||
+		!strings.Contains(err.Error(), "acct.grace: must be a positive duration") {
+		t.Errorf("got %v", err)
+	}
+}
+
+func TestLoadUnreadableFileIsOneProblem(t *testing.T) {
+	_, err := Load("/nonexistent/agent.yaml", nil)
+	if !errors.Is(err, ErrRead) || strings.Count(err.Error(), "\n") != 0 {
+		t.Errorf("got %v", err)
 	}
 }

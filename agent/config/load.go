@@ -25,6 +25,10 @@ const EnvPrefix = "PMTA_AGENT_"
 // configuration are domain names ("example.net") that must stay whole.
 const delim = "/"
 
+// ErrRead marks a configuration that could not be read at all (a missing or
+// malformed file): nothing else is checked then.
+var ErrRead = errors.New("cannot read the configuration")
+
 var varRef = regexp.MustCompile(`\$\{([A-Za-z_][A-Za-z0-9_]*)\}`)
 
 // Load builds the configuration from the defaults, the YAML file at path (none
@@ -35,7 +39,7 @@ func Load(path string, environ []string) (Config, error) {
 	k := koanf.New(delim)
 	if path != "" {
 		if err := k.Load(file.Provider(path), yaml.Parser()); err != nil {
-			return Config{}, fmt.Errorf("read config file %s: %w", path, err)
+			return Config{}, fmt.Errorf("%w: file %s: %w", ErrRead, path, err)
 		}
 	}
 	err := k.Load(env.Provider(delim, env.Opt{
@@ -47,7 +51,7 @@ func Load(path string, environ []string) (Config, error) {
 		},
 	}), nil)
 	if err != nil {
-		return Config{}, fmt.Errorf("read environment: %w", err)
+		return Config{}, fmt.Errorf("%w: environment: %w", ErrRead, err)
 	}
 
 	var problems []error

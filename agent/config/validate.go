@@ -68,7 +68,7 @@ func (c *Config) Validate() error {
 		if !a.Endpoints.Status && !a.Endpoints.Queues && !a.Endpoints.Domains && !a.Endpoints.VMTAs {
 			p.add("api.endpoints", "all endpoints are off: turn one on or set api.enabled: false")
 		}
-		if a.APIKey != "" && strings.HasPrefix(a.URL, "http://") && !loopback(a.URL) {
+		if a.APIKey != "" && cleartextRemote(a.URL) {
 			p.add("api.api_key", "would be sent in clear text over http:// to a remote host; use https://")
 		}
 		p.tls("api.tls", a.TLS)
@@ -86,12 +86,12 @@ func (c *Config) Validate() error {
 		}
 		p.oneOf("acct.start_at", a.StartAt, "beginning", "end")
 		p.positive("acct.interval", a.Interval)
-		if a.Interval > 0 && time.Hour%a.Interval != 0 {
+		if a.Interval > 0 && a.Interval%time.Second != 0 {
+			p.add("acct.interval", fmt.Sprintf("(%s) must be a whole number of seconds", a.Interval))
+		} else if a.Interval > 0 && time.Hour%a.Interval != 0 {
 			p.add("acct.interval", fmt.Sprintf("(%s) must divide an hour evenly so intervals line up across servers", a.Interval))
 		}
-		if a.Grace < 0 {
-			p.add("acct.grace", "must not be negative")
-		}
+		p.positive("acct.grace", a.Grace)
 		p.positive("acct.poll_every", a.PollEvery)
 		if a.TopDiag < 1 {
 			p.add("acct.top_diag", "must be at least 1")
@@ -139,8 +139,18 @@ func (c *Config) Validate() error {
 			p.add("sinks.otlp.batch_size", "must be at least 1")
 		}
 		p.positive("sinks.otlp.timeout", o.Timeout)
-		if len(o.Headers) > 0 && o.Insecure && !loopback("http://"+o.Endpoint) && !loopback(o.Endpoint) {
-			p.add("sinks.otlp.headers", "would be sent in clear text (insecure) to a remote host; use TLS")
+		if len(o.Headers) > 0 {
+			remotePlain := false
+			switch o.Protocol {
+			case "http":
+				remotePlain = cleartextRemote(o.Endpoint)
+			case "grpc":
+				host, _, _ := net.SplitHostPort(o.Endpoint)
+				remotePlain = o.Insecure && !loopbackHost(host)
+			}
+			if remotePlain {
+				p.add("sinks.otlp.headers", "would be sent in clear text to a remote host; use TLS")
+			}
 		}
 		p.tls("sinks.otlp.tls", o.TLS)
 		p.queue("sinks.otlp.buffer", o.Buffer, c.StateDir)
@@ -157,7 +167,7 @@ func (c *Config) Validate() error {
 			p.add("sinks.influx.batch_size", "must be at least 1")
 		}
 		p.positive("sinks.influx.timeout", in.Timeout)
-		if in.Token != "" && strings.HasPrefix(in.URL, "http://") && !loopback(in.URL) {
+		if in.Token != "" && cleartextRemote(in.URL) {
 			p.add("sinks.influx.token", "would be sent in clear text over http:// to a remote host; use https://")
 		}
 		p.tls("sinks.influx.tls", in.TLS)
@@ -201,13 +211,14 @@ func (p *problems) url(key, raw string) {
 	case raw == "":
 		p.add(key, "must be set")
 	case err != nil:
-		p.add(key, fmt.Sprintf("is not a URL: %v", err))
-	case u.Scheme != "http" && u.Scheme != "https":
-		p.add(key, fmt.Sprintf("%q must start with http:// or https://", raw))
-	case u.Host == "":
-		p.add(key, fmt.Sprintf("%q has no host", raw))
+		// url.Parse quotes the whole URL, credentials included: say less.
+		p.add(key, "is not a valid URL")
 	case u.User != nil:
-		p.add(key, "must not carry credentials; use the token or api_key options")
+		p.add(key, "must not carry credentials; use the token, api_key or headers options")
+	case u.Scheme != "http" && u.Scheme != "https":
+		p.add(key, fmt.Sprintf("%q must start with http:// or https://", u.Redacted()))
+	case u.Host == "":
+		p.add(key, fmt.Sprintf("%q has no host", u.Redacted()))
 	}
 }
 
@@ -253,11 +264,20 @@ func (p *problems) queue(key string, q Queue, stateDir string) {
 	}
 }
 
-func loopback(raw string) bool {
+// cleartextRemote tells whether raw is an http:// URL to a host other than
+// this one: a secret sent there crosses the network unencrypted.
+func cleartextRemote(raw string) bool {
 	u, err := url.Parse(raw)
-	if err != nil {
+	if err != nil || !strings.EqualFold(u.Scheme, "http") {
 		return false
 	}
-	h := u.Hostname()
-	return h == "localhost" || strings.HasPrefix(h, "127.") || h == "::1"
+	return !loopbackHost(u.Hostname())
+}
+
+func loopbackHost(h string) bool {
+	if strings.EqualFold(h, "localhost") {
+		return true
+	}
+	ip := net.ParseIP(h)
+	return ip != nil && ip.IsLoopback()
 }

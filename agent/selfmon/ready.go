@@ -26,7 +26,9 @@ func Readiness(now time.Time, cfg Config, reporters []agent.StatsReporter) []str
 					now.Sub(time.Unix(int64(last), 0)).Round(time.Second), cfg.APIStale))
 			}
 		case c == "acct" && cfg.MaxTailLag > 0:
-			if lag := time.Duration(f["tail_lag_s"] * float64(time.Second)); lag > cfg.MaxTailLag {
+			// The age of the newest record read is a lag only while there is
+			// something unread: an idle PowerMTA writes nothing and is fine.
+			if lag := time.Duration(f["tail_lag_s"] * float64(time.Second)); lag > cfg.MaxTailLag && f["tail_lag_bytes"] > 0 {
 				problems = append(problems, fmt.Sprintf("acct: tail lag %s (limit %s)", lag.Round(time.Second), cfg.MaxTailLag))
 			}
 		case strings.HasPrefix(c, "sink_") && cfg.MaxSinkFailure > 0:

@@ -99,6 +99,10 @@ func TestReadiness(t *testing.T) {
 	if p := Readiness(now, cfg, healthy); len(p) != 0 {
 		t.Errorf("healthy: %v", p)
 	}
+	idle := reporter{"acct", []agent.Field{{Key: "tail_lag_s", Value: 3600.0}, {Key: "tail_lag_bytes", Value: int64(0)}}}
+	if p := Readiness(now, cfg, []agent.StatsReporter{idle}); len(p) != 0 {
+		t.Errorf("an idle PowerMTA (nothing unread, newest record an hour old) is not a lag: %v", p)
+	}
 	cases := []struct {
 		name string
 		rep  agent.StatsReporter
@@ -106,7 +110,7 @@ func TestReadiness(t *testing.T) {
 	}{
 		{"no poll yet", reporter{"api", []agent.Field{{Key: "last_success_unix", Value: int64(0)}}}, "api: no successful poll yet"},
 		{"stale poll", reporter{"api", []agent.Field{{Key: "last_success_unix", Value: now.Add(-4 * time.Minute).Unix()}}}, "api: last successful poll 4m0s ago"},
-		{"tail lag", reporter{"acct", []agent.Field{{Key: "tail_lag_s", Value: 400.0}}}, "acct: tail lag 6m40s"},
+		{"tail lag", reporter{"acct", []agent.Field{{Key: "tail_lag_s", Value: 400.0}, {Key: "tail_lag_bytes", Value: int64(5000)}}}, "acct: tail lag 6m40s"},
 		{"sink failing", reporter{"sink_influx", []agent.Field{{Key: "failing_since_unix", Value: now.Add(-6 * time.Minute).Unix()}}}, "sink_influx: failing for 6m0s"},
 	}
 	for _, c := range cases {

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"math"
 	"os"
 	"path/filepath"
 	"time"
@@ -29,13 +30,11 @@ func newTailer(cfg config.Config, isp *agent.ISPMap, log *slog.Logger) (*acct.Ta
 	}, isp, log)
 }
 
-// Backfill holds at most this many points per sink in memory: the reader
+// Backfill holds about backfillHigh points per sink in memory: the reader
 // waits for the sinks instead of dropping, so memory stays flat however large
-// the files are.
-const (
-	backfillBuffer = 100_000
-	backfillHigh   = 20_000
-)
+// the files are. The store itself is unbounded (one backfill window may go
+// over backfillHigh), so nothing is ever dropped.
+const backfillHigh = 20_000
 
 // cmdBackfill aggregates whole accounting files into the configured sinks
 // (without -config: line protocol on stdout).
@@ -72,7 +71,7 @@ func cmdBackfill(ctx context.Context, args []string, stdout, stderr io.Writer) e
 	// A backfill can be run again from its files, and the daemon may hold the
 	// disk queues' locks: its points wait in memory, with back-pressure.
 	for _, b := range []*config.Queue{&cfg.Sinks.Stdout.Buffer, &cfg.Sinks.Influx.Buffer, &cfg.Sinks.OTLP.Buffer} {
-		b.Type, b.MaxPoints = "memory", backfillBuffer
+		b.Type, b.MaxPoints = "memory", math.MaxInt
 	}
 	log := newLogger(cfg, stderr)
 	applyMemoryLimit(cfg)

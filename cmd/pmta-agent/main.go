@@ -47,6 +47,12 @@ func run(args []string, stdout, stderr io.Writer) int {
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
+	go func() {
+		// After the first signal the default behaviour returns, so a second
+		// one ends a shutdown that takes too long.
+		<-ctx.Done()
+		stop()
+	}()
 
 	cmd, rest := args[0], args[1:]
 	var err error

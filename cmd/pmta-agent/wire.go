@@ -26,6 +26,9 @@ import (
 // returned error, one per line.
 func loadConfig(path string) (config.Config, error) {
 	cfg, err := config.Load(path, os.Environ())
+	if errors.Is(err, config.ErrRead) {
+		return cfg, err // nothing was loaded: validating the empty result would only add noise
+	}
 	var problems []error
 	if err != nil {
 		problems = append(problems, err)
@@ -120,18 +123,20 @@ type outputs struct {
 
 func buildOutputs(cfg config.Config, out io.Writer, log *slog.Logger) (*outputs, error) {
 	o := &outputs{isp: agent.NewISPMap(cfg.Pipeline.ISPMap)}
-	add := func(s agent.Sink, q config.Queue, batch int) error {
+	add := func(s agent.Sink, q config.Queue, batch int, inOrder bool) error {
 		st, err := openStore(cfg, s.Name(), q, log)
 		if err != nil {
 			return err
 		}
+		dc := deliveryConfig(q, batch)
+		dc.InOrder = inOrder
 		o.sinks = append(o.sinks, s)
 		o.stores = append(o.stores, st)
-		o.deliveries = append(o.deliveries, agent.NewDelivery(s, st, deliveryConfig(q, batch), log))
+		o.deliveries = append(o.deliveries, agent.NewDelivery(s, st, dc, log))
 		return nil
 	}
 	if cfg.Sinks.Stdout.Enabled {
-		if err := add(stdout.New(out), cfg.Sinks.Stdout.Buffer, 5000); err != nil {
+		if err := add(stdout.New(out), cfg.Sinks.Stdout.Buffer, 5000, false); err != nil {
 			return nil, o.close(err)
 		}
 	}
@@ -140,7 +145,7 @@ func buildOutputs(cfg config.Config, out io.Writer, log *slog.Logger) (*outputs,
 		if err != nil {
 			return nil, o.close(fmt.Errorf("influx sink: %w", err))
 		}
-		if err := add(s, cfg.Sinks.Influx.Buffer, cfg.Sinks.Influx.BatchSize); err != nil {
+		if err := add(s, cfg.Sinks.Influx.Buffer, cfg.Sinks.Influx.BatchSize, false); err != nil {
 			return nil, o.close(err)
 		}
 	}
@@ -149,7 +154,9 @@ func buildOutputs(cfg config.Config, out io.Writer, log *slog.Logger) (*outputs,
 		if err != nil {
 			return nil, o.close(fmt.Errorf("otlp sink: %w", err))
 		}
-		if err := add(s, cfg.Sinks.OTLP.Buffer, cfg.Sinks.OTLP.BatchSize); err != nil {
+		// Cumulative sums need their intervals in time order: no fresh-first.
+		inOrder := cfg.Sinks.OTLP.Temporality == "cumulative"
+		if err := add(s, cfg.Sinks.OTLP.Buffer, cfg.Sinks.OTLP.BatchSize, inOrder); err != nil {
 			return nil, o.close(err)
 		}
 	}
@@ -237,6 +244,7 @@ func runAgent(ctx context.Context, cfg config.Config, stdout io.Writer, log *slo
 	log.Info("pmta-agent starting", "version", buildVersion(), "server", cfg.Server,
 		"sources", len(c.sources), "sinks", len(c.sinks))
 	var listenDone <-chan error
+	stopListen := func() {}
 	if cfg.Listen.Enabled {
 		stale := time.Duration(0)
 		if cfg.API.Enabled {
@@ -246,14 +254,16 @@ func runAgent(ctx context.Context, cfg config.Config, stdout io.Writer, log *slo
 			Address: cfg.Listen.Address, Version: buildVersion(), APIStale: stale,
 			MaxTailLag: cfg.Listen.ReadyMaxTailLag, MaxSinkFailure: cfg.Listen.ReadyMaxSinkFailure,
 		}, c.engine.Reporters, c.latest, log)
-		lctx, stopListen := context.WithCancel(ctx)
-		defer stopListen()
+		lctx, cancel := context.WithCancel(ctx)
+		defer cancel()
+		stopListen = cancel
 		if listenDone, err = mon.Start(lctx); err != nil {
 			return err
 		}
 	}
 	runErr := c.engine.Run(ctx)
 	if listenDone != nil {
+		stopListen() // also when the engine stopped on its own (a source failed)
 		runErr = errors.Join(runErr, <-listenDone)
 	}
 	closeCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), cfg.ShutdownTimeout)
@@ -293,6 +303,7 @@ func cmdOnce(ctx context.Context, args []string, stdout, stderr io.Writer) error
 
 func gatherOnce(ctx context.Context, cfg config.Config, stdout io.Writer, log *slog.Logger) error {
 	cfg.Sinks = config.Sinks{}
+	cfg.Acct.Enabled = false // the tailer has no one-round mode; do not touch its state
 	c, err := build(cfg, io.Discard, log)
 	if err != nil {
 		return err
