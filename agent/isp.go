@@ -2,20 +2,36 @@ package agent
 
 import (
 	"strings"
+	"sync"
+
+	"golang.org/x/net/publicsuffix"
 )
 
 // ISPMap maps a recipient domain to the mailbox provider that runs it, so that
 // dashboards can group yahoo.com, aol.com and ymail.com under one "yahoo".
 //
 // A rule is either an exact domain ("gmail.com") or a domain with a final "*"
-// label ("hotmail.*"), which matches that name under any public suffix
-// (hotmail.com, hotmail.co.uk, hotmail.fr). Subdomains match their parent:
-// "eu.yahoo.com" is looked up as itself, then as "yahoo.com".
-// Domains no rule matches belong to "other".
+// label ("hotmail.*"), which matches that name directly under a public
+// suffix of the ICANN section of the Public Suffix List (hotmail.com,
+// hotmail.co.uk, yahoo.co.jp, live.fr) — not that label anywhere in a domain:
+// live.acme-corp.com and yahoo.mycompany.com are someone else's. Subdomains
+// match their parent: "eu.yahoo.co.jp" is looked up as itself, then as
+// "yahoo.co.jp". Domains no rule matches belong to "other".
 type ISPMap struct {
 	exact  map[string]string
 	prefix map[string]string // "hotmail." → "microsoft"
+
+	// atSuffix remembers, per domain a wildcard rule's name starts, whether
+	// the rest of it is its public suffix. The check allocates (the list
+	// first tries the name as an IP address), and the domains that need it —
+	// yahoo.com, hotmail.com — are among the most common; Lookup runs per
+	// point. At most maxSuffixCache entries: the distinct domains of one
+	// server, which the pipeline bounds anyway.
+	suffixMu sync.RWMutex
+	atSuffix map[string]bool
 }
+
+const maxSuffixCache = 4096
 
 // DefaultISPRules is the built-in provider map. Config can add rules and
 // override these.
@@ -50,7 +66,7 @@ func DefaultISPRules() map[string]string {
 // NewISPMap builds the map from the built-in rules plus extra, whose entries
 // win over built-in ones with the same key.
 func NewISPMap(extra map[string]string) *ISPMap {
-	m := &ISPMap{exact: map[string]string{}, prefix: map[string]string{}}
+	m := &ISPMap{exact: map[string]string{}, prefix: map[string]string{}, atSuffix: map[string]bool{}}
 	for _, rules := range []map[string]string{defaultISPRules, extra} {
 		for k, v := range rules {
 			k = strings.ToLower(strings.TrimSpace(k))
@@ -65,13 +81,14 @@ func NewISPMap(extra map[string]string) *ISPMap {
 }
 
 // Lookup returns the provider of domain (already lower case), or "other".
+// It is safe for concurrent use.
 func (m *ISPMap) Lookup(domain string) string {
 	for d := domain; d != ""; {
 		if isp, ok := m.exact[d]; ok {
 			return isp
 		}
 		if dot := strings.IndexByte(d, '.'); dot > 0 {
-			if isp, ok := m.prefix[d[:dot+1]]; ok {
+			if isp, ok := m.prefix[d[:dot+1]]; ok && m.nameAtSuffix(d, dot) {
 				return isp
 			}
 			d = d[dot+1:]
@@ -80,6 +97,28 @@ func (m *ISPMap) Lookup(domain string) string {
 		break
 	}
 	return "other"
+}
+
+// nameAtSuffix reports whether d[dot+1:] is d's public suffix, so that the
+// label before it is the registered name (hotmail in hotmail.co.uk), not a
+// subdomain of someone else's (hotmail in hotmail.example.org). Private
+// suffixes (blogspot.com, github.io) and unknown top-level domains do not
+// count: anyone can register a name under those.
+func (m *ISPMap) nameAtSuffix(d string, dot int) bool {
+	m.suffixMu.RLock()
+	ok, known := m.atSuffix[d]
+	m.suffixMu.RUnlock()
+	if known {
+		return ok
+	}
+	ps, icann := publicsuffix.PublicSuffix(d)
+	ok = icann && ps == d[dot+1:]
+	m.suffixMu.Lock()
+	if len(m.atSuffix) < maxSuffixCache {
+		m.atSuffix[strings.Clone(d)] = ok
+	}
+	m.suffixMu.Unlock()
+	return ok
 }
 
 // SplitQueue splits a PowerMTA queue name "domain/vmta" into a lower-case

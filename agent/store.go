@@ -16,7 +16,9 @@ type Store interface {
 	// Append adds points as one entry. durable is called exactly once, when
 	// the entry would survive a crash of the process (and, by the store's
 	// sync policy, of the machine) — at once for a store that cannot do
-	// better — or never, when the entry was dropped before that.
+	// better — or, if the store's bound drops the entry before that, as it
+	// is dropped: the store counts the loss, and a caller that confirms in
+	// order must not wait forever for an entry that is gone.
 	// An error means the points were not taken (and durable is not called).
 	Append(points []Point, durable func()) error
 	// Oldest returns the oldest entry not yet acknowledged.

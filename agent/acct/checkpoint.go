@@ -25,7 +25,9 @@ const (
 // aggregator's open intervals: one consistent picture). Pending lists the
 // cuts made since — the points at which intervals were closed and emitted but
 // not yet confirmed — so that after a crash the tailer closes exactly the
-// same intervals at exactly the same offsets and re-emits identical points.
+// same intervals at exactly the same offsets and re-emits identical points;
+// confirmed cuts behind an unconfirmed one may be folded into a jump (see
+// cut).
 type checkpointFile struct {
 	Version  int             `json:"version"`
 	Seq      uint64          `json:"seq"`
@@ -52,10 +54,16 @@ type fileState struct {
 // cut records one closing of intervals: the offset of every file that was
 // read since the previous cut (a file not listed did not move) and the
 // closedUpTo the aggregator moved to.
+//
+// A cut with a Snapshot is a jump instead: it stands for a run of cuts up to
+// Seq whose batches were all confirmed while an earlier one was not, and the
+// replay restores the state after them from the snapshot rather than
+// re-reading and re-emitting them (see boundPendingLocked).
 type cut struct {
-	Seq        uint64    `json:"seq"`
-	ClosedUpTo int64     `json:"closed_up_to"`
-	Files      []cutFile `json:"files,omitempty"`
+	Seq        uint64          `json:"seq"`
+	ClosedUpTo int64           `json:"closed_up_to"`
+	Files      []cutFile       `json:"files,omitempty"`
+	Snapshot   json.RawMessage `json:"snapshot,omitempty"`
 }
 
 // cutFile names a file by a hash of its fingerprint, which keeps the journal

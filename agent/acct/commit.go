@@ -4,17 +4,21 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"time"
 
 	"github.com/pmta-agent/pmta-agent/agent"
 )
 
-// pendingCut is a cut whose batch is not confirmed yet. snap is the state
-// right after the cut, committed once this batch and every earlier one are
-// done; it is nil for a cut loaded from disk until the replay reaches it.
+// pendingCut is a cut not committed yet: its batch or an earlier one is not
+// confirmed. snap is the state right after the cut, committed once this
+// batch and every earlier one are done; it is nil for a cut loaded from disk
+// until the replay reaches it. at is when the cut was made (or replayed),
+// for the age in the stuck-checkpoint log.
 type pendingCut struct {
 	c    cut
 	snap []byte
 	done bool
+	at   time.Time
 }
 
 func (t *Tailer) snapshotJSON() ([]byte, error) {
@@ -45,7 +49,7 @@ func (t *Tailer) commitInitial() error {
 	}
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	t.committed = snap
+	t.committed, t.commitUnsaved = snap, true
 	return t.saveLocked()
 }
 
@@ -74,7 +78,7 @@ func (t *Tailer) closeAndEmit(boundary int64, replayed *cut) error {
 	}
 	if pc == nil {
 		t.seq++
-		pc = &pendingCut{c: cut{Seq: t.seq, ClosedUpTo: t.agg.closedUpTo, Files: t.cutFiles()}}
+		pc = &pendingCut{c: cut{Seq: t.seq, ClosedUpTo: t.agg.closedUpTo, Files: t.cutFiles()}, at: t.now()}
 		t.pending = append(t.pending, pc)
 		t.thinLocked()
 	}
@@ -83,8 +87,11 @@ func (t *Tailer) closeAndEmit(boundary int64, replayed *cut) error {
 	}
 	pc.snap = snap
 	pc.done = len(pts) == 0
+	t.pruneSnapsLocked()
 	t.advanceLocked()
+	t.boundPendingLocked()
 	err = t.saveLocked()
+	t.countPendingLocked()
 	t.mu.Unlock()
 	if len(pts) > 0 {
 		seq := pc.c.Seq
@@ -115,7 +122,8 @@ func (t *Tailer) thinLocked() {
 			n++
 		}
 	}
-	if k := len(t.pending) - 2; n > maxPendingSnaps && k > 0 {
+	// A jump keeps its snapshot in its journal entry anyway.
+	if k := len(t.pending) - 2; n > maxPendingSnaps && k > 0 && t.pending[k].c.Snapshot == nil {
 		t.pending[k].snap = nil
 	}
 }
@@ -124,6 +132,9 @@ func (t *Tailer) thinLocked() {
 // exactly its offset at the cut, then the same intervals are closed, which
 // yields the same points as the first time.
 func (t *Tailer) replayCut(c cut) error {
+	if c.Snapshot != nil {
+		return t.replayJump(c)
+	}
 	used := make([]bool, len(c.Files))
 	var errs []error
 	for _, e := range t.sortedFiles() {
@@ -157,11 +168,13 @@ func (t *Tailer) done(seq uint64) {
 			p.done = true
 		}
 	}
+	t.pruneSnapsLocked()
 	if t.advanceLocked() {
 		if err := t.saveLocked(); err != nil {
 			t.errLog.log("accounting checkpoint write failed", "err", err)
 		}
 	}
+	t.countPendingLocked()
 }
 
 // advanceLocked commits the newest snapshot among the leading done cuts: a
@@ -180,6 +193,7 @@ func (t *Tailer) advanceLocked() bool {
 		return false
 	}
 	t.committed, t.committedSeq = t.pending[last].snap, t.pending[last].c.Seq
+	t.commitUnsaved = true
 	t.pending = t.pending[last+1:]
 	return true
 }
@@ -200,6 +214,11 @@ func (t *Tailer) saveLocked() error {
 		t.st.checkpointErrors.Add(1)
 		return fmt.Errorf("accounting checkpoint: %w", err)
 	}
-	t.st.lastCheckpoint.Store(t.now().Unix())
+	now := t.now().Unix()
+	t.st.lastCheckpoint.Store(now)
+	if t.commitUnsaved {
+		t.commitUnsaved = false
+		t.st.lastCommit.Store(now)
+	}
 	return nil
 }

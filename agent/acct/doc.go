@@ -15,4 +15,11 @@
 // the same tags and timestamps, so the sink's last write wins). Records of a
 // file deleted or truncated while the tailer was stopped, beyond the
 // checkpoint, cannot be read and are lost.
+//
+// A batch whose Done never comes (a store that refused it) holds the
+// checkpoint back: a restart replays from before it and emits it again. Such
+// a batch is reported (the pending_cuts and last_commit_unix stats, and an
+// error logged at most hourly), and the confirmed batches after it are folded
+// into one saved state once more than 1,000 cuts wait, so that the
+// checkpoint stays small however long it waits.
 package acct

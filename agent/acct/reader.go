@@ -1,6 +1,7 @@
 package acct
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"io"
@@ -173,6 +174,7 @@ func (p *lineParser) bad(c *fileCursor, pos int, err error) {
 type rateLog struct {
 	mu         sync.Mutex
 	logger     *slog.Logger
+	loud       bool // log at Error, not Warn: the problem needs an operator
 	period     time.Duration
 	now        func() time.Time
 	last       time.Time
@@ -190,6 +192,10 @@ func (r *rateLog) log(msg string, args ...any) {
 	if r.suppressed > 0 {
 		args = append(args, "suppressed_since_last", r.suppressed)
 	}
-	r.logger.Warn(msg, args...)
+	level := slog.LevelWarn
+	if r.loud {
+		level = slog.LevelError
+	}
+	r.logger.Log(context.Background(), level, msg, args...)
 	r.last, r.suppressed = now, 0
 }

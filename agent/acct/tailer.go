@@ -124,11 +124,16 @@ type Tailer struct {
 	replay []cut // journaled cuts still to be replayed after a restart
 	seq    uint64
 	errLog *rateLog
+	// stuckLog reports a batch that is not confirmed for so long that the
+	// pending cuts pass maxPending.
+	stuckLog   *rateLog
+	maxPending int // see boundPendingLocked; a field so tests can lower it
 
-	mu           sync.Mutex // guards the commit state below; Done runs anywhere
-	committed    []byte
-	committedSeq uint64
-	pending      []*pendingCut
+	mu            sync.Mutex // guards the commit state below; Done runs anywhere
+	committed     []byte
+	committedSeq  uint64
+	commitUnsaved bool // committed moved since the last checkpoint write
+	pending       []*pendingCut
 
 	st tailerStats
 }
@@ -137,7 +142,7 @@ type tailerStats struct {
 	linesRead, records, malformed, late, filesOpen, filesDone, truncations atomic.Int64
 	bytesRead, tailLagBytes, diagFolded, lastCheckpoint                    atomic.Int64
 	checkpointCorrupt, checkpointErrors, readErrors                        atomic.Int64
-	tailLagMillis                                                          atomic.Int64
+	tailLagMillis, pendingCuts, lastCommit                                 atomic.Int64
 }
 
 var (
@@ -168,6 +173,8 @@ func NewTailer(cfg Config, isp *agent.ISPMap, log *slog.Logger) (*Tailer, error)
 	now := func() time.Time { return t.now() }
 	t.parser = newLineParser(t.agg, cfg.MaxLineBytes, &rateLog{logger: log, period: 10 * time.Second, now: now})
 	t.errLog = &rateLog{logger: log, period: 30 * time.Second, now: now}
+	t.stuckLog = &rateLog{logger: log, loud: true, period: stuckLogEvery, now: now}
+	t.maxPending = maxPendingCuts
 	if err := t.load(); err != nil {
 		return nil, err
 	}
@@ -191,7 +198,11 @@ func (t *Tailer) load() error {
 	if cf == nil {
 		return nil
 	}
-	if err := t.agg.restore(snap.Agg); err != nil {
+	err = t.agg.restore(snap.Agg)
+	if err == nil {
+		err = t.checkJumps(cf.Pending)
+	}
+	if err != nil {
 		t.agg.open, t.agg.closedSet = nil, false
 		to, qerr := quarantineCheckpoint(t.cfg.StateDir, t.now())
 		if qerr != nil {
@@ -201,23 +212,32 @@ func (t *Tailer) load() error {
 		t.log.Error("accounting checkpoint is corrupt; moved aside, starting afresh", "moved_to", to, "err", err)
 		return nil
 	}
-	for _, fs := range snap.Files {
+	t.files = entriesFrom(snap.Files)
+	t.first = false
+	t.committed, t.committedSeq, t.seq = cf.Snapshot, cf.Seq, cf.Seq
+	for _, c := range cf.Pending {
+		t.pending = append(t.pending, &pendingCut{c: c, at: t.now()})
+		t.replay = append(t.replay, c)
+		t.seq = max(t.seq, c.Seq)
+	}
+	t.st.pendingCuts.Store(int64(len(t.pending)))
+	return nil
+}
+
+// entriesFrom makes the file entries of a saved state; discover then binds
+// them to the files found.
+func entriesFrom(files []fileState) []*fileEntry {
+	out := make([]*fileEntry, 0, len(files))
+	for _, fs := range files {
 		e := &fileEntry{fp: fs.FP, dev: fs.Dev, ino: fs.Ino, hasID: fs.Ino != 0}
 		e.path, e.name, e.offset, e.skipping = fs.Path, fs.Path, fs.Offset, fs.Skipping
 		e.cutOffset = fs.Offset
 		if len(fs.Header) > 0 {
 			e.hdr = newHeader(fs.Header)
 		}
-		t.files = append(t.files, e)
+		out = append(out, e)
 	}
-	t.first = false
-	t.committed, t.committedSeq, t.seq = cf.Snapshot, cf.Seq, cf.Seq
-	for _, c := range cf.Pending {
-		t.pending = append(t.pending, &pendingCut{c: c})
-		t.replay = append(t.replay, c)
-		t.seq = max(t.seq, c.Seq)
-	}
-	return nil
+	return out
 }
 
 // Name implements agent.Source.
@@ -300,7 +320,12 @@ func (t *Tailer) boundOpen() {
 	}
 }
 
-// Stats implements agent.StatsReporter.
+// Stats implements agent.StatsReporter. last_checkpoint_unix is when the
+// checkpoint file was last written (at every cut); last_commit_unix when the
+// state it resumes from last moved, that is when a batch and every earlier
+// one had been confirmed (0 before the first commit of this process);
+// pending_cuts counts the emitted batches whose Done has not come. Cuts
+// pending while last_commit_unix grows old mean a sink holds a batch back.
 func (t *Tailer) Stats() []agent.Field {
 	s := &t.st
 	return []agent.Field{
@@ -316,6 +341,8 @@ func (t *Tailer) Stats() []agent.Field {
 		{Key: "tail_lag_s", Value: float64(s.tailLagMillis.Load()) / 1000},
 		{Key: "diag_folded", Value: s.diagFolded.Load()},
 		{Key: "last_checkpoint_unix", Value: s.lastCheckpoint.Load()},
+		{Key: "last_commit_unix", Value: s.lastCommit.Load()},
+		{Key: "pending_cuts", Value: s.pendingCuts.Load()},
 		{Key: "checkpoint_corrupt", Value: s.checkpointCorrupt.Load()},
 		{Key: "checkpoint_errors", Value: s.checkpointErrors.Load()},
 		{Key: "read_errors", Value: s.readErrors.Load()},
@@ -350,7 +377,7 @@ func (t *Tailer) shutdown() {
 	t.mu.Lock()
 	if len(t.pending) == 0 {
 		if snap, err := t.snapshotJSON(); err == nil {
-			t.committed = snap
+			t.committed, t.commitUnsaved = snap, true
 			if err := t.saveLocked(); err != nil {
 				t.log.Warn("accounting checkpoint at shutdown failed", "err", err)
 			}

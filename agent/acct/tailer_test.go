@@ -1,7 +1,9 @@
 package acct
 
 import (
+	"cmp"
 	"context"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"testing"
@@ -40,6 +42,7 @@ type harness struct {
 	batches    []agent.Batch
 	db         store
 	startAt    string
+	log        *slog.Logger // nil: discard
 }
 
 func newHarness(t *testing.T) *harness {
@@ -59,7 +62,7 @@ func (h *harness) start() {
 	tl, err := NewTailer(Config{
 		Globs:    []string{filepath.Join(h.dirA, "acct-*.csv"), filepath.Join(h.dirB, "acct-*.csv")},
 		StateDir: h.state, StartAt: h.startAt,
-	}, agent.NewISPMap(nil), discardLogger())
+	}, agent.NewISPMap(nil), cmp.Or(h.log, discardLogger()))
 	if err != nil {
 		h.t.Fatal(err)
 	}

@@ -37,7 +37,11 @@
 //     of the points are counted in Stats (dropped_*), and the overflow is
 //     logged once per episode (it ends when the queue is two segments below
 //     the bound). A dropped entry whose durable callback had not been called
-//     never has it called.
+//     yet has it called when it is dropped (by the Append that made room,
+//     before that Append returns): the entry will never be more durable,
+//     its loss is already counted, and a caller that confirms in order —
+//     the accounting tailer commits its checkpoint only once every earlier
+//     batch is confirmed — would otherwise wait for it forever.
 //   - Delivery is at least once. Entries acknowledged out of order behind an
 //     unacknowledged one, and acknowledgements of the last SyncEvery before a
 //     crash, are not recorded on disk: such entries may be delivered again

@@ -80,6 +80,7 @@ type Queue struct {
 	diskBytes  int64 // sum of segment file sizes: what MaxBytes bounds
 
 	waiters      []waiter // durable callbacks waiting for an fsync, by seq
+	dropped      []waiter // callbacks of entries the bound dropped, to call outside mu
 	syncFailing  bool
 	writeFailing bool
 	overflow     bool // inside an overflow episode

@@ -215,16 +215,18 @@ func TestNotify(t *testing.T) {
 }
 
 // The bound drops the oldest entries, counts them with their time range,
-// logs once per episode, and never confirms a dropped, unsynced entry.
+// logs once per episode, and calls the durable callback of a dropped, unsynced
+// entry when it drops it (exactly once), so that in-order confirmation (the
+// accounting checkpoint) never waits for an entry that is gone.
 func TestBoundDropsOldest(t *testing.T) {
 	rec := &recorder{}
 	const maxBytes = 128 << 10
 	q := openQ(t, Options{Dir: t.TempDir(), MaxBytes: maxBytes, Log: slogNew(rec)})
-	var confirmed sync.Map
+	var confirmed [400]atomic.Int32
 	appendN := func(from, n int) {
 		for i := from; i < from+n; i++ {
 			at := t0.Add(time.Duration(i) * time.Minute)
-			if err := q.Append(makePoints(uint64(i), 50, at), func() { confirmed.Store(i, true) }); err != nil {
+			if err := q.Append(makePoints(uint64(i), 50, at), func() { confirmed[i].Add(1) }); err != nil {
 				t.Fatal(err)
 			}
 			if b := stat(q, "bytes"); b > maxBytes {
@@ -253,11 +255,21 @@ func TestBoundDropsOldest(t *testing.T) {
 	if int64(entries)+dropped != 200 {
 		t.Fatalf("%d pending + %d dropped != 200", entries, dropped)
 	}
+	// No fsync yet (SyncInterval, SyncEvery an hour): only the dropped
+	// entries are confirmed, each once, by the Append that dropped them.
+	for i := range 200 {
+		want := int32(0)
+		if int64(i) < dropped {
+			want = 1
+		}
+		if n := confirmed[i].Load(); n != want {
+			t.Fatalf("before fsync, entry %d (dropped=%v): %d durable calls, want %d", i, int64(i) < dropped, n, want)
+		}
+	}
 	q.syncOnce()
 	for i := range 200 {
-		_, ok := confirmed.Load(i)
-		if ok != (int64(i) >= dropped) {
-			t.Fatalf("entry %d: confirmed=%v, dropped=%v", i, ok, int64(i) < dropped)
+		if n := confirmed[i].Load(); n != 1 {
+			t.Fatalf("after fsync, entry %d (dropped=%v): %d durable calls, want 1", i, int64(i) < dropped, n)
 		}
 	}
 	if n := rec.count("queue is full"); n != 1 {

@@ -132,7 +132,11 @@ func (q *Queue) deleteSegment(i int) {
 }
 
 // dropOldest deletes the oldest segment for the byte bound, counting its
-// unacknowledged entries as lost and forgetting their durable callbacks.
+// unacknowledged entries as lost. The durable callbacks of its entries still
+// waiting for an fsync move to q.dropped, for Append to call once q.mu is
+// released: a caller that waits for every earlier entry's confirmation (the
+// accounting tailer's checkpoint) would otherwise wait forever for an entry
+// that no longer exists. The loss itself is reported by dropped_*.
 func (q *Queue) dropOldest() {
 	s := q.segs[0]
 	var entries, points int64
@@ -157,6 +161,7 @@ func (q *Queue) dropOldest() {
 	for n < len(q.waiters) && q.waiters[n].seq <= last {
 		n++
 	}
+	q.dropped = append(q.dropped, q.waiters[:n]...)
 	q.waiters = q.waiters[n:]
 	q.droppedEntries += entries
 	q.droppedPoints += points

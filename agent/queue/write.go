@@ -10,9 +10,10 @@ import (
 // Append stores points as one entry and returns once the record has reached
 // the OS (and, under SyncAlways, the disk). durable is called once the entry
 // is as safe as the sync policy makes it — before Append returns under
-// SyncAlways and SyncNever, after the covering fsync under SyncInterval — or
-// never, if the byte bound drops the entry first. An error (a full disk, an
-// entry larger than the bound, a closed queue) means nothing was stored.
+// SyncAlways and SyncNever, after the covering fsync under SyncInterval — or,
+// if the byte bound drops the entry before that, when it is dropped (the
+// loss is counted in dropped_*). An error (a full disk, an entry larger than
+// the bound, a closed queue) means nothing was stored.
 // The queue keeps a reference to points until the next Append: callers must
 // not change them.
 func (q *Queue) Append(points []agent.Point, durable func()) error {
@@ -28,7 +29,15 @@ func (q *Queue) Append(points []agent.Point, durable func()) error {
 	if err == nil {
 		q.recent = cached{seq: seq, points: points}
 	}
+	// Room made for this entry (even if its write then failed) may have
+	// dropped entries still waiting for an fsync: confirm them now, outside
+	// the lock, since a callback may call back into the queue.
+	dropped := q.dropped
+	q.dropped = nil
 	q.mu.Unlock()
+	for _, w := range dropped {
+		w.fn()
+	}
 	if err != nil {
 		return err
 	}

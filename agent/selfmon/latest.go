@@ -4,6 +4,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"time"
 
 	"github.com/pmta-agent/pmta-agent/agent"
 )
@@ -14,15 +15,37 @@ import (
 // pmta_acct_diag count) as counters, so that a Prometheus user can scrape
 // PowerMTA through the agent instead of pushing. It is an agent.Enqueuer:
 // the pipeline hands it every batch like a sink's store.
+//
+// A counter series not updated for counterTTL (24 h) is dropped, checked at
+// most once a minute in Enqueue: the accounting tags (domain, source IP,
+// vmta, bounce category) have high cardinality, and keeping every series
+// ever seen would grow memory and every /metrics response for as long as the
+// agent runs. A dropped series that comes back starts from zero again, which
+// Prometheus reads as a counter reset. Gauges need no expiry: each poll
+// replaces them.
 type Latest struct {
-	mu       sync.Mutex
-	gauges   map[string]map[string]sample // metric name → series key → sample
-	counters map[string]map[string]sample
+	mu        sync.Mutex
+	now       func() time.Time             // the clock; tests replace it
+	gauges    map[string]map[string]sample // metric name → series key → sample
+	counters  map[string]map[string]counter
+	lastPrune time.Time
 }
+
+// counter is a counter series and when it was last added to.
+type counter struct {
+	labels  []agent.Tag
+	value   float64
+	updated time.Time
+}
+
+const (
+	counterTTL = 24 * time.Hour
+	pruneEvery = time.Minute
+)
 
 // NewLatest returns an empty Latest.
 func NewLatest() *Latest {
-	return &Latest{gauges: map[string]map[string]sample{}, counters: map[string]map[string]sample{}}
+	return &Latest{now: time.Now, gauges: map[string]map[string]sample{}, counters: map[string]map[string]counter{}}
 }
 
 var polled = map[string]bool{"pmta_status": true, "pmta_queue": true, "pmta_domain": true, "pmta_vmta": true}
@@ -31,6 +54,7 @@ var polled = map[string]bool{"pmta_status": true, "pmta_queue": true, "pmta_doma
 // survive a restart: Prometheus handles counter resets).
 func (l *Latest) Enqueue(points []agent.Point, durable func()) {
 	l.mu.Lock()
+	now := l.now()
 	replaced := map[string]bool{}
 	for i := range points {
 		p := &points[i]
@@ -60,19 +84,37 @@ func (l *Latest) Enqueue(points []agent.Point, durable func()) {
 				name := p.Measurement + "_" + f.Key + "_total"
 				m := l.counters[name]
 				if m == nil {
-					m = map[string]sample{}
+					m = map[string]counter{}
 					l.counters[name] = m
 				}
 				k := seriesKey(p.Tags)
-				s := m[k]
-				s.labels, s.value = p.Tags, s.value+v
-				m[k] = s
+				c := m[k]
+				c.labels, c.value, c.updated = p.Tags, c.value+v, now
+				m[k] = c
 			}
 		}
+	}
+	if now.Sub(l.lastPrune) >= pruneEvery {
+		l.pruneLocked(now)
 	}
 	l.mu.Unlock()
 	if durable != nil {
 		durable()
+	}
+}
+
+// pruneLocked drops the counter series not updated for counterTTL.
+func (l *Latest) pruneLocked(now time.Time) {
+	l.lastPrune = now
+	for name, series := range l.counters {
+		for k, c := range series {
+			if now.Sub(c.updated) >= counterTTL {
+				delete(series, k)
+			}
+		}
+		if len(series) == 0 {
+			delete(l.counters, name)
+		}
 	}
 }
 
@@ -91,35 +133,37 @@ func seriesKey(tags []agent.Tag) string {
 func (l *Latest) AppendMetrics(b []byte) []byte {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	for _, kind := range []struct {
-		m   map[string]map[string]sample
-		typ string
-	}{{l.gauges, "gauge"}, {l.counters, "counter"}} {
-		names := make([]string, 0, len(kind.m))
-		for n := range kind.m {
-			names = append(names, n)
+	b = appendKind(b, l.gauges, "gauge", func(s sample) sample { return s })
+	return appendKind(b, l.counters, "counter", func(c counter) sample { return sample{labels: c.labels, value: c.value} })
+}
+
+// appendKind renders the families of one kind, in name and series order,
+// without the empty (absent) labels.
+func appendKind[S any](b []byte, m map[string]map[string]S, typ string, toSample func(S) sample) []byte {
+	names := make([]string, 0, len(m))
+	for n := range m {
+		names = append(names, n)
+	}
+	slices.Sort(names)
+	for _, n := range names {
+		series := m[n]
+		keys := make([]string, 0, len(series))
+		for k := range series {
+			keys = append(keys, k)
 		}
-		slices.Sort(names)
-		for _, n := range names {
-			series := kind.m[n]
-			keys := make([]string, 0, len(series))
-			for k := range series {
-				keys = append(keys, k)
-			}
-			slices.Sort(keys)
-			samples := make([]sample, 0, len(keys))
-			for _, k := range keys {
-				s := series[k]
-				labels := make([]agent.Tag, 0, len(s.labels))
-				for _, t := range s.labels {
-					if t.Value != "" {
-						labels = append(labels, t)
-					}
+		slices.Sort(keys)
+		samples := make([]sample, 0, len(keys))
+		for _, k := range keys {
+			s := toSample(series[k])
+			labels := make([]agent.Tag, 0, len(s.labels))
+			for _, t := range s.labels {
+				if t.Value != "" {
+					labels = append(labels, t)
 				}
-				samples = append(samples, sample{labels: labels, value: s.value})
 			}
-			b = appendFamily(b, n, kind.typ, samples)
+			samples = append(samples, sample{labels: labels, value: s.value})
 		}
+		b = appendFamily(b, n, typ, samples)
 	}
 	return b
 }
