@@ -61,7 +61,7 @@ var ErrClosed = errors.New("queue is closed")
 type Queue struct {
 	opt  Options
 	log  *slog.Logger
-	lock *dirLock
+	lock *agent.DirLock
 	// writeAt writes segment bytes; tests replace it to simulate a full disk.
 	writeAt func(f *os.File, b []byte, off int64) (int, error)
 	bufs    sync.Pool // *[]byte record buffers
@@ -167,7 +167,7 @@ func Open(o Options) (*Queue, error) {
 	if err := os.MkdirAll(o.Dir, 0o755); err != nil {
 		return nil, fmt.Errorf("create queue directory: %w", err)
 	}
-	lock, err := lockDir(o.Dir)
+	lock, err := agent.LockDir(o.Dir, "queue")
 	if err != nil {
 		return nil, err
 	}
@@ -182,7 +182,7 @@ func Open(o Options) (*Queue, error) {
 	}
 	if err := q.load(); err != nil {
 		q.closeFiles()
-		lock.release()
+		lock.Release()
 		return nil, fmt.Errorf("open queue %s: %w", o.Dir, err)
 	}
 	go q.run()
@@ -210,7 +210,7 @@ func (q *Queue) Close() error {
 	q.mu.Lock()
 	q.closeFiles()
 	q.mu.Unlock()
-	if lerr := q.lock.release(); lerr != nil {
+	if lerr := q.lock.Release(); lerr != nil {
 		err = errors.Join(err, lerr)
 	}
 	return err

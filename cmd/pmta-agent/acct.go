@@ -16,11 +16,41 @@ import (
 	"github.com/pmta-agent/pmta-agent/agent/config"
 )
 
-func newTailer(cfg config.Config, isp *agent.ISPMap, log *slog.Logger) (*acct.Tailer, error) {
+// newTailer locks the accounting state directory — two agents tailing into
+// one checkpoint would each commit positions the other has not sent — and
+// builds the tailer. The lock is released with the tailer's Close.
+func newTailer(cfg config.Config, isp *agent.ISPMap, log *slog.Logger) (*lockedTailer, error) {
+	dir := filepath.Join(cfg.StateDir, "acct")
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return nil, fmt.Errorf("accounting state directory: %w", err)
+	}
+	lock, err := agent.LockDir(dir, "accounting state")
+	if err != nil {
+		return nil, err
+	}
+	t, err := newAcctTailer(cfg, dir, isp, log)
+	if err != nil {
+		return nil, errors.Join(err, lock.Release())
+	}
+	return &lockedTailer{Tailer: t, lock: lock}, nil
+}
+
+// lockedTailer is the tailer holding its state directory's lock.
+type lockedTailer struct {
+	*acct.Tailer
+	lock *agent.DirLock
+}
+
+// Close closes the tailer, then releases the lock.
+func (t *lockedTailer) Close() error {
+	return errors.Join(t.Tailer.Close(), t.lock.Release())
+}
+
+func newAcctTailer(cfg config.Config, dir string, isp *agent.ISPMap, log *slog.Logger) (*acct.Tailer, error) {
 	a := cfg.Acct
 	return acct.NewTailer(acct.Config{
 		Globs:        a.Globs,
-		StateDir:     filepath.Join(cfg.StateDir, "acct"),
+		StateDir:     dir,
 		StartAt:      a.StartAt,
 		Interval:     a.Interval,
 		Grace:        a.Grace,

@@ -1,7 +1,10 @@
 package main
 
 import (
+	"context"
 	"fmt"
+	"io"
+	"log/slog"
 	"net/http/httptest"
 	"strings"
 	"sync"
@@ -126,4 +129,34 @@ func TestBackfillToStdout(t *testing.T) {
 	if code := run([]string{"backfill"}, &out, &errOut); code != 2 {
 		t.Errorf("backfill without files: exit %d, want 2", code)
 	}
+}
+
+// A second agent on the same state directory is refused, with the pid of
+// the first, instead of sharing its checkpoint and queues.
+func TestSecondAgentOnSameStateDirIsRefused(t *testing.T) {
+	dir := t.TempDir()
+	path := dir + "/agent.yaml"
+	writeTestFile(t, path, "server: lock-test\nstate_dir: "+dir+"/state\nlisten: {enabled: false}\napi: {enabled: false}\n"+
+		"acct: {enabled: true, globs: ["+dir+"/log/*.csv]}\nsinks: {influx: {enabled: true}}\n")
+	cfg, err := loadConfig(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	log := slog.New(slog.DiscardHandler)
+	first, err := build(cfg, io.Discard, log)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = build(cfg, io.Discard, log)
+	if err == nil || !strings.Contains(err.Error(), "is locked by another process (pid") {
+		t.Fatalf("second agent: %v", err)
+	}
+	if err := first.outputs.close(first.engine.Close(context.Background())); err != nil {
+		t.Fatal(err)
+	}
+	again, err := build(cfg, io.Discard, log)
+	if err != nil {
+		t.Fatalf("after the first stopped: %v", err)
+	}
+	_ = again.outputs.close(again.engine.Close(context.Background()))
 }
