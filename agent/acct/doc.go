@@ -7,7 +7,9 @@
 // records per interval and tag set. None of these does I/O. The Tailer follows
 // live files (by content fingerprint, through rotation, moves and deletion)
 // and keeps a checkpoint that only advances once emitted points are safe;
-// Backfill replays whole files on demand.
+// it reads a backlog (hours of acct and diag records for the same times) in
+// windows of time across all files, as Backfill does for whole files on
+// demand, so that the files' records for one interval meet in it.
 //
 // Guarantee: every record read is counted exactly once — the sum of count
 // over all pmta_acct points equals the records read — across restarts, late

@@ -220,7 +220,7 @@ func (t *Tailer) truncated(e *fileEntry) {
 	t.st.truncations.Add(1)
 	t.log.Warn("accounting file truncated or rewritten; reading it again from the start",
 		"file", e.path, "offset", e.offset, "size", e.size)
-	e.offset, e.hdr, e.skipping = 0, nil, false
+	e.offset, e.hdr, e.skipping, e.last = 0, nil, false, 0
 }
 
 // skipExisting moves a file found at the very first start to its end, as
@@ -282,6 +282,22 @@ func (t *Tailer) readEntry(e *fileEntry, limit int64, final bool) error {
 	}
 	_, _, err = t.parser.readFile(f, &e.fileCursor, limit, final, noUntil, after)
 	return err
+}
+
+// readEntryUntil reads a live file like readEntry, but stops before its
+// first record logged at or after until and returns that record's time
+// (stopped = false: the file was read to its last complete line). The
+// offset it stops at is that record's start, a record boundary, so a cut
+// made there is replayed exactly by reading up to it.
+func (t *Tailer) readEntryUntil(e *fileEntry, until int64) (stopped bool, next int64, err error) {
+	if e.f == nil && e.offset >= e.size {
+		return false, 0, nil
+	}
+	f, err := t.openEntry(e)
+	if err != nil {
+		return false, 0, err
+	}
+	return t.parser.readFile(f, &e.fileCursor, noLimit, false, until, t.boundOpen)
 }
 
 // missing handles a known file the scan did not find. Deleted (its link

@@ -30,6 +30,10 @@ type fileCursor struct {
 	offset   int64
 	hdr      *header
 	skipping bool
+	// last is the timeLogged of the last record counted from the file, 0
+	// before the first; it is not saved, only a hint of how far behind the
+	// file is.
+	last int64
 }
 
 // lineParser turns file bytes into aggregated records. The tailer and the
@@ -154,6 +158,7 @@ func (p *lineParser) consume(c *fileCursor, data []byte, atEOF bool, until int64
 				return pos, true, p.rec.timeLogged
 			}
 			p.agg.add(&p.rec)
+			c.last = p.rec.timeLogged
 		}
 		p.lines++
 		pos += n

@@ -103,8 +103,10 @@ const (
 	// idleClose is how long a fully read file may sit unchanged before its
 	// descriptor is closed; it is reopened by path when it grows.
 	idleClose = 5 * time.Minute
-	// maxOpenIntervals bounds memory while a backlog is read: past it the
-	// oldest intervals are closed before the reader has caught up.
+	// maxOpenIntervals bounds memory should a backlog still open too many
+	// intervals (readSeen reads one side by side in windows, which keeps a
+	// dozen open): past it the oldest intervals are closed before the reader
+	// has caught up.
 	maxOpenIntervals = 360
 )
 
@@ -269,8 +271,9 @@ func (t *Tailer) Run(ctx context.Context, emit func(agent.Batch)) error {
 }
 
 // PollOnce runs one step: find the files, replay cuts left by a crash, read
-// every file up to its last complete line, and close the intervals that are
-// due. Tests call it directly; Run calls it on a ticker.
+// every file up to its last complete line (a backlog side by side, closing
+// intervals as it goes; see readSeen), and close the intervals that are due.
+// Tests call it directly; Run calls it on a ticker.
 func (t *Tailer) PollOnce(ctx context.Context) error {
 	if err := ctx.Err(); err != nil {
 		return err
@@ -288,22 +291,25 @@ func (t *Tailer) PollOnce(ctx context.Context) error {
 		errs = append(errs, t.replayCut(t.replay[0]))
 		t.replay = t.replay[1:]
 	}
+	// A missing file is drained whole first: it will not grow, and a
+	// deleted one is only readable until its descriptor closes.
+	var seen []*fileEntry
 	caughtUp := true
 	for _, e := range t.sortedFiles() {
-		var err error
 		if e.seen {
-			err = t.readEntry(e, noLimit, false)
-		} else {
-			err = t.missing(e)
+			seen = append(seen, e)
+			continue
 		}
-		if err != nil {
+		if err := t.missing(e); err != nil {
 			caughtUp = false
 			t.st.readErrors.Add(1)
 			errs = append(errs, err)
 		}
 	}
-	if caughtUp {
-		boundary := floorDiv(now.Add(-t.cfg.Grace).Unix(), t.agg.iv) * t.agg.iv
+	boundary := floorDiv(now.Add(-t.cfg.Grace).Unix(), t.agg.iv) * t.agg.iv
+	ok, readErrs := t.readSeen(ctx, seen, now.Unix(), boundary)
+	errs = append(errs, readErrs...)
+	if caughtUp && ok {
 		errs = append(errs, t.closeAndEmit(boundary, nil))
 	}
 	t.closeIdle(now)

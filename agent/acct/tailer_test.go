@@ -43,6 +43,7 @@ type harness struct {
 	db         store
 	startAt    string
 	log        *slog.Logger // nil: discard
+	diag       bool         // follow dirA/diag-*.csv too
 }
 
 func newHarness(t *testing.T) *harness {
@@ -59,8 +60,12 @@ func newHarness(t *testing.T) *harness {
 
 func (h *harness) start() {
 	h.t.Helper()
+	globs := []string{filepath.Join(h.dirA, "acct-*.csv"), filepath.Join(h.dirB, "acct-*.csv")}
+	if h.diag {
+		globs = append(globs, filepath.Join(h.dirA, "diag-*.csv"))
+	}
 	tl, err := NewTailer(Config{
-		Globs:    []string{filepath.Join(h.dirA, "acct-*.csv"), filepath.Join(h.dirB, "acct-*.csv")},
+		Globs:    globs,
 		StateDir: h.state, StartAt: h.startAt,
 	}, agent.NewISPMap(nil), cmp.Or(h.log, discardLogger()))
 	if err != nil {
