@@ -67,15 +67,7 @@ func jsonScalar(data []byte) (text string, isNull, ok bool) {
 }
 
 func (f *flexInt) UnmarshalJSON(data []byte) error {
-	text, isNull, ok := jsonScalar(data)
-	switch {
-	case isNull:
-		*f = flexInt{}
-	case !ok:
-		*f = flexInt{bad: true}
-	default:
-		f.set(text)
-	}
+	unmarshalScalar(data, f.set, func() { *f = flexInt{bad: true} })
 	return nil
 }
 
@@ -111,15 +103,7 @@ func (f *flexInt) set(s string) {
 }
 
 func (f *flexFloat) UnmarshalJSON(data []byte) error {
-	text, isNull, ok := jsonScalar(data)
-	switch {
-	case isNull:
-		*f = flexFloat{}
-	case !ok:
-		*f = flexFloat{bad: true}
-	default:
-		f.set(text)
-	}
+	unmarshalScalar(data, f.set, func() { *f = flexFloat{bad: true} })
 	return nil
 }
 
@@ -143,15 +127,7 @@ func (f *flexFloat) set(s string) {
 }
 
 func (f *flexBool) UnmarshalJSON(data []byte) error {
-	text, isNull, ok := jsonScalar(data)
-	switch {
-	case isNull:
-		*f = flexBool{}
-	case !ok:
-		*f = flexBool{bad: true}
-	default:
-		f.set(text)
-	}
+	unmarshalScalar(data, f.set, func() { *f = flexBool{bad: true} })
 	return nil
 }
 
@@ -174,15 +150,7 @@ func (f *flexBool) set(s string) {
 }
 
 func (f *flexString) UnmarshalJSON(data []byte) error {
-	text, isNull, ok := jsonScalar(data)
-	switch {
-	case isNull:
-		*f = flexString{}
-	case !ok:
-		*f = flexString{bad: true}
-	default:
-		f.set(text)
-	}
+	unmarshalScalar(data, f.set, func() { *f = flexString{bad: true} })
 	return nil
 }
 
@@ -195,6 +163,21 @@ func (f *flexString) set(s string) {
 	*f = flexString{}
 	if s = strings.TrimSpace(s); s != "" {
 		f.v, f.ok = s, true
+	}
+}
+
+// unmarshalScalar is the JSON decoding every flex type shares: null is
+// absent (set of the empty text, which every set reads as absent), an object
+// or array is bad, anything else is text for set.
+func unmarshalScalar(data []byte, set func(string), markBad func()) {
+	text, isNull, ok := jsonScalar(data)
+	switch {
+	case isNull:
+		set("")
+	case !ok:
+		markBad()
+	default:
+		set(text)
 	}
 }
 

@@ -212,13 +212,19 @@ func build(cfg config.Config, out io.Writer, log *slog.Logger) (*components, err
 	return c, nil
 }
 
-func cmdRun(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	fs := newFlagSet("run", stderr)
+// configFromFlags parses the -config flag that run, once and check-config
+// share and loads that configuration.
+func configFromFlags(cmd string, args []string, stderr io.Writer) (config.Config, error) {
+	fs := newFlagSet(cmd, stderr)
 	path := fs.String("config", "", "configuration file (YAML)")
 	if err := parseFlags(fs, args); err != nil {
-		return err
+		return config.Config{}, err
 	}
-	cfg, err := loadConfig(*path)
+	return loadConfig(*path)
+}
+
+func cmdRun(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	cfg, err := configFromFlags("run", args, stderr)
 	if err != nil {
 		return err
 	}
@@ -274,12 +280,7 @@ func runAgent(ctx context.Context, cfg config.Config, stdout io.Writer, log *slo
 }
 
 func cmdCheckConfig(args []string, stdout, stderr io.Writer) error {
-	fs := newFlagSet("check-config", stderr)
-	path := fs.String("config", "", "configuration file (YAML)")
-	if err := parseFlags(fs, args); err != nil {
-		return err
-	}
-	if _, err := loadConfig(*path); err != nil {
+	if _, err := configFromFlags("check-config", args, stderr); err != nil {
 		return err
 	}
 	fmt.Fprintln(stdout, "configuration OK")
@@ -289,12 +290,7 @@ func cmdCheckConfig(args []string, stdout, stderr io.Writer) error {
 // cmdOnce runs one collection round of every source that can gather on
 // demand and prints the points as line protocol, like `telegraf --test`.
 func cmdOnce(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	fs := newFlagSet("once", stderr)
-	path := fs.String("config", "", "configuration file (YAML)")
-	if err := parseFlags(fs, args); err != nil {
-		return err
-	}
-	cfg, err := loadConfig(*path)
+	cfg, err := configFromFlags("once", args, stderr)
 	if err != nil {
 		return err
 	}
