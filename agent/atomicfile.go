@@ -51,8 +51,8 @@ func WriteFileAtomic(path string, data []byte, perm os.FileMode) error {
 }
 
 // createTemp creates a new temporary file next to path. It is os.CreateTemp
-// but for the mode: CreateTemp always uses 0600, and callers such as the
-// queue want their usual permissions.
+// but for the mode: CreateTemp always uses 0600, and the caller's perm must
+// hold for the file the temporary one becomes.
 func createTemp(path string, perm os.FileMode) (string, *os.File, error) {
 	dir, base := filepath.Split(path)
 	for range 10000 {

@@ -28,13 +28,21 @@ type DeliveryConfig struct {
 	// MaxRetained bounds the entries kept in memory while the store refuses
 	// appends (a full disk); beyond it the oldest are dropped and counted.
 	MaxRetained int
+	// DeadLetters keeps the points the sink refuses for good; without it
+	// they are only counted (dropped_rejected) and logged.
+	DeadLetters DeadLetters
 }
 
 // Delivery owns one sink: the pipeline appends to its Store, and its loop
 // writes the store's entries to the sink and acknowledges them. It never
 // gives up on time; points leave the store only when the sink accepted them,
-// when the sink rejected them for good (Permanent, counted), or when the
-// store's bound dropped them (counted by the store).
+// when the sink refused them for good, or when the store's bound dropped
+// them.
+//
+// No point can block the sink: a write refused for good (Permanent, or
+// TooLarge for a single point) is split in halves until the refused points
+// are found; only they go to the dead-letter file, with the reason, and the
+// rest is written. Every point is counted once (see Stats).
 //
 // Order: the backlog drains oldest first, but an entry appended while a
 // backlog drains is written next, so fresh data never waits behind more than
@@ -48,23 +56,34 @@ type Delivery struct {
 
 	mu         sync.Mutex // guards the write state below; FlushOnce runs one at a time
 	cur        *inflight
-	newestSeen uint64 // the newest entry at the last pick
+	newestSeen uint64    // the newest entry at the last pick
+	dlLoud     time.Time // the last log line about refused points
+	dlQuiet    int64     // points refused since that line
+	dlFailLoud time.Time // the last log line about a dead-letter file that failed
 
-	retainMu sync.Mutex
+	// The counts of Stats; storeMu guards them (see Counts).
+	recovered, droppedAtStart int64
+	enqueued, written         int64
+	dropPerm, deadLettered    int64 // refused for good: not kept, kept in the dead-letter file
+	retainDropped             int64
+	overlap                   int64 // settled here from entries the store's bound dropped meanwhile
+	curCopy                   inflightCount
+
+	// storeMu is held while points go into the store or leave it (append,
+	// drop, acknowledge) and while the counts are read, so that they
+	// reconcile at every moment (see Stats). Order: mu before storeMu.
+	storeMu  sync.Mutex
 	retained []retainedAppend // refused by the store, appended again before anything newer
 
-	attempt       int
-	failing       bool
-	failingSince  atomic.Int64 // unix seconds of the first failure of the current episode, 0 when writing fine
-	lastLoud      time.Time
-	written       atomic.Int64
-	dropPerm      atomic.Int64
-	errs          atomic.Int64
-	splits        atomic.Int64
-	appendErr     atomic.Int64
-	retainDropped atomic.Int64
-	lastOK        atomic.Int64
-	lastWrite     atomic.Int64 // nanoseconds the last successful Write took
+	attempt      int
+	failing      bool
+	failingSince atomic.Int64 // unix seconds of the first failure of the current episode, 0 when writing fine
+	lastLoud     time.Time
+	errs         atomic.Int64
+	splits       atomic.Int64
+	appendErr    atomic.Int64
+	lastOK       atomic.Int64
+	lastWrite    atomic.Int64 // nanoseconds the last successful Write took
 }
 
 // retainedAppend is a chunk the store refused, with the callback that says
@@ -74,12 +93,16 @@ type retainedAppend struct {
 	durable func()
 }
 
-// inflight is the entry being written: rest is what the sink has not taken
-// yet, limit how much of it the next Write sends (halved on TooLarge).
+// inflight is the entry being written: rest is what is not settled yet,
+// limit how much of it the next Write sends — halved to find the points the
+// sink refuses for good, back to maxLimit after a write that settled
+// something — and maxLimit the most one Write may send (halved on TooLarge).
 type inflight struct {
-	seq   uint64
-	rest  []Point
-	limit int
+	seq      uint64
+	total    int
+	rest     []Point
+	limit    int
+	maxLimit int
 }
 
 // NewDelivery returns the delivery loop for sink over store.
@@ -93,7 +116,11 @@ func NewDelivery(sink Sink, store Store, cfg DeliveryConfig, log *slog.Logger) *
 	if cfg.MaxBackoff < cfg.MinBackoff {
 		cfg.MaxBackoff = cfg.MinBackoff
 	}
-	return &Delivery{sink: sink, store: store, cfg: cfg, log: log.With("sink", sink.Name()), now: time.Now}
+	d := &Delivery{sink: sink, store: store, cfg: cfg, log: log.With("sink", sink.Name()), now: time.Now}
+	_, points, _ := store.Pending()
+	d.recovered = int64(points)
+	d.droppedAtStart = storeDropped(store)
+	return d
 }
 
 // Enqueue appends points to the store in entries of at most BatchSize and
@@ -117,8 +144,9 @@ func (d *Delivery) Enqueue(points []Point, durable func()) {
 			durable()
 		}
 	}
-	d.retainMu.Lock()
-	defer d.retainMu.Unlock()
+	d.storeMu.Lock()
+	defer d.storeMu.Unlock()
+	d.enqueued += int64(len(points))
 	for start := 0; start < len(points); start += d.cfg.BatchSize {
 		end := min(start+d.cfg.BatchSize, len(points))
 		d.retained = append(d.retained, retainedAppend{points: points[start:end:end], durable: onDurable})
@@ -127,7 +155,7 @@ func (d *Delivery) Enqueue(points []Point, durable func()) {
 }
 
 // appendRetainedLocked appends the retained chunks in order until the store
-// refuses one. The caller holds retainMu.
+// refuses one. The caller holds storeMu.
 func (d *Delivery) appendRetainedLocked() {
 	for len(d.retained) > 0 {
 		r := d.retained[0]
@@ -145,7 +173,7 @@ func (d *Delivery) appendRetainedLocked() {
 				old := d.retained[0]
 				d.retained[0] = retainedAppend{}
 				d.retained = d.retained[1:]
-				d.retainDropped.Add(int64(len(old.points)))
+				d.retainDropped += int64(len(old.points))
 				// The loss is counted; the source may move on past it.
 				if old.durable != nil {
 					old.durable()
@@ -160,15 +188,17 @@ func (d *Delivery) appendRetainedLocked() {
 
 // retryRetained appends what the store refused before, if anything.
 func (d *Delivery) retryRetained() {
-	d.retainMu.Lock()
-	defer d.retainMu.Unlock()
+	d.storeMu.Lock()
+	defer d.storeMu.Unlock()
 	d.appendRetainedLocked()
 }
 
-// Queued returns the number of points waiting.
+// Queued returns the number of points waiting: in the store and not settled
+// yet, or held in memory while the store refuses appends.
 func (d *Delivery) Queued() int {
-	_, points, _ := d.store.Pending()
-	return points
+	d.storeMu.Lock()
+	defer d.storeMu.Unlock()
+	return int(d.countsLocked().Queued)
 }
 
 // Run writes until ctx is done.
@@ -205,15 +235,37 @@ func (d *Delivery) Run(ctx context.Context) {
 }
 
 func (d *Delivery) retainedCount() int {
-	d.retainMu.Lock()
-	defer d.retainMu.Unlock()
+	d.storeMu.Lock()
+	defer d.storeMu.Unlock()
 	return len(d.retained)
+}
+
+// retainedPointsLocked counts the points the store refused, held in
+// memory. The caller holds storeMu.
+func (d *Delivery) retainedPointsLocked() int {
+	n := 0
+	for _, r := range d.retained {
+		n += len(r.points)
+	}
+	return n
 }
 
 // next picks the entry to write: the oldest, except that an entry appended
 // since the last pick, while older ones still wait, goes first — so during a
 // backlog drain fresh data waits behind at most the one entry in flight.
 func (d *Delivery) next() (Entry, bool) {
+	// Reading can drop an entry the disk damaged, and the entry picked is
+	// in flight from here on: both under storeMu, for the counts.
+	d.storeMu.Lock()
+	defer d.storeMu.Unlock()
+	e, ok := d.pick()
+	if ok {
+		d.curCopy = inflightCount{seq: e.Seq, total: len(e.Points), left: len(e.Points)}
+	}
+	return e, ok
+}
+
+func (d *Delivery) pick() (Entry, bool) {
 	oldest, ok := d.store.Oldest()
 	if !ok {
 		return Entry{}, false
@@ -240,59 +292,65 @@ func (d *Delivery) FlushOnce(ctx context.Context) (wait time.Duration, more bool
 		if !ok {
 			return 0, false
 		}
-		d.cur = &inflight{seq: e.Seq, rest: e.Points, limit: len(e.Points)}
+		n := len(e.Points)
+		d.cur = &inflight{seq: e.Seq, total: n, rest: e.Points, limit: n, maxLimit: n}
+		if n == 0 {
+			d.settle(0, nil)
+			return 0, d.hasMore()
+		}
 	}
 	cur := d.cur
-	chunk := cur.rest[:min(cur.limit, len(cur.rest))]
+	chunk := cur.rest[:min(max(cur.limit, 1), len(cur.rest))]
 
 	start := d.now()
 	err := d.sink.Write(ctx, chunk)
 	if err != nil && ctx.Err() != nil {
-		return 0, true // stopping: the entry stays in the store
+		// Stopping: the entry stays in the store, less what the sink took
+		// before it was stopped, which must not be sent again.
+		if n := min(Settled(err), len(chunk)); n > 0 {
+			d.settle(n, &d.written)
+		}
+		return 0, true
+	}
+	if err != nil && Settled(err) >= len(chunk) {
+		err = nil // every point went through after all
 	}
 	if err == nil {
-		d.written.Add(int64(len(chunk)))
-		d.lastOK.Store(d.now().Unix())
-		d.lastWrite.Store(int64(d.now().Sub(start)))
-		d.attempt = 0
-		if d.failing {
-			d.failing = false
-			d.failingSince.Store(0)
-			d.log.Info("sink writes again")
-		}
-		d.advance(len(chunk))
+		d.answered(start)
+		d.settle(len(chunk), &d.written)
 		return 0, d.hasMore()
 	}
 
 	d.errs.Add(1)
-	var partial interface{ Settled() int }
-	if errors.As(err, &partial) {
-		// The sink took (or rejected for good) a leading part of the chunk;
-		// only the rest is retried.
-		if n := partial.Settled(); n > 0 && n < len(chunk) {
-			d.written.Add(int64(n))
-			cur.rest = cur.rest[n:]
-			cur.limit = len(cur.rest)
-			chunk = chunk[n:] // what the error's kind is about
-		}
+	if n := Settled(err); n > 0 {
+		// The sink took a leading part of the chunk: only the rest is
+		// written again, and the error's kind is about the rest.
+		d.answered(start)
+		d.settle(n, &d.written)
+		chunk = chunk[n:]
 	}
 	kind, retryAfter := Classify(err)
 	switch kind {
 	case Permanent:
-		d.dropPerm.Add(int64(len(chunk)))
-		d.log.Error("sink rejected points for good; dropped", "points", len(chunk), "err", err)
-		d.advance(len(chunk))
+		var se *SinkError
+		if len(chunk) > 1 && (!errors.As(err, &se) || se.Rejected != len(chunk)) {
+			// The sink will never take some of these points: write
+			// halves until they are found.
+			cur.limit = len(chunk) / 2
+			d.splits.Add(1)
+			return 0, true
+		}
+		d.refuse(chunk, err)
 		return 0, d.hasMore()
 	case TooLarge:
-		if len(chunk) == 1 {
-			d.dropPerm.Add(1)
-			d.log.Error("sink rejects a single point as too large; dropped", "err", err)
-			d.advance(1)
-			return 0, d.hasMore()
+		if len(chunk) > 1 {
+			cur.limit = len(chunk) / 2
+			cur.maxLimit = cur.limit
+			d.splits.Add(1)
+			return 0, true
 		}
-		cur.limit = len(chunk) / 2
-		d.splits.Add(1)
-		return 0, true
+		d.refuse(chunk, err)
+		return 0, d.hasMore()
 	}
 	d.attempt++
 	wait = d.backoff(d.attempt)
@@ -311,21 +369,16 @@ func (d *Delivery) FlushOnce(ctx context.Context) (wait time.Duration, more bool
 	return wait, true
 }
 
-// advance takes n points off the in-flight entry and acknowledges the entry
-// once nothing is left of it.
-func (d *Delivery) advance(n int) {
-	cur := d.cur
-	cur.rest = cur.rest[n:]
-	if len(cur.rest) > 0 {
-		cur.limit = min(max(cur.limit, 1), len(cur.rest))
-		return
+// answered records that the sink took points.
+func (d *Delivery) answered(start time.Time) {
+	d.lastOK.Store(d.now().Unix())
+	d.lastWrite.Store(int64(d.now().Sub(start)))
+	d.attempt = 0
+	if d.failing {
+		d.failing = false
+		d.failingSince.Store(0)
+		d.log.Info("sink writes again")
 	}
-	if err := d.store.Ack(cur.seq); err != nil {
-		// The entry will be written again after a restart: harmless, as
-		// points replay onto the same series and timestamps.
-		d.log.Warn("cannot acknowledge a written entry", "seq", cur.seq, "err", err)
-	}
-	d.cur = nil
 }
 
 func (d *Delivery) hasMore() bool {
@@ -373,36 +426,4 @@ func (d *Delivery) Drain(ctx context.Context) error {
 		return fmt.Errorf("sink %s: %d points not written before the shutdown deadline", d.sink.Name(), n)
 	}
 	return nil
-}
-
-// Component and Stats make a Delivery an agent.StatsReporter.
-func (d *Delivery) Component() string { return "sink_" + d.sink.Name() }
-
-// Stats reports the sink's buffer and write outcomes, with the store's own.
-func (d *Delivery) Stats() []Field {
-	entries, points, bytes := d.store.Pending()
-	f := []Field{
-		{Key: "queued_points", Value: int64(points)},
-		{Key: "queued_entries", Value: int64(entries)},
-		{Key: "queued_bytes", Value: bytes},
-		{Key: "written_points", Value: d.written.Load()},
-		{Key: "dropped_rejected", Value: d.dropPerm.Load()},
-		{Key: "errors", Value: d.errs.Load()},
-		{Key: "append_errors", Value: d.appendErr.Load()},
-		{Key: "retained_entries", Value: int64(d.retainedCount())},
-		{Key: "dropped_unstored", Value: d.retainDropped.Load()},
-		{Key: "splits", Value: d.splits.Load()},
-		{Key: "last_success_unix", Value: d.lastOK.Load()},
-		{Key: "failing_since_unix", Value: d.failingSince.Load()},
-		{Key: "write_duration_s", Value: time.Duration(d.lastWrite.Load()).Seconds()},
-	}
-	if r, ok := d.store.(interface{ Stats() []Field }); ok {
-		for _, sf := range r.Stats() {
-			if sf.Key == "bytes" || sf.Key == "entries" || sf.Key == "points" {
-				continue // the same as queued_* above
-			}
-			f = append(f, sf)
-		}
-	}
-	return f
 }

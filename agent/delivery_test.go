@@ -87,19 +87,20 @@ func TestDeliveryOutcomes(t *testing.T) {
 			t.Fatalf("wait %s more %v, want 7s true", wait, more)
 		}
 	})
-	t.Run("permanent drops and counts", func(t *testing.T) {
-		s := &fakeSink{write: func(n int, _ []Point) error {
-			if n == 0 {
+	t.Run("permanent for every point drops and counts", func(t *testing.T) {
+		s := &fakeSink{write: func(n int, p []Point) error {
+			if values(p)[0] < 2 {
 				return &SinkError{Kind: Permanent, Err: errors.New("400 bad request")}
 			}
 			return nil
 		}}
 		d := NewDelivery(s, NewMemoryStore(100), DeliveryConfig{BatchSize: 2}, discard())
 		d.Enqueue(pts(4), nil)
-		d.FlushOnce(ctx)
-		d.FlushOnce(ctx)
-		if !slices.Equal(values(s.got), []int64{2, 3}) || d.dropPerm.Load() != 2 {
-			t.Fatalf("got %v dropped %d", values(s.got), d.dropPerm.Load())
+		for range 10 {
+			d.FlushOnce(ctx)
+		}
+		if !slices.Equal(values(s.got), []int64{2, 3}) || d.Counts().Refused != 2 {
+			t.Fatalf("got %v dropped %d", values(s.got), d.Counts().Refused)
 		}
 	})
 	t.Run("too large splits until it fits", func(t *testing.T) {
@@ -155,7 +156,7 @@ func TestBackoffBounds(t *testing.T) {
 func TestEngineDrainsOnShutdown(t *testing.T) {
 	s := &fakeSink{}
 	d := NewDelivery(s, NewMemoryStore(100), DeliveryConfig{}, discard())
-	p := NewPipeline(PipelineConfig{Server: "s", MaxDomains: 10}, d)
+	p := NewPipeline(PipelineConfig{Server: "s", MaxValues: map[string]int{"domain": 10}}, d)
 	src := sourceFunc(func(ctx context.Context, emit func(Batch)) error {
 		emit(Batch{Points: pts(3)})
 		<-ctx.Done()
@@ -190,15 +191,10 @@ type sourceFunc func(ctx context.Context, emit func(Batch)) error
 func (sourceFunc) Name() string                                      { return "func" }
 func (f sourceFunc) Run(ctx context.Context, emit func(Batch)) error { return f(ctx, emit) }
 
-type settledErr struct{ n int }
-
-func (e settledErr) Error() string { return "partial" }
-func (e settledErr) Settled() int  { return e.n }
-
 func TestDeliveryPartialWriteResendsOnlyTheRest(t *testing.T) {
 	s := &fakeSink{write: func(n int, p []Point) error {
 		if n == 0 {
-			return &SinkError{Kind: Retryable, Err: settledErr{3}}
+			return WithProgress(&SinkError{Kind: Retryable, Err: errors.New("timeout")}, 3)
 		}
 		return nil
 	}}
@@ -206,8 +202,8 @@ func TestDeliveryPartialWriteResendsOnlyTheRest(t *testing.T) {
 	d.Enqueue(pts(5), nil)
 	d.FlushOnce(context.Background())
 	d.FlushOnce(context.Background())
-	if !slices.Equal(values(s.got), []int64{3, 4}) || d.Queued() != 0 || d.written.Load() != 5 {
-		t.Fatalf("resent %v, queued %d, written %d", values(s.got), d.Queued(), d.written.Load())
+	if !slices.Equal(values(s.got), []int64{3, 4}) || d.Queued() != 0 || d.Counts().Written != 5 {
+		t.Fatalf("resent %v, queued %d, written %d", values(s.got), d.Queued(), d.Counts().Written)
 	}
 }
 
@@ -304,7 +300,7 @@ func TestInOrderDeliveryNeverJumpsAhead(t *testing.T) {
 func TestDeliveryPartialThenPermanentDropsOnlyTheRest(t *testing.T) {
 	s := &fakeSink{write: func(n int, p []Point) error {
 		if n == 0 {
-			return &SinkError{Kind: Permanent, Err: settledErr{2}}
+			return WithProgress(&SinkError{Kind: Permanent, Rejected: 2, Err: errors.New("400")}, 2)
 		}
 		return nil
 	}}
@@ -313,7 +309,7 @@ func TestDeliveryPartialThenPermanentDropsOnlyTheRest(t *testing.T) {
 	for range 5 {
 		d.FlushOnce(context.Background())
 	}
-	if got := values(s.got); !slices.Equal(got, []int64{4, 5}) || d.dropPerm.Load() != 2 || d.written.Load() != 4 {
-		t.Fatalf("wrote %v, dropped %d, written %d; want [4 5], 2 dropped (2 and 3), 4 written", got, d.dropPerm.Load(), d.written.Load())
+	if got := values(s.got); !slices.Equal(got, []int64{4, 5}) || d.Counts().Refused != 2 || d.Counts().Written != 4 {
+		t.Fatalf("wrote %v, dropped %d, written %d; want [4 5], 2 dropped (2 and 3), 4 written", got, d.Counts().Refused, d.Counts().Written)
 	}
 }

@@ -15,7 +15,8 @@ import (
 // DirLock is an exclusive flock on dir/LOCK, so that two agents never work
 // on the same state (a sink queue, the accounting checkpoint). The kernel
 // drops it when the process dies, so a crash never leaves a stale lock; the
-// file holds the owner's pid only to make the error message useful.
+// file (mode 0600, like all state) holds the owner's pid only to make the
+// error message useful.
 type DirLock struct {
 	f *os.File
 }
@@ -24,7 +25,7 @@ type DirLock struct {
 // ("queue", "accounting state").
 func LockDir(dir, what string) (*DirLock, error) {
 	path := filepath.Join(dir, "LOCK")
-	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE, 0o644)
+	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE, 0o600)
 	if err != nil {
 		return nil, fmt.Errorf("open %s lock: %w", what, err)
 	}
@@ -39,6 +40,12 @@ func LockDir(dir, what string) (*DirLock, error) {
 			return nil, fmt.Errorf("%s directory %s is locked by another process (pid %d)", what, dir, pid)
 		}
 		return nil, fmt.Errorf("lock %s directory %s: %w", what, dir, err)
+	}
+	// State written by an older agent may be 0644 in 0755: the directory
+	// locked is the agent's own, so it is made private whatever made it.
+	if err := privatize(f, dir); err != nil {
+		f.Close()
+		return nil, fmt.Errorf("%s directory %s: %w", what, dir, err)
 	}
 	if err := f.Truncate(0); err != nil {
 		f.Close()
@@ -62,4 +69,18 @@ func (l *DirLock) Release() error {
 		return fmt.Errorf("unlock: %w", err)
 	}
 	return l.f.Close()
+}
+
+// privatize takes group and other permissions off the lock file and its
+// directory.
+func privatize(f *os.File, dir string) error {
+	if fi, err := f.Stat(); err == nil && fi.Mode().Perm()&0o077 != 0 {
+		if err := f.Chmod(fi.Mode().Perm() &^ 0o077); err != nil {
+			return err
+		}
+	}
+	if fi, err := os.Stat(dir); err == nil && fi.Mode().Perm()&0o077 != 0 {
+		return os.Chmod(dir, fi.Mode().Perm()&^0o077)
+	}
+	return nil
 }

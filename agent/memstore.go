@@ -1,6 +1,8 @@
 package agent
 
 import (
+	"cmp"
+	"slices"
 	"sync"
 	"sync/atomic"
 )
@@ -116,6 +118,14 @@ func (m *MemoryStore) After(seq uint64) (Entry, bool) {
 		}
 	}
 	return Entry{}, false
+}
+
+// Holds reports whether entry seq still waits.
+func (m *MemoryStore) Holds(seq uint64) bool {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	_, found := slices.BinarySearchFunc(m.entries, seq, func(e memEntry, s uint64) int { return cmp.Compare(e.Seq, s) })
+	return found
 }
 
 // Ack removes entry seq and calls its durable callback.

@@ -1,18 +1,19 @@
 package agent
 
 import (
-	"cmp"
 	"slices"
-	"strings"
 	"sync/atomic"
 )
 
 // PipelineConfig is what the pipeline needs to tag and bound points.
 type PipelineConfig struct {
-	Server     string
-	Tags       map[string]string
-	MaxDomains int
-	ISP        *ISPMap
+	Server string
+	Tags   map[string]string
+	// MaxValues caps, per batch, the distinct values of each tag it names
+	// (one of FoldedTags); the smallest by volume fold into "other". A tag
+	// it does not name, or names with 0, is not bounded.
+	MaxValues map[string]int
+	ISP       *ISPMap
 }
 
 // Pipeline tags the points of every batch and bounds their cardinality, then
@@ -23,9 +24,11 @@ type Pipeline struct {
 	static []Tag
 	queues []Enqueuer
 
-	batches       atomic.Int64
-	points        atomic.Int64
-	domainsFolded atomic.Int64
+	batches   atomic.Int64
+	points    atomic.Int64
+	folded    [len(foldedTags)]atomic.Int64
+	sanitized atomic.Int64 // tag values SafeTag changed
+	merged    atomic.Int64 // points merged into another with the same series and time
 }
 
 // Enqueuer takes points for one sink and calls durable once they are safe
@@ -72,27 +75,46 @@ func (p *Pipeline) Emit(b Batch) {
 	}
 }
 
-// Process tags the points and folds domains beyond the cap. It returns a new
-// slice; the input points are not changed.
+// Process tags the points, makes their tag values safe (SafeTag) and folds
+// the values beyond each tag's cap into "other". Points that end up with the
+// same measurement, tags and time — folded together, or two values SafeTag
+// made equal — are merged into one, their fields summed (the maximum for
+// *_max and interval_s), so that no sum is lost to a series overwritten in
+// the sink. It returns a new slice; the input points are not changed.
 func (p *Pipeline) Process(in []Point) []Point {
 	out := make([]Point, len(in))
+	changed := false
 	for i := range in {
 		pt := in[i].Clone()
-		p.tag(&pt)
+		if p.tag(&pt) {
+			changed = true
+		}
 		out[i] = pt
 	}
-	folded := 0
-	out, folded = foldDomains(out, p.cfg.MaxDomains)
-	p.domainsFolded.Add(int64(folded))
+	for i, tag := range foldedTags {
+		if n := foldTag(out, tag, p.cfg.MaxValues[tag]); n > 0 {
+			p.folded[i].Add(int64(n))
+			changed = true
+		}
+	}
+	if changed {
+		var merged int
+		out, merged = mergeSeries(out)
+		p.merged.Add(int64(merged))
+	}
 	return out
 }
 
-func (p *Pipeline) tag(pt *Point) {
+// tag normalises the domain, adds the isp, static and server tags, and
+// makes every tag value safe. It reports whether it changed a value, which
+// can make two points one series.
+func (p *Pipeline) tag(pt *Point) (changed bool) {
 	pt.sortTags()
 	if d, ok := pt.TagValue("domain"); ok {
 		nd := NormalizeDomain(d)
 		if nd != d {
 			pt.SetTag("domain", nd)
+			changed = true
 		}
 		if _, has := pt.TagValue("isp"); !has && nd != "" {
 			pt.SetTag("isp", p.cfg.ISP.Lookup(nd))
@@ -104,140 +126,33 @@ func (p *Pipeline) tag(pt *Point) {
 		}
 	}
 	pt.SetTag("server", p.cfg.Server)
+	for i := range pt.Tags {
+		if v := SafeTag(pt.Tags[i].Value); v != pt.Tags[i].Value {
+			pt.Tags[i].Value = v
+			changed = true
+			p.sanitized.Add(1)
+		}
+	}
+	return changed
 }
 
 // Component and Stats make the pipeline an agent.StatsReporter.
 func (p *Pipeline) Component() string { return "pipeline" }
 
-// Stats reports what went through the pipeline.
+// Stats reports what went through the pipeline: batches, points, the values
+// folded into "other" per tag (domains_folded, vmtas_folded, pools_folded,
+// source_ips_folded, bounce_cats_folded, diags_folded), the tag values
+// SafeTag changed (values_sanitized) and the points merged into another of
+// the same series and time (points_merged).
 func (p *Pipeline) Stats() []Field {
-	return []Field{
+	f := []Field{
 		{Key: "batches", Value: p.batches.Load()},
 		{Key: "points", Value: p.points.Load()},
-		{Key: "domains_folded", Value: p.domainsFolded.Load()},
 	}
-}
-
-// OtherDomain is the domain tag of points folded by the cardinality guard.
-const OtherDomain = "other"
-
-// foldDomains keeps the max domains with the most volume (the "rcp" or
-// "count" fields) and renames the rest to "other", merging the points that
-// then share measurement, tags and time: numeric fields are summed, except
-// those ending in "_max" and the interval length "interval_s", which keep
-// the maximum. It returns how many
-// distinct domains were folded.
-func foldDomains(pts []Point, max int) ([]Point, int) {
-	if max <= 0 {
-		return pts, 0
+	for i, name := range foldedStat {
+		f = append(f, Field{Key: name, Value: p.folded[i].Load()})
 	}
-	volume := map[string]float64{}
-	for i := range pts {
-		if d, ok := pts[i].TagValue("domain"); ok {
-			volume[d] += pointVolume(&pts[i])
-		}
-	}
-	if len(volume) <= max {
-		return pts, 0
-	}
-	type dv struct {
-		d string
-		v float64
-	}
-	ranked := make([]dv, 0, len(volume))
-	for d, v := range volume {
-		ranked = append(ranked, dv{d, v})
-	}
-	slices.SortFunc(ranked, func(a, b dv) int {
-		if c := cmp.Compare(b.v, a.v); c != 0 {
-			return c
-		}
-		return strings.Compare(a.d, b.d)
-	})
-	keep := make(map[string]bool, max)
-	for _, r := range ranked[:max] {
-		keep[r.d] = true
-	}
-	folded := len(ranked) - max
-
-	out := pts[:0:0]
-	index := map[string]int{} // series key of a folded point → its place in out
-	var key []byte
-	for i := range pts {
-		pt := pts[i]
-		d, ok := pt.TagValue("domain")
-		if !ok || keep[d] {
-			out = append(out, pt)
-			continue
-		}
-		pt.SetTag("domain", OtherDomain)
-		key = seriesKey(key[:0], &pt)
-		if j, seen := index[string(key)]; seen {
-			mergeFields(&out[j], &pt)
-			continue
-		}
-		index[string(key)] = len(out)
-		out = append(out, pt)
-	}
-	return out, folded
-}
-
-func pointVolume(p *Point) float64 {
-	for _, name := range []string{"rcp", "count"} {
-		if v, ok := p.FieldValue(name); ok {
-			// A flag is no volume: FieldNumber reads a bool as 0/1, which
-			// must not rank a domain nor stand in for a later "count".
-			if _, flag := v.(bool); flag {
-				continue
-			}
-			if f, ok := FieldNumber(v); ok {
-				return f
-			}
-		}
-	}
-	return 0
-}
-
-func seriesKey(dst []byte, p *Point) []byte {
-	dst = append(dst, p.Measurement...)
-	for _, t := range p.Tags {
-		dst = append(dst, 0)
-		dst = append(dst, t.Key...)
-		dst = append(dst, 0)
-		dst = append(dst, t.Value...)
-	}
-	dst = append(dst, 0)
-	return p.Time.AppendFormat(dst, "20060102150405.000000000")
-}
-
-// mergeFields adds src's fields into dst (sum, or max for *_max fields).
-func mergeFields(dst, src *Point) {
-	for _, f := range src.Fields {
-		i := slices.IndexFunc(dst.Fields, func(g Field) bool { return g.Key == f.Key })
-		if i < 0 {
-			dst.Fields = append(dst.Fields, f)
-			continue
-		}
-		dst.Fields[i].Value = combine(dst.Fields[i].Value, f.Value, strings.HasSuffix(f.Key, "_max") || f.Key == "interval_s")
-	}
-}
-
-func combine(a, b any, takeMax bool) any {
-	switch av := a.(type) {
-	case int64:
-		if bv, ok := b.(int64); ok {
-			if takeMax {
-				return max(av, bv)
-			}
-			return av + bv
-		}
-	case float64:
-		if bv, ok := b.(float64); ok {
-			if takeMax {
-				return max(av, bv)
-			}
-			return av + bv
-		}
-	}
-	return a // strings and bools, or mismatched types: keep the first
+	return append(f,
+		Field{Key: "values_sanitized", Value: p.sanitized.Load()},
+		Field{Key: "points_merged", Value: p.merged.Load()})
 }

@@ -1,13 +1,14 @@
 package agent
 
 import (
+	"fmt"
 	"testing"
 	"time"
 )
 
 func TestPipelineTags(t *testing.T) {
 	ts := time.Unix(1705332300, 0)
-	p := NewPipeline(PipelineConfig{Server: "mta01", Tags: map[string]string{"dc": "fra1", "server": "not-this-one"}, MaxDomains: 10})
+	p := NewPipeline(PipelineConfig{Server: "mta01", Tags: map[string]string{"dc": "fra1", "server": "not-this-one"}, MaxValues: map[string]int{"domain": 10}})
 	in := []Point{
 		NewPoint("pmta_queue", []Tag{{"vmta", "vmta-gm-011"}, {"domain", "GMail.com."}}, []Field{{"rcp", int64(5)}}, ts),
 		NewPoint("pmta_vmta", []Tag{{"vmta", "vmta-gm-011"}}, []Field{{"rcp", int64(5)}}, ts),
@@ -38,7 +39,7 @@ func TestFoldDomainsKeepsTotals(t *testing.T) {
 	add("small-a.example", "v1", 3, 7)
 	add("small-b.example", "v1", 2, 9)
 	add("small-c.example", "v2", 1, 4)
-	p := NewPipeline(PipelineConfig{Server: "s", MaxDomains: 2})
+	p := NewPipeline(PipelineConfig{Server: "s", MaxValues: map[string]int{"domain": 2}})
 	out := p.Process(in)
 	got := string(LineProtocol(out))
 	want := "pmta_queue,domain=gmail.com,isp=google,server=s,vmta=v1 rcp=100i,kb=50.0,paused=1i,queued_s_max=1.0 1705332300000000000\n" +
@@ -79,7 +80,7 @@ func TestPointVolumeIgnoresFlags(t *testing.T) {
 func TestPipelineCallsDone(t *testing.T) {
 	var got [][]Point
 	q := enqueueFunc(func(p []Point) { got = append(got, p) })
-	p := NewPipeline(PipelineConfig{Server: "s", MaxDomains: 5}, q, q)
+	p := NewPipeline(PipelineConfig{Server: "s", MaxValues: map[string]int{"domain": 5}}, q, q)
 	done := 0
 	p.Emit(Batch{Points: []Point{NewPoint("m", nil, []Field{{"f", int64(1)}}, time.Unix(1, 0))}, Done: func() { done++ }})
 	if done != 1 || len(got) != 2 {
@@ -116,5 +117,81 @@ func TestSplitQueue(t *testing.T) {
 		if d != want[0] || v != want[1] {
 			t.Errorf("SplitQueue(%q) = %q, %q; want %q, %q", name, d, v, want[0], want[1])
 		}
+	}
+}
+
+// 20,000 records with distinct vmta, pool and source IP in one interval made
+// 20,000 series from one agent: every tag strangers or configuration can
+// multiply is bounded, the sums are kept and the folds counted.
+func TestPipelineBoundsEveryMultipliedTag(t *testing.T) {
+	ts := time.Unix(1705332300, 0)
+	in := make([]Point, 0, 20_000)
+	var total int64
+	for i := range 20_000 {
+		n := int64(1 + i%7)
+		total += n
+		in = append(in, NewPoint("pmta_acct", []Tag{
+			{"type", "d"}, {"domain", fmt.Sprintf("d%d.example", i%3)},
+			{"vmta", fmt.Sprintf("vmta-%05d", i)}, {"pool", fmt.Sprintf("pool-%05d", i)},
+			{"source_ip", fmt.Sprintf("10.%d.%d.%d", i>>16, (i>>8)&255, i&255)},
+			{"bounce_cat", fmt.Sprintf("cat-%d", i)},
+		}, []Field{{"count", n}, {"queued_s_max", float64(i)}}, ts))
+	}
+	max := map[string]int{"domain": 500, "vmta": 50, "pool": 20, "source_ip": 100, "bounce_cat": 10, "diag": 100}
+	p := NewPipeline(PipelineConfig{Server: "s", MaxValues: max})
+	out := p.Process(in)
+	var sum int64
+	distinct := map[string]map[string]bool{}
+	for _, pt := range out {
+		c, _ := pt.FieldValue("count")
+		sum += c.(int64)
+		for _, tg := range pt.Tags {
+			if distinct[tg.Key] == nil {
+				distinct[tg.Key] = map[string]bool{}
+			}
+			distinct[tg.Key][tg.Value] = true
+		}
+	}
+	if sum != total {
+		t.Errorf("count sums to %d after folding, want %d", sum, total)
+	}
+	for tag, limit := range max {
+		if n := len(distinct[tag]); n > limit+1 {
+			t.Errorf("%s: %d distinct values, cap %d (+ other)", tag, n, limit)
+		}
+	}
+	if len(out) > 3*(50+1) {
+		t.Errorf("%d series from one batch", len(out))
+	}
+	stats := map[string]int64{}
+	for _, f := range p.Stats() {
+		stats[f.Key], _ = f.Value.(int64)
+	}
+	for key, want := range map[string]int64{"vmtas_folded": 19_950, "pools_folded": 19_980, "source_ips_folded": 19_900, "bounce_cats_folded": 19_990, "domains_folded": 0} {
+		if stats[key] != want {
+			t.Errorf("%s = %d, want %d", key, stats[key], want)
+		}
+	}
+	if stats["points_merged"] != int64(20_000-len(out)) {
+		t.Errorf("points_merged %d, want %d", stats["points_merged"], 20_000-len(out))
+	}
+}
+
+// Two values that SafeTag makes equal ("caf\xe9" and "caf\xe8" both become
+// "caf\uFFFD") must not become two points of one series, one overwriting the
+// other in InfluxDB: they are merged with their sums.
+func TestPipelineMergesValuesMadeEqual(t *testing.T) {
+	ts := time.Unix(1705332300, 0)
+	in := []Point{
+		NewPoint("pmta_acct", []Tag{{"domain", "caf\xe9.com"}, {"type", "d"}}, []Field{{"count", int64(2)}, {"queued_s_max", 5.0}}, ts),
+		NewPoint("pmta_acct", []Tag{{"domain", "caf\xe8.com"}, {"type", "d"}}, []Field{{"count", int64(3)}, {"queued_s_max", 4.0}}, ts),
+		NewPoint("pmta_acct", []Tag{{"domain", "ok.com"}, {"type", "d"}}, []Field{{"count", int64(1)}}, ts),
+	}
+	p := NewPipeline(PipelineConfig{Server: "s"})
+	got := string(LineProtocol(p.Process(in)))
+	want := "pmta_acct,domain=caf\uFFFD.com,isp=other,server=s,type=d count=5i,queued_s_max=5.0 1705332300000000000\n" +
+		"pmta_acct,domain=ok.com,isp=other,server=s,type=d count=1i 1705332300000000000\n"
+	if got != want {
+		t.Errorf("got\n%s\nwant\n%s", got, want)
 	}
 }

@@ -76,5 +76,5 @@ func (r Redactor) RedactSinkError(err error) *SinkError {
 	if se == nil || !r.contained(se.Err.Error()) {
 		return se
 	}
-	return &SinkError{Kind: se.Kind, RetryAfter: se.RetryAfter, Err: errors.New(r.Scrub(se.Err.Error()))}
+	return &SinkError{Kind: se.Kind, RetryAfter: se.RetryAfter, Rejected: se.Rejected, Err: errors.New(r.Scrub(se.Err.Error()))}
 }

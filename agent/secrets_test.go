@@ -84,3 +84,11 @@ func TestRedactError(t *testing.T) {
 		t.Error("the scrubbed error kept its chain, which could print the secret again")
 	}
 }
+
+func TestRedactSinkErrorKeepsRejected(t *testing.T) {
+	r := NewRedactor("s3cret-token")
+	se := r.RedactSinkError(&SinkError{Kind: Permanent, Rejected: 3, Err: errors.New("HTTP 400 (token s3cret-token) dropped=3")})
+	if se.Rejected != 3 || strings.Contains(se.Error(), "s3cret") {
+		t.Errorf("redacted %+v: Rejected lost or secret kept", se)
+	}
+}

@@ -28,6 +28,11 @@ type Store interface {
 	// After returns the oldest unacknowledged entry with a sequence number
 	// above seq.
 	After(seq uint64) (Entry, bool)
+	// Holds reports whether the entry seq is still waiting: appended, not
+	// acknowledged and not dropped by the bound. The delivery loop asks so
+	// that points it delivered from an entry the bound dropped meanwhile
+	// are not counted twice (written and dropped).
+	Holds(seq uint64) bool
 	// Ack removes the entry seq for good. Entries may be acknowledged out
 	// of order; acknowledging an entry that is gone (dropped by the bound
 	// while it was being written) is not an error.
@@ -37,4 +42,11 @@ type Store interface {
 	// Pending returns the entries and points waiting, and their size in
 	// bytes where the store knows it.
 	Pending() (entries, points int, bytes int64)
+}
+
+// DeadLetters keeps the points a sink refused for good, with the reason, so
+// that an operator can see them (agent/deadletter writes them to a file).
+// An error means they were not kept; the caller counts them as refused.
+type DeadLetters interface {
+	Keep(points []Point, reason string) error
 }

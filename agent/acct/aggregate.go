@@ -3,6 +3,7 @@ package acct
 import (
 	"cmp"
 	"encoding/binary"
+	"math"
 	"slices"
 	"time"
 
@@ -109,11 +110,14 @@ type aggregator struct {
 	doms       map[string]domInfo
 	diagBuf    []byte
 	keyBuf     []byte
+	safeBuf    [6][]byte // SafeTag copies of a record's values, when needed
 
-	records int64 // records added
-	late    int64 // records added to a later interval than their own
-	folded  int64 // diag patterns folded into "other"
-	newest  int64 // newest timeLogged added, Unix seconds
+	records  int64 // records added
+	late     int64 // records added to a later interval than their own
+	folded   int64 // diag patterns folded into "other"
+	inOpen   int64 // records in the open intervals
+	emitted  int64 // records in the points of closed intervals
+	restored int64 // records that restores put into (or took out of) the open intervals
 }
 
 func newAggregator(iv time.Duration, topDiag int, isp *agent.ISPMap) *aggregator {
@@ -128,6 +132,24 @@ func newAggregator(iv time.Duration, topDiag int, isp *agent.ISPMap) *aggregator
 		strs:    make(map[string]string),
 		doms:    make(map[string]domInfo),
 	}
+}
+
+// reset drops the open intervals and what was closed, as at a first start;
+// the records dropped count as taken out of the restored ones.
+func (a *aggregator) reset() {
+	a.open, a.closedUpTo, a.closedSet = nil, 0, false
+	a.restored -= a.inOpen
+	a.inOpen = 0
+}
+
+// satAdd adds two non-negative sums, stopping at the largest int64 instead
+// of wrapping to a negative one: a dlvSize of 18 digits is a file's word,
+// not a message's size.
+func satAdd(a, b int64) int64 {
+	if a > math.MaxInt64-b {
+		return math.MaxInt64
+	}
+	return a + b
 }
 
 func floorDiv(a, b int64) int64 {
@@ -197,44 +219,58 @@ func (a *aggregator) openAt(start int64) *interval {
 	return n
 }
 
+// safe returns b as agent.SafeTag makes it — b itself in the common case of
+// plain ASCII — so that a value written by a stranger (a recipient domain
+// with a Latin-1 byte, a control character, 64 KB of it) is made safe before
+// it becomes part of a tag set: two values that SafeTag makes equal are
+// counted as one, and the checkpoint holds only valid UTF-8.
+func (a *aggregator) safe(slot int, b []byte) []byte {
+	if agent.IsPlainTag(b) {
+		return b
+	}
+	a.safeBuf[slot] = agent.AppendSafeTag(a.safeBuf[slot][:0], b)
+	return a.safeBuf[slot]
+}
+
 // add counts one parsed record. Once a tag set has been seen in an interval
 // this costs no allocation.
 func (a *aggregator) add(r *record) {
 	iv := a.intervalFor(r.timeLogged)
 	a.records++
-	if r.timeLogged > a.newest {
-		a.newest = r.timeLogged
-	}
+	a.inOpen++
 	class := dsnClass(r.dsnStatus)
-	a.keyBuf = appendAcctKey(a.keyBuf[:0], r.typ, class, r.domain, r.vmta, r.pool, r.sourceIP, r.bounceCat)
+	domain, vmta, pool := a.safe(0, r.domain), a.safe(1, r.vmta), a.safe(2, r.pool)
+	sourceIP, bounceCat := a.safe(3, r.sourceIP), a.safe(4, r.bounceCat)
+	a.keyBuf = appendAcctKey(a.keyBuf[:0], r.typ, class, domain, vmta, pool, sourceIP, bounceCat)
 	e := iv.acct[string(a.keyBuf)]
 	if e == nil {
-		dom := a.domain(r.domain)
+		dom := a.domain(domain)
 		e = &aggEntry{key: aggKey{
 			typ:       r.typ,
 			dsnClass:  class,
 			domain:    dom.name,
 			isp:       dom.isp,
-			vmta:      a.intern(r.vmta),
-			pool:      a.intern(r.pool),
-			sourceIP:  a.intern(r.sourceIP),
-			bounceCat: a.intern(r.bounceCat),
+			vmta:      a.intern(vmta),
+			pool:      a.intern(pool),
+			sourceIP:  a.intern(sourceIP),
+			bounceCat: a.intern(bounceCat),
 		}}
 		iv.acct[string(a.keyBuf)] = e
 	}
 	e.count++
-	e.bytes += r.size
+	e.bytes = satAdd(e.bytes, r.size)
 	if r.hasQueued {
 		q := max(r.timeLogged-r.timeQueued, 0)
-		e.qsum += q
+		e.qsum = satAdd(e.qsum, q)
 		e.qmax = max(e.qmax, q)
 	}
 	if r.typ.hasDiag() && len(r.dsnDiag) > 0 {
 		a.diagBuf = appendDiagPattern(a.diagBuf[:0], r.dsnDiag)
-		a.keyBuf = appendDiagKey(a.keyBuf[:0], r.typ, e.key.isp, a.diagBuf)
+		pattern := a.safe(5, a.diagBuf)
+		a.keyBuf = appendDiagKey(a.keyBuf[:0], r.typ, e.key.isp, pattern)
 		d := iv.diag[string(a.keyBuf)]
 		if d == nil {
-			d = &diagEntry{typ: r.typ, isp: e.key.isp, pattern: a.intern(a.diagBuf)}
+			d = &diagEntry{typ: r.typ, isp: e.key.isp, pattern: a.intern(pattern)}
 			iv.diag[string(a.keyBuf)] = d
 		}
 		d.count++
@@ -260,6 +296,10 @@ func (a *aggregator) closeBefore(boundary int64) ([]agent.Point, bool) {
 	var pts []agent.Point
 	for _, iv := range a.open[:n] {
 		pts = a.appendPoints(pts, iv)
+		for _, e := range iv.acct {
+			a.inOpen -= e.count
+			a.emitted += e.count
+		}
 	}
 	if end := a.open[n-1].start + a.iv; !a.closedSet || end > a.closedUpTo {
 		a.closedUpTo, a.closedSet = end, true

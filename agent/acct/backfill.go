@@ -24,6 +24,10 @@ type BackfillOptions struct {
 	// the interval closes; records more out of order than this are late
 	// (default 1 min).
 	Lag time.Duration
+	// MaxClockSkew is how far past the clock a record may be (default 5
+	// min): later ones, and those before 1990 or after 2200, are counted as
+	// out of range. A backfill takes records of any age.
+	MaxClockSkew time.Duration
 	// Logger receives the rate-limited malformed-line warnings; nil drops them.
 	Logger *slog.Logger
 }
@@ -33,8 +37,11 @@ type BackfillStats struct {
 	Files     int   // files read to their end
 	Records   int64 // records counted
 	Malformed int64 // lines skipped as malformed
-	Points    int64 // points emitted
-	Elapsed   time.Duration
+	// OutOfRange counts the records refused for their timeLogged: later
+	// than the clock allows, or before 1990 or after 2200.
+	OutOfRange int64
+	Points     int64 // points emitted
+	Elapsed    time.Duration
 }
 
 // backfillFile is one input file and where reading it stands.
@@ -68,6 +75,9 @@ func Backfill(ctx context.Context, files []string, opts BackfillOptions, isp *ag
 	if opts.Lag == 0 {
 		opts.Lag = time.Minute
 	}
+	if opts.MaxClockSkew == 0 {
+		opts.MaxClockSkew = DefaultMaxClockSkew
+	}
 	if opts.Interval < time.Second || opts.Interval%time.Second != 0 || opts.Lag < 0 || opts.MaxLineBytes < 1024 {
 		return BackfillStats{}, fmt.Errorf("backfill: interval %s must be whole seconds, lag %s >= 0, max line bytes %d >= 1024",
 			opts.Interval, opts.Lag, opts.MaxLineBytes)
@@ -75,15 +85,19 @@ func Backfill(ctx context.Context, files []string, opts BackfillOptions, isp *ag
 	if isp == nil || emit == nil {
 		return BackfillStats{}, errors.New("backfill: nil ISP map or emit function")
 	}
+	if err := distinctFiles(files); err != nil {
+		return BackfillStats{}, err
+	}
 	logger := opts.Logger
 	if logger == nil {
 		logger = slog.New(slog.DiscardHandler)
 	}
 	agg := newAggregator(opts.Interval, opts.TopDiag, isp)
-	p := newLineParser(agg, opts.MaxLineBytes, &rateLog{logger: logger, period: 10 * time.Second, now: time.Now})
+	p := newLineParser(agg, opts.MaxLineBytes, timeRange{now: time.Now, skew: int64(opts.MaxClockSkew / time.Second)},
+		&rateLog{logger: logger, period: 10 * time.Second, now: time.Now})
 	var st BackfillStats
 	stats := func() BackfillStats {
-		st.Records, st.Malformed, st.Elapsed = agg.records, p.malformed, time.Since(start)
+		st.Records, st.Malformed, st.OutOfRange, st.Elapsed = agg.records, p.malformed, p.outOfRangeTotal(), time.Since(start)
 		return st
 	}
 	lastProgress := start
@@ -181,6 +195,30 @@ func (bf *backfillFile) advance(p *lineParser, until int64, tick func()) error {
 		bf.f = nil
 	}
 	return nil
+}
+
+// distinctFiles refuses a file given twice — under the same name, another
+// name, a symbolic or a hard link — whose records would count twice.
+func distinctFiles(files []string) error {
+	seen := make(map[[2]uint64]string, len(files))
+	var errs []error
+	for _, name := range files {
+		fi, err := os.Stat(name)
+		if err != nil {
+			continue // reported when it is read
+		}
+		dev, ino, _, ok := fileID(fi)
+		if !ok {
+			continue
+		}
+		id := [2]uint64{dev, ino}
+		if first, dup := seen[id]; dup {
+			errs = append(errs, fmt.Errorf("backfill: %s is the same file as %s: its records would count twice", name, first))
+			continue
+		}
+		seen[id] = name
+	}
+	return errors.Join(errs...)
 }
 
 func closeAll(in []*backfillFile) {

@@ -18,7 +18,7 @@ func benchData(b *testing.B, n int) ([]byte, int) {
 // BenchmarkParse measures scanning and mapping records onto the header.
 func BenchmarkParse(b *testing.B) {
 	data, n := benchData(b, 20000)
-	s := newScanner(DefaultMaxLineBytes, maxQuotedLines)
+	s := newScanner(DefaultMaxLineBytes)
 	var r record
 	b.SetBytes(int64(len(data)) / int64(n))
 	b.ReportAllocs()
@@ -33,7 +33,7 @@ func BenchmarkParse(b *testing.B) {
 		pos += m
 		if isHeaderRow(s.fields) {
 			if h == nil {
-				h = headerFromFields(s.fields)
+				h, _ = headerFromFields(s.fields)
 			}
 			continue
 		}
@@ -48,14 +48,14 @@ func BenchmarkParse(b *testing.B) {
 // BenchmarkAggregate measures adding parsed records to intervals.
 func BenchmarkAggregate(b *testing.B) {
 	data, _ := benchData(b, 20000)
-	s := newScanner(DefaultMaxLineBytes, maxQuotedLines)
+	s := newScanner(DefaultMaxLineBytes)
 	var recs []record
 	var h *header
 	for pos := 0; pos < len(data); {
 		m, _ := s.scan(data[pos:], false)
 		pos += m
 		if isHeaderRow(s.fields) {
-			h = headerFromFields(s.fields)
+			h, _ = headerFromFields(s.fields)
 			continue
 		}
 		var r record
@@ -91,7 +91,7 @@ func BenchmarkAggregate(b *testing.B) {
 func BenchmarkParseAggregate(b *testing.B) {
 	data, n := benchData(b, 20000)
 	a := newAggregator(DefaultInterval, DefaultTopDiag, agent.NewISPMap(nil))
-	p := newLineParser(a, DefaultMaxLineBytes, nil)
+	p := newLineParser(a, DefaultMaxLineBytes, timeRange{}, nil)
 	b.SetBytes(int64(len(data)))
 	b.ReportAllocs()
 	b.ResetTimer()
@@ -118,7 +118,7 @@ func BenchmarkParseAggregate(b *testing.B) {
 func TestParseAggregateNoAllocs(t *testing.T) {
 	data, _ := genFile(42, 2000, testStart, 10*time.Millisecond, true)
 	a := newAggregator(DefaultInterval, DefaultTopDiag, agent.NewISPMap(nil))
-	p := newLineParser(a, DefaultMaxLineBytes, nil)
+	p := newLineParser(a, DefaultMaxLineBytes, timeRange{}, nil)
 	hdrEnd := len(header23) + 2
 	c := &fileCursor{name: "alloc"}
 	p.consume(c, data, false, noUntil) // warm up

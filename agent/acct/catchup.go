@@ -3,6 +3,7 @@ package acct
 import (
 	"context"
 	"math"
+	"time"
 )
 
 const (
@@ -57,6 +58,10 @@ func (t *Tailer) readSeen(ctx context.Context, files []*fileEntry, now, wall int
 			fail(err)
 		}
 		c.next, c.done = next, err != nil || !stopped
+		if stopped {
+			// The first unread record dates the unread data (see noteLag).
+			c.e.lagFrom = min(next, now) * 1000
+		}
 	}
 	for _, e := range files {
 		c := &cursor{e: e}
@@ -85,6 +90,7 @@ func (t *Tailer) readSeen(ctx context.Context, files []*fileEntry, now, wall int
 				read(c, until)
 			}
 		}
+		t.updateStats(time.Unix(now, 0))
 		// One interval of slack for records slightly out of order across
 		// files; never past what the clock would close once caught up.
 		if err := t.closeAndEmit(min(start-iv, wall), nil); err != nil {

@@ -33,6 +33,10 @@ type checkpointFile struct {
 	Seq      uint64          `json:"seq"`
 	Snapshot json.RawMessage `json:"snapshot"`
 	Pending  []cut           `json:"pending,omitempty"`
+	// TimesChecked marks a checkpoint written by a tailer that refuses
+	// implausible times; an older one may have closed intervals far into
+	// the future (see unclampFuture).
+	TimesChecked bool `json:"times_checked,omitempty"`
 }
 
 // snapshot is the tailer's whole resumable state.
@@ -143,6 +147,19 @@ func (a *aggregator) state() aggState {
 
 // restore replaces the aggregator's open intervals with a saved state.
 func (a *aggregator) restore(s aggState) error {
+	before := a.inOpen
+	defer func() {
+		// The records of the state taken over count as restored (those
+		// of the state it replaced as taken out), so that records added
+		// plus restored always equal records emitted plus still open.
+		a.inOpen = 0
+		for _, iv := range a.open {
+			for _, e := range iv.acct {
+				a.inOpen += e.count
+			}
+		}
+		a.restored += a.inOpen - before
+	}()
 	a.open = a.open[:0]
 	a.closedUpTo, a.closedSet = s.ClosedUpTo, s.ClosedSet
 	for _, is := range s.Intervals {

@@ -202,7 +202,7 @@ func (t *Tailer) saveLocked() error {
 	if t.committed == nil {
 		return nil
 	}
-	cf := checkpointFile{Version: checkpointVersion, Seq: t.committedSeq, Snapshot: t.committed}
+	cf := checkpointFile{Version: checkpointVersion, Seq: t.committedSeq, Snapshot: t.committed, TimesChecked: true}
 	for _, p := range t.pending {
 		cf.Pending = append(cf.Pending, p.c)
 	}

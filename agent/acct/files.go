@@ -29,6 +29,7 @@ type fileEntry struct {
 	cutOffset  int64     // offset at the last cut (or at load)
 	seen       bool      // found by the current scan
 	missing    int       // scans in a row that did not find it
+	lagFrom    int64     // Unix ms of the oldest unread data, 0 when read to the end (see noteLag)
 }
 
 // fpCompatible reports whether a file whose first bytes are cur can be the
@@ -73,23 +74,51 @@ type found struct {
 // way (else the file was truncated or rewritten); then, for files not known by
 // inode — after a restart, or moved while the tailer was stopped — by
 // fingerprint. Whatever matches nothing is a new file.
+//
+// A file is its device and inode, not its path: a symbolic or hard link to
+// a watched file, or a bind mount of its directory, is the same file and is
+// read once. What cannot be read — a glob's directory, a matched file — is
+// a problem (see Problems), logged and reported by /readyz.
 func (t *Tailer) discover(now time.Time) error {
 	paths, err := t.globPaths()
 	errs := []error{err}
+	probs := dirProblems(t.cfg.Globs)
+	defer func() { t.setProblems(probs) }()
 	for _, e := range t.files {
 		e.seen = false
 	}
 	var rest []found
+	ids := make(map[[2]uint64]bool, len(paths))
 	for _, p := range paths {
 		fi, err := os.Stat(p)
-		if err != nil || !fi.Mode().IsRegular() {
+		if err != nil {
+			if !errors.Is(err, fs.ErrNotExist) {
+				probs = append(probs, fileProblem(p, err))
+			}
+			continue
+		}
+		if !fi.Mode().IsRegular() {
 			continue
 		}
 		fd := found{path: p, fi: fi}
 		fd.dev, fd.ino, _, fd.hasID = fileID(fi)
+		if fd.hasID {
+			id := [2]uint64{fd.dev, fd.ino}
+			if ids[id] {
+				continue // another name of a file found already
+			}
+			ids[id] = true
+		}
 		if e := t.byID(fd); e != nil {
 			ok, err := t.rebind(e, fd, now)
-			errs = append(errs, err)
+			if err != nil {
+				probs = append(probs, fileProblem(fd.path, err))
+				errs = append(errs, err)
+				// It is there, only unreadable for now: keep it, or it
+				// would be forgotten and, readable again, read from the
+				// start as a new file.
+				e.seen, e.missing, e.path, e.name = true, 0, fd.path, fd.path
+			}
 			if ok || err != nil {
 				continue
 			}
@@ -97,7 +126,10 @@ func (t *Tailer) discover(now time.Time) error {
 		rest = append(rest, fd)
 	}
 	for _, fd := range rest {
-		errs = append(errs, t.bindNew(fd, now))
+		if err := t.bindNew(fd, now); err != nil {
+			probs = append(probs, fileProblem(fd.path, err))
+			errs = append(errs, err)
+		}
 	}
 	return errors.Join(errs...)
 }
@@ -161,12 +193,12 @@ func (t *Tailer) rebind(e *fileEntry, fd found, now time.Time) (ok bool, err err
 // bindNew matches a file not known by inode to a known fingerprint, or
 // starts following it as a new file.
 func (t *Tailer) bindNew(fd found, now time.Time) error {
-	f, err := os.Open(fd.path)
+	f, err := t.open(fd.path)
 	if err != nil {
 		if errors.Is(err, os.ErrNotExist) {
 			return nil // gone between the glob and the open
 		}
-		return fmt.Errorf("open %s: %w", fd.path, err)
+		return err // *fs.PathError: "open PATH: reason"
 	}
 	fp, err := t.readFP(f)
 	if err != nil || len(fp) == 0 {
@@ -175,6 +207,10 @@ func (t *Tailer) bindNew(fd found, now time.Time) error {
 		return err
 	}
 	e := t.byFP(fp, fd)
+	if e == nil && t.copyOfSeen(fp) {
+		_ = f.Close()
+		return nil
+	}
 	if e == nil {
 		e = &fileEntry{}
 		t.files = append(t.files, e)
@@ -203,7 +239,14 @@ func (t *Tailer) bindNew(fd found, now time.Time) error {
 func (t *Tailer) byFP(fp []byte, fd found) *fileEntry {
 	var best *fileEntry
 	for _, e := range t.files {
-		if e.seen || e.f != nil || !fpCompatible(e.fp, fp) {
+		if e.seen || !fpCompatible(e.fp, fp) {
+			continue
+		}
+		// An entry still holding its descriptor is known by inode, unless
+		// its file left every path the globs find (deleted, or moved to
+		// another file system: copied, then deleted) and this is its copy.
+		// A whole fingerprint that equals says so.
+		if e.f != nil && len(e.fp) < t.cfg.FingerprintSize {
 			continue
 		}
 		if fd.hasID && e.hasID && e.dev == fd.dev && e.ino == fd.ino {
@@ -216,11 +259,27 @@ func (t *Tailer) byFP(fp []byte, fd found) *fileEntry {
 	return best
 }
 
+// copyOfSeen reports whether every byte of a new file so far equals the
+// start of a file this scan found at another path: a copy being written (a
+// move-to on another file system copies, then deletes the original), a
+// duplicate, or a file that holds no more than the header yet. Nothing is
+// lost by looking again at the next scan: the copy is bound to the
+// original's entry once the original is gone, and a new file as soon as it
+// holds a record of its own.
+func (t *Tailer) copyOfSeen(fp []byte) bool {
+	for _, e := range t.files {
+		if e.seen && fpCompatible(fp, e.fp) {
+			return true
+		}
+	}
+	return false
+}
+
 func (t *Tailer) truncated(e *fileEntry) {
 	t.st.truncations.Add(1)
 	t.log.Warn("accounting file truncated or rewritten; reading it again from the start",
 		"file", e.path, "offset", e.offset, "size", e.size)
-	e.offset, e.hdr, e.skipping, e.last = 0, nil, false, 0
+	e.offset, e.hdr, e.skipping, e.last, e.eof = 0, nil, false, 0, 0
 }
 
 // skipExisting moves a file found at the very first start to its end, as
@@ -253,9 +312,9 @@ func (t *Tailer) openAt(e *fileEntry, path string) (*os.File, error) {
 	if e.f != nil {
 		return e.f, nil
 	}
-	f, err := os.Open(path)
+	f, err := t.open(path)
 	if err != nil {
-		return nil, fmt.Errorf("open %s: %w", path, err)
+		return nil, err // *fs.PathError: "open PATH: reason"
 	}
 	if fi, err := f.Stat(); err == nil {
 		if dev, ino, _, ok := fileID(fi); ok && e.hasID && (dev != e.dev || ino != e.ino) {

@@ -1,6 +1,7 @@
 package acct
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -11,10 +12,23 @@ import (
 	"time"
 )
 
-// maxQuotedLines bounds the line breaks inside one quoted field. A real
-// multi-line reply has a handful; an unterminated quote would otherwise hold
-// a live file up until MaxLineBytes more bytes arrived.
-const maxQuotedLines = 64
+const (
+	// maxQuotedLines bounds the line breaks inside the quoted fields of one
+	// record. A real multi-line SMTP reply has a handful; a record closed
+	// properly after more is malformed, and skipped whole.
+	maxQuotedLines = 64
+	// strayWait is how long, in seconds, a quote may stay open over lines
+	// that are complete records of their own before it is taken for one
+	// never closed. PowerMTA writes a record at once, so a real multi-line
+	// reply is complete long before; a remote server's reply that holds a
+	// line shaped like a record is complete and closed, and is never
+	// taken apart.
+	strayWait = 5
+	// staleQuote is how long, in seconds, a quote may stay open at all: a
+	// file ending in a quote never closed (a rotated one, or PowerMTA
+	// stopped in the middle of a record) counts that line as malformed.
+	staleQuote = 300
+)
 
 // noLimit and noUntil switch off readFile's byte and time limits.
 const (
@@ -34,34 +48,58 @@ type fileCursor struct {
 	// before the first; it is not saved, only a hint of how far behind the
 	// file is.
 	last int64
+	// eof is where the file ended when it was last read to its end: the
+	// bytes from offset to eof are a line not finished yet, seen and not
+	// unread (see noteLag).
+	eof int64
+	// pendOff and pendSince: the offset of a record whose quote is still
+	// open, and since when (Unix seconds) it has been (see strayQuote).
+	pendOff, pendSince int64
 }
 
 // lineParser turns file bytes into aggregated records. The tailer and the
 // backfill each own one; its buffers are reused for every file.
 type lineParser struct {
 	sc       *scanner
+	peek     *scanner // looks at the line after a suspect multi-line record
+	peekRec  record
 	rec      record
 	agg      *aggregator
 	buf      []byte
 	maxBytes int
+	times    timeRange
 	// discard makes readFile follow header rows but count no record: how the
 	// tailer skips what is already in the files at its very first start.
 	discard bool
 
-	lines     int64 // records scanned, header rows and bad lines included
-	malformed int64
-	bytesRead int64 // bytes consumed (a pending partial line is not)
-	badLog    *rateLog
+	lines      int64 // records scanned, header rows and bad lines included
+	malformed  int64
+	outOfRange [numRangeReasons]int64 // records refused for their timeLogged
+	bytesRead  int64                  // bytes consumed (a pending partial line is not)
+	badLog     *rateLog
+	rangeLog   *rateLog
 }
 
-func newLineParser(agg *aggregator, maxBytes int, badLog *rateLog) *lineParser {
+func newLineParser(agg *aggregator, maxBytes int, times timeRange, badLog *rateLog) *lineParser {
 	return &lineParser{
-		sc:       newScanner(maxBytes, maxQuotedLines),
+		sc:       newScanner(maxBytes),
+		peek:     newScanner(maxBytes),
 		agg:      agg,
 		buf:      make([]byte, min(256<<10, maxBytes)),
 		maxBytes: maxBytes,
+		times:    times,
 		badLog:   badLog,
+		rangeLog: badLog.sibling(),
 	}
+}
+
+// outOfRangeTotal is the records refused for their timeLogged.
+func (p *lineParser) outOfRangeTotal() int64 {
+	var n int64
+	for _, v := range p.outOfRange {
+		n += v
+	}
+	return n
 }
 
 // readFile feeds the records of f from c.offset on to the aggregator, until
@@ -88,6 +126,9 @@ func (p *lineParser) readFile(f io.ReaderAt, c *fileCursor, limit int64, final b
 		}
 		atLimit := limit != noLimit && c.offset+int64(n) == limit
 		short := n < want
+		if short {
+			c.eof = c.offset + int64(n)
+		}
 		used, stop, nextTS := p.consume(c, p.buf[:n], (final && short) || atLimit, until)
 		c.offset += int64(used)
 		p.bytesRead += int64(used)
@@ -112,6 +153,10 @@ func (p *lineParser) readFile(f io.ReaderAt, c *fileCursor, limit int64, final b
 
 // consume handles the complete records at the start of data and returns how
 // many bytes they took.
+//
+// One broken line costs one record: a quote never closed is found (see
+// strayQuote) and reading resumes at the next line start; a run of NUL
+// bytes (what a crash can leave in a file) is skipped as one malformed line.
 func (p *lineParser) consume(c *fileCursor, data []byte, atEOF bool, until int64) (used int, stopped bool, next int64) {
 	pos := 0
 	if c.skipping {
@@ -121,8 +166,37 @@ func (p *lineParser) consume(c *fileCursor, data []byte, atEOF bool, until int64
 		}
 		pos, c.skipping = n, false
 	}
+	now := p.times.nowUnix()
 	for pos < len(data) {
+		if data[pos] == 0 {
+			end := pos + 1
+			for end < len(data) && data[end] == 0 {
+				end++
+			}
+			if end == len(data) && !atEOF {
+				return pos, false, 0 // more may follow: one malformed line, not two
+			}
+			p.lines++
+			p.bad(c, pos, errNUL)
+			pos = end
+			continue
+		}
 		n, st := p.sc.scan(data[pos:], atEOF)
+		if p.sc.multiline && (st == scanRecord || st == scanNeedMore) {
+			switch p.strayQuote(c, data[pos:], pos, n, st, atEOF, now) {
+			case strayLine:
+				p.lines++
+				p.bad(c, pos, errStrayQuote)
+				skip, _ := resync(data[pos:])
+				pos += skip
+				continue
+			case strayRecord:
+				p.lines++
+				p.bad(c, pos, errQuotedLines)
+				pos += n
+				continue
+			}
+		}
 		switch st {
 		case scanNeedMore:
 			return pos, false, 0
@@ -137,21 +211,39 @@ func (p *lineParser) consume(c *fileCursor, data []byte, atEOF bool, until int64
 			}
 			continue
 		case scanBroken:
+			// An unclosed quote at the end of a finished file: the line it
+			// starts on is malformed, the lines after it are read.
 			p.lines++
 			p.bad(c, pos, errBroken)
-			pos += n
+			skip, _ := resync(data[pos:])
+			pos += skip
 			continue
 		}
 		fields := p.sc.fields
 		switch {
 		case isHeaderRow(fields):
-			c.hdr = headerFromFields(fields)
+			if h, err := headerFromFields(fields); err != nil {
+				p.bad(c, pos, err)
+			} else {
+				c.hdr = h
+			}
 		case len(fields) == 1 && len(trimSpace(fields[0])) == 0:
 			// A blank line carries nothing; it is neither a record nor bad.
 		case p.discard:
 		default:
 			if err := parseRecord(c.hdr, fields, &p.rec); err != nil {
 				p.bad(c, pos, err)
+				break
+			}
+			if r := p.times.check(p.rec.timeLogged, now); r != inRange {
+				// Never aggregated: an implausible time must not move
+				// the intervals, nor stop a windowed read.
+				p.outOfRange[r]++
+				if p.rangeLog != nil {
+					p.rangeLog.log("accounting record with an implausible timeLogged; counted, not aggregated",
+						"file", c.name, "offset", c.offset+int64(pos), "reason", r.String(),
+						"time_logged", p.rec.timeLogged)
+				}
 				break
 			}
 			if p.rec.timeLogged >= until {
@@ -164,6 +256,74 @@ func (p *lineParser) consume(c *fileCursor, data []byte, atEOF bool, until int64
 		pos += n
 	}
 	return pos, false, 0
+}
+
+// strayVerdict is what strayQuote makes of a record with a quoted field
+// over several lines.
+type strayVerdict uint8
+
+const (
+	// strayNo: a record (or one still being written): read it as it is.
+	strayNo strayVerdict = iota
+	// strayLine: a quote never closed; its first line is malformed and
+	// reading resumes at the next line start.
+	strayLine
+	// strayRecord: closed properly, but over more lines than any SMTP
+	// reply: malformed, skipped whole.
+	strayRecord
+)
+
+// strayQuote judges a record (st == scanRecord, n bytes) or a pending one
+// (scanNeedMore) at data whose quoted fields run over line ends: a real
+// multi-line SMTP reply, or a quote that was never closed and swallows the
+// records after it.
+//
+// A complete record is a stray quote when it does not read as a record (a
+// wrong field count, text after a closing quote); else it is taken, however
+// its lines look inside the quotes, which a remote server writes. A pending
+// one is when, open for strayWait seconds, it runs over a line that is a
+// complete record (or a header row) of its own.
+func (p *lineParser) strayQuote(c *fileCursor, data []byte, pos, n int, st scanStatus, atEOF bool, now int64) strayVerdict {
+	if st == scanRecord {
+		switch {
+		case isHeaderRow(p.sc.fields):
+			return strayNo
+		case p.sc.lenient || c.hdr == nil || len(p.sc.fields) != len(c.hdr.cols):
+			return strayLine
+		case p.sc.lines > maxQuotedLines:
+			return strayRecord
+		}
+		return strayNo
+	}
+	if off := c.offset + int64(pos); c.pendOff != off || c.pendSince == 0 {
+		c.pendOff, c.pendSince = off, now
+	}
+	switch wait := now - c.pendSince; {
+	case wait < strayWait:
+		return strayNo
+	case wait >= staleQuote:
+		// Open for minutes with nothing closing it: the last record of a
+		// file PowerMTA no longer writes. Its line is malformed.
+		return strayLine
+	}
+	for i, from := 0, 0; i <= maxQuotedLines; i++ {
+		nl := bytes.IndexByte(data[from:], '\n')
+		if nl < 0 {
+			return strayNo
+		}
+		from += nl + 1
+		m, pst := p.peek.scan(data[from:], atEOF)
+		switch {
+		case pst == scanNeedMore:
+			return strayNo // that line is not complete yet
+		case pst != scanRecord || m == 0:
+		case isHeaderRow(p.peek.fields):
+			return strayLine // a quote never runs over a header row
+		case !p.peek.multiline && parseRecord(c.hdr, p.peek.fields, &p.peekRec) == nil:
+			return strayLine
+		}
+	}
+	return strayLine // open over more lines than any SMTP reply
 }
 
 func (p *lineParser) bad(c *fileCursor, pos int, err error) {
@@ -184,6 +344,15 @@ type rateLog struct {
 	now        func() time.Time
 	last       time.Time
 	suppressed int64
+}
+
+// sibling returns a rateLog like r with its own budget, for another kind of
+// message that must not be silenced by the first.
+func (r *rateLog) sibling() *rateLog {
+	if r == nil {
+		return nil
+	}
+	return &rateLog{logger: r.logger, loud: r.loud, period: r.period, now: r.now}
 }
 
 func (r *rateLog) log(msg string, args ...any) {

@@ -135,19 +135,42 @@ func newHeader(names []string) *header {
 	return h
 }
 
-// headerFromFields copies a header row out of the scanner's buffer.
-func headerFromFields(fields [][]byte) *header {
+// headerFromFields copies a header row out of the scanner's buffer. Names
+// are trimmed ("type, timeLogged" written by hand) and a byte-order mark
+// before the first is dropped (a file saved by an editor). A row with a CR
+// inside is a whole file with CR-only line ends, which is refused rather
+// than read as one header row that counts nothing.
+func headerFromFields(fields [][]byte) (*header, error) {
 	names := make([]string, len(fields))
 	for i, f := range fields {
-		names[i] = string(f)
+		if bytes.IndexByte(f, '\r') >= 0 {
+			return nil, errCRHeader
+		}
+		if i == 0 {
+			f = bytes.TrimPrefix(f, bom)
+		}
+		names[i] = string(trimSpace(f))
 	}
-	return newHeader(names)
+	return newHeader(names), nil
 }
 
+var bom = []byte("\xef\xbb\xbf")
+
 // isHeaderRow reports whether a row is a header: PowerMTA starts every file
-// with one, and any row whose first field is "type" replaces the column map.
+// with one, and any row whose first field is "type" (after a byte-order
+// mark, if any) replaces the column map.
 func isHeaderRow(fields [][]byte) bool {
-	return len(fields) > 0 && string(fields[0]) == "type"
+	if len(fields) == 0 {
+		return false
+	}
+	f := fields[0]
+	if string(f) == "type" {
+		return true
+	}
+	if len(f) <= 4 || (f[0] != bom[0] && !isSpace(f[0]) && !isSpace(f[len(f)-1])) {
+		return false // the cost of a data row: two byte compares
+	}
+	return string(trimSpace(bytes.TrimPrefix(f, bom))) == "type"
 }
 
 // record is one accounting line reduced to what the aggregator needs. Its
@@ -175,12 +198,16 @@ type record struct {
 // Reasons a line is malformed; sentinel values so that counting them costs
 // no allocation.
 var (
-	errNoHeader   = errors.New("record before any header row")
-	errShape      = errors.New("field count differs from the header")
-	errType       = errors.New("unknown record type")
-	errTimeLogged = errors.New("unparseable timeLogged")
-	errTooLong    = errors.New("record too long or unterminated quote")
-	errBroken     = errors.New("unterminated quote at end of file")
+	errNoHeader    = errors.New("record before any header row")
+	errShape       = errors.New("field count differs from the header")
+	errType        = errors.New("unknown record type")
+	errTimeLogged  = errors.New("unparseable timeLogged")
+	errTooLong     = errors.New("record too long or unterminated quote")
+	errBroken      = errors.New("unterminated quote at end of file")
+	errStrayQuote  = errors.New("quote never closed: the record runs into the next one")
+	errQuotedLines = errors.New("quoted field over more lines than any SMTP reply")
+	errNUL         = errors.New("NUL bytes (what a crash can leave in a file)")
+	errCRHeader    = errors.New("header row with CR line ends (only LF and CRLF are supported)")
 )
 
 // parseRecord maps a data row onto rec through the file's header. For
@@ -209,6 +236,10 @@ func parseRecord(h *header, fields [][]byte, rec *record) error {
 	rec.typ = typ
 	rec.timeLogged = tl
 	rec.timeQueued, rec.hasQueued = rec.tcQueued.parse(v[colTimeQueued])
+	if rec.hasQueued && (rec.timeQueued < minPlausible || rec.timeQueued > tl) {
+		// A queueing time from a broken clock says nothing about the delay.
+		rec.hasQueued = false
+	}
 	rec.pool = trimSpace(v[colVmtaPool])
 	rec.sourceIP = trimSpace(v[colDlvSourceIP])
 	rec.bounceCat = trimSpace(v[colBounceCat])

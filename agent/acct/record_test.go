@@ -137,12 +137,12 @@ func FuzzParseRecord(f *testing.F) {
 	f.Add("type,timeLogged,rcpt,vmta,vmta", "t,1705332225,b@x.org,,v2")
 	f.Add("type,queue,timeLogged,dsnDiag", "tq,/,2024-01-15T10:25:10-05:00,smtp;421 4.7.0 [TSS04] from 1.2.3.4")
 	f.Fuzz(func(t *testing.T, hdrLine, line string) {
-		s := newScanner(1<<16, 16)
+		s := newScanner(1 << 16)
 		n, st := s.scan([]byte(hdrLine+"\n"), true)
 		if st != scanRecord || n == 0 {
 			return
 		}
-		h := headerFromFields(s.fields)
+		h, _ := headerFromFields(s.fields)
 		if _, st := s.scan([]byte(line+"\n"), true); st != scanRecord {
 			return
 		}

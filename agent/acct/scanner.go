@@ -15,8 +15,8 @@ const (
 	// scanNeedMore: the buffer ends inside a record that has no line end yet.
 	// The caller must wait for more bytes and never parse what it has.
 	scanNeedMore
-	// scanTooLong: the record exceeds the byte limit, or a quoted field spans
-	// more lines than the line limit. The caller skips it with resync.
+	// scanTooLong: the record exceeds the byte limit. The caller skips it
+	// with resync.
 	scanTooLong
 	// scanBroken: at the end of a finished file, a quoted field never closed.
 	scanBroken
@@ -30,15 +30,20 @@ type scanner struct {
 	fields   [][]byte
 	scratch  []byte
 	maxBytes int // a record longer than this is malformed
-	maxLines int // a quoted field with more line breaks than this is malformed
+	// lines counts the line breaks inside quoted fields of the record
+	// scanned last (also of one that needs more bytes); multiline says there
+	// is one, and lenient that text followed a closing quote. The caller
+	// judges from them whether a quote was never closed (see strayQuote).
+	lines     int
+	multiline bool
+	lenient   bool
 }
 
-func newScanner(maxBytes, maxLines int) *scanner {
+func newScanner(maxBytes int) *scanner {
 	return &scanner{
 		fields:   make([][]byte, 0, 64),
 		scratch:  make([]byte, 0, 4096),
 		maxBytes: maxBytes,
-		maxLines: maxLines,
 	}
 }
 
@@ -49,6 +54,7 @@ func newScanner(maxBytes, maxLines int) *scanner {
 func (s *scanner) scan(buf []byte, atEOF bool) (int, scanStatus) {
 	s.fields = s.fields[:0]
 	s.scratch = s.scratch[:0]
+	s.multiline, s.lenient = false, false
 	if len(buf) == 0 {
 		return 0, scanNeedMore
 	}
@@ -72,13 +78,11 @@ func (s *scanner) scan(buf []byte, atEOF bool) (int, scanStatus) {
 	pos := 0
 	lineEnd := -1 // index of the first '\n' at or after pos, or len(b) if none
 	lines := 0
+	defer func() { s.lines, s.multiline = lines, lines > 0 }()
 	for {
 		if pos < len(b) && b[pos] == '"' {
 			end, next, ok := s.quoted(b, pos, &lines)
 			if !ok {
-				if lines > s.maxLines {
-					return 0, scanTooLong
-				}
 				if next == len(b) && atEOF && !capped && len(b) < s.maxBytes {
 					// The closing quote was the last byte of the file.
 					s.fields = append(s.fields, end)
@@ -122,6 +126,7 @@ func (s *scanner) scan(buf []byte, atEOF bool) (int, scanStatus) {
 			// Text after a closing quote: be lenient and keep it as part of
 			// the field, up to the next delimiter, as PowerMTA never writes it
 			// and a reader that keeps going beats one that drops the line.
+			s.lenient = true
 			if lineEnd < pos {
 				lineEnd = indexFrom(b, pos, '\n')
 			}
@@ -166,8 +171,8 @@ func (s *scanner) scan(buf []byte, atEOF bool) (int, scanStatus) {
 // quoted reads the quoted field opening at b[pos]. It returns the field value,
 // the index just past the closing quote and true; or false when b ends before
 // the field does (next is then len(b) if the last byte was a lone quote that
-// may or may not be doubled by the next read), or when the field has more line
-// breaks than allowed (*lines is then above the limit).
+// may or may not be doubled by the next read). It adds the line breaks inside
+// the field to *lines.
 func (s *scanner) quoted(b []byte, pos int, lines *int) (val []byte, next int, ok bool) {
 	start := pos + 1
 	i := start
@@ -180,9 +185,6 @@ func (s *scanner) quoted(b []byte, pos int, lines *int) (val []byte, next int, o
 		}
 		j += i
 		*lines += bytes.Count(b[i:j], nl)
-		if *lines > s.maxLines {
-			return nil, 0, false
-		}
 		if j+1 < len(b) && b[j+1] == '"' {
 			if copied < 0 {
 				copied = len(s.scratch)

@@ -62,7 +62,7 @@ func TestScan(t *testing.T) {
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
-			s := newScanner(1<<20, maxQuotedLines)
+			s := newScanner(1 << 20)
 			recs, pos, last := scanAll(t, s, []byte(tc.in), tc.atEOF)
 			if tc.last == scanBroken {
 				n, st := s.scan([]byte(tc.in), true)
@@ -90,7 +90,7 @@ func TestScan(t *testing.T) {
 }
 
 func TestScanLimits(t *testing.T) {
-	s := newScanner(64, 3)
+	s := newScanner(64)
 	long := []byte(strings.Repeat("x", 100) + "\r\nok\r\n")
 	if _, st := s.scan(long, false); st != scanTooLong {
 		t.Fatalf("long line: status %d, want too long", st)
@@ -103,11 +103,12 @@ func TestScanLimits(t *testing.T) {
 	if _, st := s.scan([]byte(strings.Repeat("x", 63)), false); st != scanNeedMore {
 		t.Fatalf("63 bytes: status %d, want need more", st)
 	}
-	// An unterminated quote spanning more lines than allowed gives up
-	// without waiting for the byte limit.
+	// A quote still open after several lines waits for more, and says how
+	// many lines it runs over: whether it was never closed is the caller's
+	// judgement (lineParser.strayQuote).
 	q := []byte("a,\"1\n2\n3\n4\nb,c\n")
-	if _, st := s.scan(q, false); st != scanTooLong {
-		t.Fatalf("open quote over 3 lines: status %d, want too long", st)
+	if _, st := s.scan(q, false); st != scanNeedMore || !s.multiline || s.lines != 5 {
+		t.Fatalf("open quote over 5 lines: status %d, multiline %v, lines %d", st, s.multiline, s.lines)
 	}
 	n, _ = resync(q)
 	if string(q[n:]) != "2\n3\n4\nb,c\n" {
@@ -124,7 +125,7 @@ func TestScanPrefixNeverRecord(t *testing.T) {
 }
 
 func checkPrefixes(t testing.TB, data []byte) {
-	s := newScanner(1<<20, maxQuotedLines)
+	s := newScanner(1 << 20)
 	pos := 0
 	for pos < len(data) {
 		n, st := s.scan(data[pos:], false)
@@ -159,7 +160,7 @@ func FuzzScan(f *testing.F) {
 	raw, _ := genFile(2, 3, testStart, 1e9, true)
 	f.Add(raw, false)
 	f.Fuzz(func(t *testing.T, data []byte, atEOF bool) {
-		s := newScanner(512, 8)
+		s := newScanner(512)
 		pos := 0
 		for pos < len(data) {
 			n, st := s.scan(data[pos:], atEOF)
@@ -179,7 +180,7 @@ func FuzzScan(f *testing.F) {
 						fields[i] = string(fl)
 					}
 					enc := []byte(csvLine(fields, true))
-					s2 := newScanner(1<<20, 1<<20)
+					s2 := newScanner(1 << 20)
 					m, st2 := s2.scan(enc, false)
 					if st2 != scanRecord || m != len(enc) || len(s2.fields) != len(fields) {
 						t.Fatalf("round trip of %q: %d, %d, %d fields", fields, m, st2, len(s2.fields))

@@ -7,7 +7,6 @@ import (
 	"log/slog"
 	"os"
 	"sync"
-	"sync/atomic"
 	"time"
 
 	"github.com/pmta-agent/pmta-agent/agent"
@@ -37,6 +36,12 @@ type Config struct {
 	TopDiag int
 	// MaxLineBytes bounds one record; longer ones are skipped (default 1 MiB).
 	MaxLineBytes int
+	// MaxClockSkew is how far past the clock a record's timeLogged may be
+	// (default 5 min); MaxAge how far behind it (0: any age). Records
+	// outside, and those before 1990 or after 2200, are counted per reason
+	// and not aggregated.
+	MaxClockSkew time.Duration
+	MaxAge       time.Duration
 }
 
 // Defaults of Config.
@@ -47,6 +52,7 @@ const (
 	DefaultFingerprintSize = 1024
 	DefaultTopDiag         = 20
 	DefaultMaxLineBytes    = 1 << 20
+	DefaultMaxClockSkew    = 5 * time.Minute
 )
 
 // DefaultGlobs returns the stock PowerMTA accounting file locations.
@@ -79,6 +85,9 @@ func (c Config) withDefaults() (Config, error) {
 	if c.MaxLineBytes == 0 {
 		c.MaxLineBytes = DefaultMaxLineBytes
 	}
+	if c.MaxClockSkew == 0 {
+		c.MaxClockSkew = DefaultMaxClockSkew
+	}
 	var errs []error
 	if c.StateDir == "" {
 		errs = append(errs, errors.New("acct.state_dir: required"))
@@ -89,8 +98,9 @@ func (c Config) withDefaults() (Config, error) {
 	if c.Interval < time.Second || c.Interval%time.Second != 0 {
 		errs = append(errs, fmt.Errorf("acct.interval: %s is not a whole number of seconds", c.Interval))
 	}
-	if c.Grace < 0 || c.PollEvery < 0 || c.FingerprintSize < 16 || c.TopDiag < 0 || c.MaxLineBytes < 1024 {
-		errs = append(errs, errors.New("acct: grace and poll_every must be >= 0, fingerprint_size >= 16, top_diag >= 0, max_line_bytes >= 1024"))
+	if c.Grace < 0 || c.PollEvery < 0 || c.FingerprintSize < 16 || c.TopDiag < 0 || c.MaxLineBytes < 1024 ||
+		c.MaxClockSkew < 0 || c.MaxAge < 0 {
+		errs = append(errs, errors.New("acct: grace, poll_every, max_clock_skew and max_age must be >= 0, fingerprint_size >= 16, top_diag >= 0, max_line_bytes >= 1024"))
 	}
 	return c, errors.Join(errs...)
 }
@@ -118,6 +128,7 @@ type Tailer struct {
 	cfg    Config
 	log    *slog.Logger
 	now    func() time.Time
+	open   func(name string) (*os.File, error) // os.Open; tests make files unreadable
 	agg    *aggregator
 	parser *lineParser
 	files  []*fileEntry
@@ -137,14 +148,11 @@ type Tailer struct {
 	commitUnsaved bool // committed moved since the last checkpoint write
 	pending       []*pendingCut
 
-	st tailerStats
-}
-
-type tailerStats struct {
-	linesRead, records, malformed, late, filesOpen, filesDone, truncations atomic.Int64
-	bytesRead, tailLagBytes, diagFolded, lastCheckpoint                    atomic.Int64
-	checkpointCorrupt, checkpointErrors, readErrors                        atomic.Int64
-	tailLagMillis, pendingCuts, lastCommit                                 atomic.Int64
+	st    tailerStats
+	probs problemState
+	// legacyTimes: the checkpoint loaded was written before times were
+	// checked, and may need unclampFuture once its cuts are replayed.
+	legacyTimes bool
 }
 
 var (
@@ -167,13 +175,14 @@ func NewTailer(cfg Config, isp *agent.ISPMap, log *slog.Logger) (*Tailer, error)
 	if log == nil {
 		return nil, errors.New("acct tailer: nil logger")
 	}
-	if err := os.MkdirAll(cfg.StateDir, 0o755); err != nil {
+	if err := os.MkdirAll(cfg.StateDir, 0o700); err != nil {
 		return nil, fmt.Errorf("acct tailer state dir: %w", err)
 	}
-	t := &Tailer{cfg: cfg, log: log, now: time.Now, first: true}
+	t := &Tailer{cfg: cfg, log: log, now: time.Now, open: os.Open, first: true}
 	t.agg = newAggregator(cfg.Interval, cfg.TopDiag, isp)
 	now := func() time.Time { return t.now() }
-	t.parser = newLineParser(t.agg, cfg.MaxLineBytes, &rateLog{logger: log, period: 10 * time.Second, now: now})
+	t.parser = newLineParser(t.agg, cfg.MaxLineBytes, timeRange{now: now, skew: int64(cfg.MaxClockSkew / time.Second),
+		maxAge: int64(cfg.MaxAge / time.Second)}, &rateLog{logger: log, period: 10 * time.Second, now: now})
 	t.errLog = &rateLog{logger: log, period: 30 * time.Second, now: now}
 	t.stuckLog = &rateLog{logger: log, loud: true, period: stuckLogEvery, now: now}
 	t.maxPending = maxPendingCuts
@@ -205,7 +214,7 @@ func (t *Tailer) load() error {
 		err = t.checkJumps(cf.Pending)
 	}
 	if err != nil {
-		t.agg.open, t.agg.closedSet = nil, false
+		t.agg.reset()
 		to, qerr := quarantineCheckpoint(t.cfg.StateDir, t.now())
 		if qerr != nil {
 			return fmt.Errorf("acct tailer: %w (after: %w)", qerr, err)
@@ -216,6 +225,7 @@ func (t *Tailer) load() error {
 	}
 	t.files = entriesFrom(snap.Files)
 	t.first = false
+	t.legacyTimes = !cf.TimesChecked
 	t.committed, t.committedSeq, t.seq = cf.Snapshot, cf.Seq, cf.Seq
 	for _, c := range cf.Pending {
 		t.pending = append(t.pending, &pendingCut{c: c, at: t.now()})
@@ -283,6 +293,7 @@ func (t *Tailer) PollOnce(ctx context.Context) error {
 	}
 	now := t.now()
 	errs := []error{t.discover(now)}
+	t.updateStats(now)
 	if t.first {
 		t.first = false
 		errs = append(errs, t.commitInitial())
@@ -306,7 +317,11 @@ func (t *Tailer) PollOnce(ctx context.Context) error {
 			errs = append(errs, err)
 		}
 	}
-	boundary := floorDiv(now.Add(-t.cfg.Grace).Unix(), t.agg.iv) * t.agg.iv
+	boundary := t.wallBoundary(now)
+	if t.legacyTimes && len(t.replay) == 0 {
+		t.legacyTimes = false
+		t.unclampFuture(boundary)
+	}
 	ok, readErrs := t.readSeen(ctx, seen, now.Unix(), boundary)
 	errs = append(errs, readErrs...)
 	if caughtUp && ok {
@@ -317,64 +332,45 @@ func (t *Tailer) PollOnce(ctx context.Context) error {
 	return errors.Join(errs...)
 }
 
-// boundOpen closes the oldest intervals while a backlog keeps too many open.
+// wallBoundary is where the clock closes intervals: the start of the
+// interval that holds now minus the grace.
+func (t *Tailer) wallBoundary(now time.Time) int64 {
+	return floorDiv(now.Add(-t.cfg.Grace).Unix(), t.agg.iv) * t.agg.iv
+}
+
+// boundOpen closes the oldest intervals while a backlog keeps too many open,
+// never past what the clock closes: an interval that has not ended yet (a
+// record up to max_clock_skew ahead of the clock) waits for its time.
 func (t *Tailer) boundOpen() {
-	if n := len(t.agg.open); n > maxOpenIntervals {
-		if err := t.closeAndEmit(t.agg.open[n-maxOpenIntervals/2].start, nil); err != nil {
-			t.errLog.log("accounting checkpoint write failed", "err", err)
-		}
+	n := len(t.agg.open)
+	if n <= maxOpenIntervals {
+		return
+	}
+	limit := min(t.agg.open[n-maxOpenIntervals/2].start, t.wallBoundary(t.now()))
+	if limit <= t.agg.open[0].start {
+		return
+	}
+	if err := t.closeAndEmit(limit, nil); err != nil {
+		t.errLog.log("accounting checkpoint write failed", "err", err)
 	}
 }
 
-// Stats implements agent.StatsReporter. last_checkpoint_unix is when the
-// checkpoint file was last written (at every cut); last_commit_unix when the
-// state it resumes from last moved, that is when a batch and every earlier
-// one had been confirmed (0 before the first commit of this process);
-// pending_cuts counts the emitted batches whose Done has not come. Cuts
-// pending while last_commit_unix grows old mean a sink holds a batch back.
-func (t *Tailer) Stats() []agent.Field {
-	s := &t.st
-	return []agent.Field{
-		{Key: "lines_read", Value: s.linesRead.Load()},
-		{Key: "records", Value: s.records.Load()},
-		{Key: "malformed", Value: s.malformed.Load()},
-		{Key: "late", Value: s.late.Load()},
-		{Key: "files_open", Value: s.filesOpen.Load()},
-		{Key: "files_done", Value: s.filesDone.Load()},
-		{Key: "truncations", Value: s.truncations.Load()},
-		{Key: "bytes_read", Value: s.bytesRead.Load()},
-		{Key: "tail_lag_bytes", Value: s.tailLagBytes.Load()},
-		{Key: "tail_lag_s", Value: float64(s.tailLagMillis.Load()) / 1000},
-		{Key: "diag_folded", Value: s.diagFolded.Load()},
-		{Key: "last_checkpoint_unix", Value: s.lastCheckpoint.Load()},
-		{Key: "last_commit_unix", Value: s.lastCommit.Load()},
-		{Key: "pending_cuts", Value: s.pendingCuts.Load()},
-		{Key: "checkpoint_corrupt", Value: s.checkpointCorrupt.Load()},
-		{Key: "checkpoint_errors", Value: s.checkpointErrors.Load()},
-		{Key: "read_errors", Value: s.readErrors.Load()},
+// unclampFuture repairs, once, a checkpoint of an agent from before the time
+// checks, which closed the intervals up to a record dated ahead and so made
+// every later record late, also after restarts: closed-up-to beyond the
+// clock by more than max_clock_skew goes back to the clock. Only such a
+// checkpoint: a clock stepped back while the agent runs keeps what was
+// closed, and the records of closed intervals count as late, since opening
+// an emitted interval again would write a second point over the first.
+func (t *Tailer) unclampFuture(boundary int64) {
+	a := t.agg
+	limit := boundary + a.iv + int64(t.cfg.MaxClockSkew/time.Second)
+	if !a.closedSet || a.closedUpTo <= limit {
+		return
 	}
-}
-
-func (t *Tailer) updateStats(now time.Time) {
-	p, s := t.parser, &t.st
-	s.linesRead.Store(p.lines)
-	s.records.Store(t.agg.records)
-	s.malformed.Store(p.malformed)
-	s.late.Store(t.agg.late)
-	s.bytesRead.Store(p.bytesRead)
-	s.diagFolded.Store(t.agg.folded)
-	var lag, open int64
-	for _, e := range t.files {
-		lag += max(e.size-e.offset, 0)
-		if e.f != nil {
-			open++
-		}
-	}
-	s.tailLagBytes.Store(lag)
-	s.filesOpen.Store(open)
-	if t.agg.newest > 0 {
-		s.tailLagMillis.Store(max(now.UnixMilli()-t.agg.newest*1000, 0))
-	}
+	t.log.Warn("accounting intervals were closed up to a time in the future; reopening from now",
+		"closed_up_to", time.Unix(a.closedUpTo, 0).UTC(), "now", time.Unix(boundary, 0).UTC())
+	a.closedUpTo = boundary
 }
 
 // shutdown saves the current state when no emitted batch is outstanding, so

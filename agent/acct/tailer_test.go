@@ -44,6 +44,8 @@ type harness struct {
 	startAt    string
 	log        *slog.Logger // nil: discard
 	diag       bool         // follow dirA/diag-*.csv too
+	interval   time.Duration
+	maxAge     time.Duration
 }
 
 func newHarness(t *testing.T) *harness {
@@ -66,7 +68,7 @@ func (h *harness) start() {
 	}
 	tl, err := NewTailer(Config{
 		Globs:    globs,
-		StateDir: h.state, StartAt: h.startAt,
+		StateDir: h.state, StartAt: h.startAt, Interval: h.interval, MaxAge: h.maxAge,
 	}, agent.NewISPMap(nil), cmp.Or(h.log, discardLogger()))
 	if err != nil {
 		h.t.Fatal(err)

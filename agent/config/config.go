@@ -67,6 +67,9 @@ type API struct {
 	MaxItems   int             `koanf:"max_items"`
 	Endpoints  Endpoints       `koanf:"endpoints"`
 	TLS        agent.TLSConfig `koanf:"tls"`
+
+	// MaxBodyBytes caps each reply; a longer one is refused (up=0).
+	MaxBodyBytes ByteSize `koanf:"max_body_bytes"`
 }
 
 // Endpoints switches the poller's documents on and off one by one.
@@ -87,16 +90,37 @@ type Acct struct {
 	PollEvery    time.Duration `koanf:"poll_every"`
 	TopDiag      int           `koanf:"top_diag"`
 	MaxLineBytes int           `koanf:"max_line_bytes"`
+	// MaxClockSkew is how far past the clock a record's timeLogged may be;
+	// later ones are out of range, counted and never aggregated.
+	MaxClockSkew time.Duration `koanf:"max_clock_skew"`
+	// MaxAge is how old a record read while tailing may be (0: any age);
+	// older ones are out of range. backfill ignores it.
+	MaxAge time.Duration `koanf:"max_age"`
 }
 
 // Pipeline configures tagging and the cardinality guard.
 type Pipeline struct {
 	// MaxDomains caps the distinct domains per batch; the smallest by
-	// volume are folded into domain="other".
-	MaxDomains int `koanf:"max_domains"`
+	// volume are folded into domain="other". The other caps do the same
+	// for the tags strangers or configuration can multiply.
+	MaxDomains    int `koanf:"max_domains"`
+	MaxVMTAs      int `koanf:"max_vmtas"`
+	MaxPools      int `koanf:"max_pools"`
+	MaxSourceIPs  int `koanf:"max_source_ips"`
+	MaxBounceCats int `koanf:"max_bounce_cats"`
+	MaxDiags      int `koanf:"max_diags"`
 	// ISPMap adds to (and overrides) the built-in domain → provider map.
 	// Keys are domains ("example.net") or "name.*" for any suffix.
 	ISPMap map[string]string `koanf:"isp_map"`
+}
+
+// MaxValues returns the caps by tag name, as agent.PipelineConfig takes
+// them (agent.FoldedTags lists the names).
+func (p Pipeline) MaxValues() map[string]int {
+	return map[string]int{
+		"domain": p.MaxDomains, "vmta": p.MaxVMTAs, "pool": p.MaxPools,
+		"source_ip": p.MaxSourceIPs, "bounce_cat": p.MaxBounceCats, "diag": p.MaxDiags,
+	}
 }
 
 // Sinks configures where points go.
@@ -168,6 +192,11 @@ type Queue struct {
 
 	MinBackoff time.Duration `koanf:"min_backoff"`
 	MaxBackoff time.Duration `koanf:"max_backoff"`
+
+	// DeadLetterMaxBytes bounds the file under <state_dir>/deadletter that
+	// keeps the points the sink refuses for good (and its one older
+	// generation); 0 keeps no file, the points are only counted.
+	DeadLetterMaxBytes ByteSize `koanf:"dead_letter_max_bytes"`
 }
 
 // Default returns the configuration used where the file and the environment
@@ -175,10 +204,13 @@ type Queue struct {
 func Default() Config {
 	disk := Queue{
 		Type: "disk", MaxBytes: 1 << 30, MaxPoints: 1_000_000, Sync: "interval", SyncEvery: time.Second,
-		MinBackoff: time.Second, MaxBackoff: time.Minute,
+		MinBackoff: time.Second, MaxBackoff: time.Minute, DeadLetterMaxBytes: 16 << 20,
 	}
 	mem := disk
 	mem.Type = "memory"
+	// The stdout sink refuses nothing, and a backfill must not need the
+	// daemon's state directory: no dead-letter file.
+	mem.DeadLetterMaxBytes = 0
 	return Config{
 		LogLevel:        "info",
 		LogFormat:       "text",
@@ -202,6 +234,8 @@ func Default() Config {
 			Jitter:    5 * time.Second,
 			MaxItems:  1000,
 			Endpoints: Endpoints{Status: true, Queues: true, Domains: true, VMTAs: true},
+
+			MaxBodyBytes: 16 << 20,
 		},
 		Acct: Acct{
 			Enabled:      false,
@@ -212,8 +246,13 @@ func Default() Config {
 			PollEvery:    500 * time.Millisecond,
 			TopDiag:      20,
 			MaxLineBytes: 1 << 20,
+			MaxClockSkew: 5 * time.Minute,
+			MaxAge:       7 * 24 * time.Hour,
 		},
-		Pipeline: Pipeline{MaxDomains: 500},
+		// Sized for a large sender: hundreds of source IPs and vmtas,
+		// thousands of recipient domains of which the top 500 by volume
+		// carry nearly all of it.
+		Pipeline: Pipeline{MaxDomains: 500, MaxVMTAs: 500, MaxPools: 100, MaxSourceIPs: 1000, MaxBounceCats: 50, MaxDiags: 500},
 		Sinks: Sinks{
 			Stdout: Stdout{Buffer: mem},
 			Influx: Influx{

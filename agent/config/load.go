@@ -1,12 +1,15 @@
 package config
 
 import (
+	"encoding"
 	"errors"
 	"fmt"
 	"os"
 	"reflect"
 	"regexp"
+	"slices"
 	"strings"
+	"time"
 
 	"github.com/go-viper/mapstructure/v2"
 	"github.com/knadh/koanf/parsers/yaml"
@@ -33,8 +36,9 @@ var varRef = regexp.MustCompile(`\$\{([A-Za-z_][A-Za-z0-9_]*)\}`)
 
 // Load builds the configuration from the defaults, the YAML file at path (none
 // when path is empty) and the environment (as os.Environ returns it). It
-// returns every problem it finds — unknown keys, unset ${VAR}s, unreadable
-// secret files — joined into one error, each naming its key path.
+// returns every problem it finds — unknown keys, wrongly typed values, unset
+// ${VAR}s, unreadable secret files — joined into one error, each naming its
+// key path, sorted by it. A value with a problem is left at its default.
 func Load(path string, environ []string) (Config, error) {
 	k := koanf.New(delim)
 	if path != "" {
@@ -57,33 +61,27 @@ func Load(path string, environ []string) (Config, error) {
 	var problems []error
 	lookup := envLookup(environ)
 	expanded := map[string]any{}
+	unset := map[string]bool{} // keys with an unset ${VAR}: reported here, not decoded
 	for key, v := range k.All() {
 		nv, errs := expand(v, lookup)
 		for _, e := range errs {
 			problems = append(problems, fmt.Errorf("%s: %w", keyPath(key), e))
 		}
+		if len(errs) > 0 {
+			unset[key] = true
+		}
 		expanded[key] = nv
 	}
+	good, errs := checkKeys(expanded, unset)
+	problems = append(problems, errs...)
 	k = koanf.New(delim)
-	if err := k.Load(confmap.Provider(expanded, delim), nil); err != nil {
+	if err := k.Load(confmap.Provider(good, delim), nil); err != nil {
 		return Config{}, fmt.Errorf("expand variables: %w", err)
 	}
 
 	cfg := Default()
-	for _, key := range k.Keys() {
-		if !knownKey(reflect.TypeOf(cfg), strings.Split(key, delim)) {
-			problems = append(problems, fmt.Errorf("%s: unknown key", keyPath(key)))
-		}
-	}
-	err = k.UnmarshalWithConf("", &cfg, koanf.UnmarshalConf{DecoderConfig: &mapstructure.DecoderConfig{
-		DecodeHook: mapstructure.ComposeDecodeHookFunc(
-			mapstructure.StringToTimeDurationHookFunc(),
-			mapstructure.StringToSliceHookFunc(","),
-			mapstructure.TextUnmarshallerHookFunc()),
-		WeaklyTypedInput: true,
-		TagName:          "koanf",
-	}})
-	if err != nil {
+	if err := k.UnmarshalWithConf("", &cfg, koanf.UnmarshalConf{DecoderConfig: decoderConfig(nil)}); err != nil {
+		// checkKeys decoded every value already; this is a safety net.
 		problems = append(problems, decodeProblems(err)...)
 	}
 
@@ -96,7 +94,161 @@ func Load(path string, environ []string) (Config, error) {
 			cfg.Server = h
 		}
 	}
-	return cfg, errors.Join(problems...)
+	return cfg, errors.Join(sortProblems(problems)...)
+}
+
+// decoderConfig is how a value becomes a field of Config, for the whole
+// configuration and for checkKeys alike.
+func decoderConfig(result any) *mapstructure.DecoderConfig {
+	return &mapstructure.DecoderConfig{
+		DecodeHook: mapstructure.ComposeDecodeHookFunc(
+			mapstructure.StringToTimeDurationHookFunc(),
+			mapstructure.StringToSliceHookFunc(","),
+			mapstructure.TextUnmarshallerHookFunc()),
+		WeaklyTypedInput: true,
+		TagName:          "koanf",
+		Result:           result,
+	}
+}
+
+// sortProblems orders problems by their text, which starts with the key path,
+// so that check-config prints the same list in the same order every time, and
+// drops repeats.
+func sortProblems(problems []error) []error {
+	slices.SortStableFunc(problems, func(a, b error) int { return strings.Compare(a.Error(), b.Error()) })
+	return slices.CompactFunc(problems, func(a, b error) bool { return a.Error() == b.Error() })
+}
+
+// checkKeys returns the keys of the flat configuration map that name a field
+// and hold a value of its type, and a problem for each of the others. Each
+// value is decoded on its own into a zero value of its field's type, so that
+// every wrongly typed value is reported with its key path as koanf spells it
+// (map keys such as "example.net" stay whole) and in words an operator reads,
+// while the rest of the configuration still loads. Keys in skip are left out
+// unchecked.
+func checkKeys(flat map[string]any, skip map[string]bool) (map[string]any, []error) {
+	root := reflect.TypeOf(Config{})
+	good := make(map[string]any, len(flat))
+	var problems []error
+	for key, v := range flat {
+		path := strings.Split(key, delim)
+		t, n, known := fieldAt(root, path)
+		switch {
+		case !known:
+			// One problem for an unknown section, not one per key in it.
+			problems = append(problems, fmt.Errorf("%s: unknown key", strings.Join(path[:n+1], ".")))
+		case n < len(path):
+			problems = append(problems, fmt.Errorf("%s: cannot use a map as %s", strings.Join(path[:n], "."), describe(t)))
+		case skip[key]:
+		default:
+			if errs := typeProblems(keyPath(key), t, v); len(errs) > 0 {
+				problems = append(problems, errs...)
+				continue
+			}
+			good[key] = v
+		}
+	}
+	return good, problems
+}
+
+// fieldAt follows path from t through struct fields (by koanf tag) and map
+// keys, and returns the type found there and how many elements of path it
+// took. known is false when path[n] names no field; n < len(path) with known
+// means path goes on below a value that is not a map or a struct.
+func fieldAt(t reflect.Type, path []string) (_ reflect.Type, n int, known bool) {
+	for ; n < len(path); n++ {
+		switch t.Kind() {
+		case reflect.Map:
+			t = t.Elem() // map keys are free
+		case reflect.Struct:
+			f, ok := fieldByTag(t, path[n])
+			if !ok {
+				return t, n, false
+			}
+			t = f.Type
+		default:
+			return t, n, true
+		}
+	}
+	return t, n, true
+}
+
+func fieldByTag(t reflect.Type, name string) (reflect.StructField, bool) {
+	for i := 0; i < t.NumField(); i++ {
+		if f := t.Field(i); f.Tag.Get("koanf") == name {
+			return f, true
+		}
+	}
+	return reflect.StructField{}, false
+}
+
+var textUnmarshaler = reflect.TypeFor[encoding.TextUnmarshaler]()
+
+// typeProblems decodes v into a new value of type t, as Load does, and says
+// what is wrong when that fails. A list is checked element by element so
+// that each problem names its index. Values are shown only when they are
+// scalars that failed to parse: strings always decode into string fields, so
+// secrets never appear.
+func typeProblems(key string, t reflect.Type, v any) []error {
+	dec, err := mapstructure.NewDecoder(decoderConfig(reflect.New(t).Interface()))
+	if err != nil {
+		return []error{fmt.Errorf("%s: %w", key, err)}
+	}
+	err = dec.Decode(v)
+	if err == nil {
+		return nil
+	}
+	if list, ok := v.([]any); ok && t.Kind() == reflect.Slice {
+		var errs []error
+		for i, e := range list {
+			errs = append(errs, typeProblems(fmt.Sprintf("%s[%d]", key, i), t.Elem(), e)...)
+		}
+		if len(errs) > 0 {
+			return errs
+		}
+	}
+	var de *mapstructure.DecodeError
+	if _, ok := v.(string); ok && reflect.PointerTo(t).Implements(textUnmarshaler) && errors.As(err, &de) {
+		return []error{fmt.Errorf("%s: %w", key, de.Unwrap())} // the type's own words, as ByteSize's
+	}
+	switch v := v.(type) {
+	case map[string]any:
+		return []error{fmt.Errorf("%s: cannot use a map as %s", key, describe(t))}
+	case []any:
+		return []error{fmt.Errorf("%s: cannot use a list as %s", key, describe(t))}
+	case string:
+		return []error{fmt.Errorf("%s: cannot parse %q as %s", key, v, describe(t))}
+	default:
+		return []error{fmt.Errorf("%s: cannot parse %v as %s", key, v, describe(t))}
+	}
+}
+
+// describe names what a value of type t is written as.
+func describe(t reflect.Type) string {
+	switch t {
+	case reflect.TypeFor[time.Duration]():
+		return "a duration"
+	case reflect.TypeFor[ByteSize]():
+		return "a size"
+	}
+	switch t.Kind() {
+	case reflect.Bool:
+		return "true or false"
+	case reflect.Int, reflect.Int8, reflect.Int16, reflect.Int32, reflect.Int64,
+		reflect.Uint, reflect.Uint8, reflect.Uint16, reflect.Uint32, reflect.Uint64:
+		return "a whole number"
+	case reflect.Float32, reflect.Float64:
+		return "a number"
+	case reflect.String:
+		return "a string"
+	case reflect.Slice:
+		return "a list"
+	case reflect.Struct:
+		return "a map of settings"
+	case reflect.Map:
+		return "a map"
+	}
+	return t.String()
 }
 
 // readSecret fills *dst from file when file is set. The secret's value never
@@ -158,11 +310,12 @@ func expand(v any, lookup func(string) (string, bool)) (any, []error) {
 	return v, nil
 }
 
-// decodeProblems splits mapstructure's combined error into one error per key.
+// decodeProblems splits mapstructure's error, which wraps a join of one
+// error per key, into one error per key.
 func decodeProblems(err error) []error {
-	var de *mapstructure.DecodeError
 	var out []error
 	for _, e := range unwrapAll(err) {
+		var de *mapstructure.DecodeError
 		if errors.As(e, &de) {
 			out = append(out, fmt.Errorf("%s: %v", keyPath(de.Name()), de.Unwrap()))
 			continue
@@ -172,43 +325,28 @@ func decodeProblems(err error) []error {
 	return out
 }
 
+// unwrapAll flattens joined errors, also behind a wrapping message, down to
+// the first *mapstructure.DecodeError (which keeps its key).
 func unwrapAll(err error) []error {
-	if j, ok := err.(interface{ Unwrap() []error }); ok {
+	if _, ok := err.(*mapstructure.DecodeError); ok {
+		return []error{err}
+	}
+	switch u := err.(type) {
+	case interface{ Unwrap() []error }:
 		var out []error
-		for _, e := range j.Unwrap() {
+		for _, e := range u.Unwrap() {
 			out = append(out, unwrapAll(e)...)
 		}
 		return out
+	case interface{ Unwrap() error }:
+		if inner := u.Unwrap(); inner != nil {
+			return unwrapAll(inner)
+		}
 	}
 	return []error{err}
 }
 
 func keyPath(k string) string { return strings.ReplaceAll(k, delim, ".") }
-
-// knownKey tells whether path names a field of t (by koanf tag), or lies
-// inside a map field, whose keys are free.
-func knownKey(t reflect.Type, path []string) bool {
-	for len(path) > 0 {
-		switch t.Kind() {
-		case reflect.Map:
-			return true
-		case reflect.Struct:
-			found := false
-			for i := 0; i < t.NumField(); i++ {
-				if f := t.Field(i); f.Tag.Get("koanf") == path[0] {
-					t, path, found = f.Type, path[1:], true
-					break
-				}
-			}
-			if !found {
-				return false
-			}
-		default:
-			return false // a leaf has no sub-keys
-		}
-	}
-	return true
-}
 
 // readHeaders adds the "Name: value" lines of sinks.otlp.headers_file to
 // sinks.otlp.headers (a header in both is an error). Values never appear in

@@ -65,6 +65,9 @@ func (c *Config) Validate() error {
 		if a.MaxItems < 0 {
 			p.add("api.max_items", "must be 0 (PowerMTA's default) or more")
 		}
+		if a.MaxBodyBytes <= 0 {
+			p.add("api.max_body_bytes", "must be more than 0 (e.g. 16MiB)")
+		}
 		if !a.Endpoints.Status && !a.Endpoints.Queues && !a.Endpoints.Domains && !a.Endpoints.VMTAs {
 			p.add("api.endpoints", "all endpoints are off: turn one on or set api.enabled: false")
 		}
@@ -99,13 +102,25 @@ func (c *Config) Validate() error {
 		if a.MaxLineBytes < 1024 {
 			p.add("acct.max_line_bytes", "must be at least 1024")
 		}
+		p.positive("acct.max_clock_skew", a.MaxClockSkew)
+		if a.MaxAge < 0 || (a.MaxAge > 0 && a.MaxAge < time.Hour) {
+			p.add("acct.max_age", fmt.Sprintf("(%s) must be 0 (any age) or at least 1h", a.MaxAge))
+		}
 		if c.StateDir == "" {
 			p.add("state_dir", "must be set: the accounting checkpoint lives there")
 		}
 	}
 
-	if c.Pipeline.MaxDomains < 1 {
-		p.add("pipeline.max_domains", "must be at least 1")
+	for _, m := range []struct {
+		key string
+		v   int
+	}{
+		{"max_domains", c.Pipeline.MaxDomains}, {"max_vmtas", c.Pipeline.MaxVMTAs}, {"max_pools", c.Pipeline.MaxPools},
+		{"max_source_ips", c.Pipeline.MaxSourceIPs}, {"max_bounce_cats", c.Pipeline.MaxBounceCats}, {"max_diags", c.Pipeline.MaxDiags},
+	} {
+		if m.v < 1 {
+			p.add("pipeline."+m.key, "must be at least 1")
+		}
 	}
 	for k, v := range c.Pipeline.ISPMap {
 		if strings.TrimSpace(k) == "" || strings.TrimSpace(v) == "" {
@@ -261,6 +276,11 @@ func (p *problems) queue(key string, q Queue, stateDir string) {
 	p.positive(key+".min_backoff", q.MinBackoff)
 	if q.MaxBackoff < q.MinBackoff {
 		p.add(key+".max_backoff", "must not be below min_backoff")
+	}
+	if q.DeadLetterMaxBytes != 0 && q.DeadLetterMaxBytes < 64<<10 {
+		p.add(key+".dead_letter_max_bytes", fmt.Sprintf("(%s) must be 0 (no file) or at least 64KiB", q.DeadLetterMaxBytes))
+	} else if q.DeadLetterMaxBytes != 0 && stateDir == "" {
+		p.add("state_dir", "must be set: dead-letter files live there (or set "+key+".dead_letter_max_bytes: 0)")
 	}
 }
 

@@ -35,6 +35,9 @@ type Config struct {
 	// MaxItems is sent as maxitems= on the pmta list endpoints; 0 leaves
 	// PowerMTA's own default (a top-N listing).
 	MaxItems int
+	// MaxBodyBytes caps each reply (api.max_body_bytes); a longer one is
+	// refused. DefaultMaxBodyBytes when zero.
+	MaxBodyBytes int64
 	// TLS configures HTTPS: a CA file for PowerMTA's self-signed
 	// certificate, or skip-verify.
 	TLS agent.TLSConfig
@@ -52,6 +55,10 @@ const (
 const (
 	DefaultInterval = 60 * time.Second
 	DefaultTimeout  = 10 * time.Second
+	// DefaultMaxBodyBytes leaves room for a listing of the maxRows rows
+	// the poller keeps, each with its last errors (some 500 bytes of JSON);
+	// anything much larger is not PowerMTA talking.
+	DefaultMaxBodyBytes = 16 << 20
 )
 
 // withDefaults fills the zero values that have a default.
@@ -69,6 +76,9 @@ func (c Config) withDefaults() Config {
 	}
 	if c.Timeout == 0 {
 		c.Timeout = DefaultTimeout
+	}
+	if c.MaxBodyBytes == 0 {
+		c.MaxBodyBytes = DefaultMaxBodyBytes
 	}
 	return c
 }
@@ -116,6 +126,9 @@ func (c Config) validate() (*url.URL, error) {
 	}
 	if c.MaxItems < 0 {
 		bad("max_items", "must not be negative, got %d", c.MaxItems)
+	}
+	if c.MaxBodyBytes < 0 {
+		bad("max_body_bytes", "must be positive, got %d", c.MaxBodyBytes)
 	}
 	if !c.Status && !c.Queues && !c.Domains && !c.VMTAs {
 		bad("endpoints", "at least one of status, queues, domains, vmtas must be enabled")

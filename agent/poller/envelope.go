@@ -79,60 +79,111 @@ func snippet(b []byte) string {
 	return fmt.Sprintf("%q", strings.TrimSpace(s))
 }
 
-// jsonEnvelope is PowerMTA's JSON reply: {"data":…,"status":"success","message":""}.
-type jsonEnvelope struct {
-	Data    json.RawMessage `json:"data"`
-	Status  *string         `json:"status"`
-	Message string          `json:"message"`
-}
-
-// readJSONEnvelope decodes the envelope and returns data when PowerMTA
-// reported success.
-func readJSONEnvelope(r io.Reader) (json.RawMessage, error) {
+// readJSONEnvelope walks PowerMTA's JSON reply,
+// {"data":…,"status":"success","message":""}, member by member and in
+// whatever order they come. onData is called with the first token of data
+// and must consume the rest of that value; a data value of the wrong shape
+// is the caller's to note and report after a nil return, since it only
+// matters once the envelope has said success ({"data":"","status":"error"}
+// is an error reply, not a malformed one).
+func readJSONEnvelope(r io.Reader, onData func(s *jsonStream, first json.Token) error) error {
 	br, err := sniff(r, "JSON")
 	if err != nil {
-		return nil, err
+		return err
 	}
 	if b, _ := br.Peek(1); len(b) == 1 && b[0] == '<' {
-		return nil, fmt.Errorf("got markup (XML or HTML) instead of JSON: %s", snippet(b4(br)))
+		return fmt.Errorf("got markup (XML or HTML) instead of JSON: %s", snippet(b4(br)))
 	}
-	var env jsonEnvelope
-	if err := decodeJSON(br, &env); err != nil {
-		return nil, err
+	s := newJSONStream(br)
+	first, err := s.token()
+	if err != nil {
+		return err
+	}
+	var (
+		status   *string
+		message  string
+		haveData bool
+		typeErr  error // a member of the wrong type: the reply is not an envelope
+	)
+	switch first {
+	case nil: // null: an envelope with nothing in it
+	case json.Delim('{'):
+		err = s.members(func(name string) error {
+			switch {
+			case strings.EqualFold(name, "data"):
+				tok, err := s.token()
+				if err != nil {
+					return err
+				}
+				if haveData = tok != nil; !haveData {
+					return nil
+				}
+				return onData(s, tok)
+			case strings.EqualFold(name, "status"):
+				v, err := s.envelopeString(name, &typeErr)
+				status = v
+				return err
+			case strings.EqualFold(name, "message"):
+				v, err := s.envelopeString(name, &typeErr)
+				message = ""
+				if v != nil {
+					message = *v
+				}
+				return err
+			}
+			return s.skipValue()
+		})
+	default:
+		typeErr = errors.New("invalid JSON: the reply is not an object: not a PowerMTA envelope")
+		err = s.skip(first)
+	}
+	if err != nil {
+		return err
+	}
+	if err := s.end(); err != nil {
+		return err
 	}
 	switch {
-	case env.Status == nil:
-		return nil, errors.New(`JSON reply has no "status" member: not a PowerMTA envelope`)
-	case *env.Status != "success":
-		msg := env.Message
+	case typeErr != nil:
+		return typeErr
+	case status == nil:
+		return errors.New(`JSON reply has no "status" member: not a PowerMTA envelope`)
+	case *status != "success":
+		msg := message
 		if msg == "" {
 			msg = "no message"
 		}
-		return nil, fmt.Errorf("PowerMTA replied status %q: %s", *env.Status, msg)
-	case len(env.Data) == 0 || string(env.Data) == "null":
-		return nil, errors.New(`JSON reply has no "data" member`)
-	}
-	return env.Data, nil
-}
-
-// decodeJSON decodes exactly one JSON value from r into v; anything after it
-// but white space is an error, so a concatenation of documents is refused.
-func decodeJSON(r io.Reader, v any) error {
-	dec := json.NewDecoder(r)
-	if err := dec.Decode(v); err != nil {
-		if errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) {
-			return fmt.Errorf("invalid JSON: truncated document: %w", err)
-		}
-		return fmt.Errorf("invalid JSON: %w", err)
-	}
-	if _, err := dec.Token(); !errors.Is(err, io.EOF) {
-		return errors.New("invalid JSON: data after the document")
+		return fmt.Errorf("PowerMTA replied status %q: %s", *status, msg)
+	case !haveData:
+		return errors.New(`JSON reply has no "data" member`)
 	}
 	return nil
 }
 
+// envelopeString reads the value of the envelope's status or message: a
+// string, or null (nil). Anything else is noted in typeErr (the first one
+// found wins) and consumed.
+func (s *jsonStream) envelopeString(name string, typeErr *error) (*string, error) {
+	tok, err := s.token()
+	if err != nil {
+		return nil, err
+	}
+	switch v := tok.(type) {
+	case nil:
+		return nil, nil
+	case string:
+		return &v, nil
+	}
+	if *typeErr == nil {
+		*typeErr = fmt.Errorf("invalid JSON: the envelope's %q is not a string: not a PowerMTA envelope", name)
+	}
+	return nil, s.skip(tok)
+}
+
 // newXMLDecoder returns a decoder for PowerMTA's XML that also reads the
-// one-byte charsets older builds might declare.
+// one-byte charsets older builds might declare, and that refuses elements
+// nested more than maxDepth deep: xml.Decoder keeps a stack entry for each
+// open element, and Skip and DecodeElement walk any depth.
 func newXMLDecoder(r io.Reader) *xml.Decoder {
 	dec := xml.NewDecoder(r)
 	dec.CharsetReader = func(charset string, input io.Reader) (io.Reader, error) {
@@ -144,7 +195,36 @@ func newXMLDecoder(r io.Reader) *xml.Decoder {
 		}
 		return nil, fmt.Errorf("unsupported XML charset %q", charset)
 	}
-	return dec
+	return xml.NewTokenDecoder(&xmlDepthLimit{dec: dec})
+}
+
+// maxDepth bounds the nesting of XML elements. xml.Decoder keeps a stack
+// entry for each open element, and Skip and DecodeElement walk any depth, so
+// a reply of nothing but opening tags would otherwise cost some 60 bytes of
+// memory per byte. PowerMTA's documents are less than ten levels deep.
+const maxDepth = 1000
+
+var errTooDeep = fmt.Errorf("elements nested more than %d deep: not a PowerMTA reply", maxDepth)
+
+// xmlDepthLimit passes tokens on while fewer than maxDepth elements are open.
+// The inner decoder checks that elements match and reports errors with line
+// numbers; the outer one (xml.NewTokenDecoder) sees the same tokens.
+type xmlDepthLimit struct {
+	dec   *xml.Decoder
+	depth int
+}
+
+func (l *xmlDepthLimit) Token() (xml.Token, error) {
+	tok, err := l.dec.Token()
+	switch tok.(type) {
+	case xml.StartElement:
+		if l.depth++; l.depth > maxDepth {
+			return nil, errTooDeep
+		}
+	case xml.EndElement:
+		l.depth--
+	}
+	return tok, err
 }
 
 // latin1Reader converts ISO-8859-1 bytes to UTF-8.
@@ -228,10 +308,10 @@ func xmlEnvelope(r io.Reader, onData func(dec *xml.Decoder, start xml.StartEleme
 				}
 			default:
 				// An error reply may say why in an element of its own;
-				// keep its text for the message.
-				var s string
-				if err := dec.DecodeElement(&s, &t); err != nil {
-					return xmlErr(err)
+				// keep the start of its text for the message.
+				s, err := elementText(dec, 256)
+				if err != nil {
+					return err
 				}
 				if s = strings.TrimSpace(s); s != "" && errText == "" {
 					errText = t.Name.Local + ": " + s
@@ -249,6 +329,31 @@ func xmlEnvelope(r io.Reader, onData func(dec *xml.Decoder, start xml.StartEleme
 				return errors.New("XML reply has no <data>")
 			}
 			return nil
+		}
+	}
+}
+
+// elementText consumes the element whose start was just read and returns
+// at most limit bytes of its own text (that of nested elements is left out,
+// as DecodeElement into a string does).
+func elementText(dec *xml.Decoder, limit int) (string, error) {
+	var text []byte
+	for depth := 1; ; {
+		tok, err := dec.Token()
+		if err != nil {
+			return "", xmlErr(err)
+		}
+		switch t := tok.(type) {
+		case xml.StartElement:
+			depth++
+		case xml.EndElement:
+			if depth--; depth == 0 {
+				return string(text), nil
+			}
+		case xml.CharData:
+			if depth == 1 {
+				text = append(text, t[:min(len(t), limit-len(text))]...)
+			}
 		}
 	}
 }

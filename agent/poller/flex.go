@@ -6,6 +6,7 @@ import (
 	"math"
 	"strconv"
 	"strings"
+	"unicode/utf8"
 )
 
 // PowerMTA writes the same value differently depending on version and
@@ -54,6 +55,9 @@ func jsonScalar(data []byte) (text string, isNull, ok bool) {
 	case 'n':
 		return "", true, string(data) == "null"
 	case '"':
+		if s, ok := plainString(data); ok {
+			return s, false, true
+		}
 		var s string
 		if err := json.Unmarshal(data, &s); err != nil {
 			return "", false, false
@@ -64,6 +68,20 @@ func jsonScalar(data []byte) (text string, isNull, ok bool) {
 	default: // number or boolean literal
 		return string(data), false, true
 	}
+}
+
+// plainString returns the text of a JSON string that has nothing to
+// unquote (no escape, valid UTF-8) without json.Unmarshal, which allocates
+// for each value. The decoder has checked the syntax already.
+func plainString(data []byte) (string, bool) {
+	if len(data) < 2 {
+		return "", false
+	}
+	in := data[1 : len(data)-1]
+	if bytes.IndexByte(in, '\\') >= 0 || !utf8.Valid(in) {
+		return "", false
+	}
+	return string(in), true
 }
 
 func (f *flexInt) UnmarshalJSON(data []byte) error {

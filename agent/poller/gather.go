@@ -1,18 +1,17 @@
 package poller
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
-	"sync"
 	"time"
 
 	"github.com/pmta-agent/pmta-agent/agent"
 )
 
-// Gather runs one round: it fetches every enabled endpoint (at once), parses
-// the replies and returns their points, all stamped with the poll time. The
+// Gather runs one round: it fetches and parses every enabled endpoint, one
+// after the other so that a round never holds more than one reply in the
+// making, and returns their points, all stamped with the poll time. The
 // batch always holds a pmta_status point whose up field is 1 only when every
 // enabled endpoint answered with a readable document. The error joins one
 // error per failing endpoint; the points of the endpoints that worked are
@@ -24,22 +23,22 @@ func (p *Poller) Gather(ctx context.Context) (agent.Batch, error) {
 	started := time.Now()
 
 	type outcome struct {
-		res parsed
-		err error
+		res    parsed
+		points []agent.Point // of a listing, built right after its fetch so the rows can go
+		err    error
 	}
 	outs := make([]outcome, len(p.endpoints))
-	var wg sync.WaitGroup
 	for i, ep := range p.endpoints {
-		wg.Go(func() {
-			body, err := p.fetch(ctx, ep)
-			if err != nil {
-				outs[i].err = err
-				return
-			}
-			outs[i].res, outs[i].err = ep.parse(bytes.NewReader(body))
-		})
+		if ctx.Err() != nil {
+			break
+		}
+		o := &outs[i]
+		o.res, o.err = p.fetch(ctx, ep)
+		if l := o.res.list; l != nil {
+			o.points = listPoints(ep.kind, l.rows, t)
+			l.rows = nil
+		}
 	}
-	wg.Wait()
 
 	batch := agent.Batch{Source: p.Name()}
 	if err := ctx.Err(); err != nil {
@@ -50,11 +49,12 @@ func (p *Poller) Gather(ctx context.Context) (agent.Batch, error) {
 	}
 
 	var (
-		errs         []error
-		statusFields []agent.Field
-		lists        []agent.Point
-		skipped      int
-		restarted    bool
+		errs          []error
+		statusFields  []agent.Field
+		lists         []agent.Point
+		skipped       int
+		fieldsMissing int
+		restarted     bool
 	)
 	for i, ep := range p.endpoints {
 		o := outs[i]
@@ -69,10 +69,13 @@ func (p *Poller) Gather(ctx context.Context) (agent.Batch, error) {
 			statusFields, restarted = p.pmtaStatusFields(o.res.status, t)
 		case o.res.seed != nil:
 			statusFields = o.res.seed.fields()
+			fieldsMissing += len(o.res.seed.missing) + len(o.res.seed.unreadable)
+			p.noteFieldsMissing(ep, o.res.seed, t)
 		case o.res.list != nil:
-			skipped += o.res.list.skipped
-			p.noteSkipped(ep, o.res.list.skipped, t)
-			lists = append(lists, listPoints(ep.kind, o.res.list.rows, t)...)
+			l := o.res.list
+			skipped += l.skipped + l.dropped
+			p.noteSkipped(ep, l, t)
+			lists = append(lists, o.points...)
 		}
 	}
 
@@ -93,6 +96,7 @@ func (p *Poller) Gather(ctx context.Context) (agent.Batch, error) {
 	}
 	p.stats.lastDuration = time.Since(started).Seconds()
 	p.stats.rowsSkipped += int64(skipped)
+	p.stats.fieldsMissing += int64(fieldsMissing)
 	if restarted {
 		p.stats.restarts++
 	}
@@ -172,21 +176,40 @@ func (p *Poller) noteSuccess(ep endpoint, t time.Time) {
 	}
 }
 
-// noteSkipped logs listing rows that could not be read, rate-limited like
-// failures.
-func (p *Poller) noteSkipped(ep endpoint, n int, t time.Time) {
+// noteSkipped logs listing rows that could not be read or were beyond the
+// maxRows kept, rate-limited like failures.
+func (p *Poller) noteSkipped(ep endpoint, lst *listing, t time.Time) {
 	l := p.skipLogs[ep.kind]
 	if l == nil {
 		l = &limitedLog{}
 		p.skipLogs[ep.kind] = l
 	}
-	if n == 0 {
+	if lst.skipped == 0 && lst.dropped == 0 {
 		l.ok(t)
 		return
 	}
-	if logNow, _, _ := l.fail(t); logNow {
+	logNow, _, _ := l.fail(t)
+	switch {
+	case !logNow:
+	case lst.dropped > 0:
+		p.log.Warn("PowerMTA listing is longer than the agent keeps; the rest is left out",
+			"endpoint", ep.kind, "rows_kept", maxRows, "rows_left_out", lst.dropped, "rows_unreadable", lst.skipped)
+	default:
 		p.log.Warn("PowerMTA listing has rows that cannot be read; they are skipped",
-			"endpoint", ep.kind, "rows_skipped", n)
+			"endpoint", ep.kind, "rows_skipped", lst.skipped)
+	}
+}
+
+// noteFieldsMissing logs documented seed status keys that were absent or
+// unreadable, once when that starts and then at most every logEvery.
+func (p *Poller) noteFieldsMissing(ep endpoint, s *seedStatus, t time.Time) {
+	if len(s.missing) == 0 && len(s.unreadable) == 0 {
+		p.missingLog.ok(t)
+		return
+	}
+	if logNow, _, _ := p.missingLog.fail(t); logNow {
+		p.log.Warn("seed status.json lacks documented fields; the others are used",
+			"endpoint", ep.kind, "url", ep.logURL, "missing", s.missing, "unreadable", s.unreadable)
 	}
 }
 

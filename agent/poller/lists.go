@@ -1,11 +1,11 @@
 package poller
 
 import (
-	"bytes"
 	"encoding/json"
 	"encoding/xml"
 	"fmt"
 	"io"
+	"slices"
 	"strings"
 	"time"
 
@@ -40,10 +40,42 @@ func (r *listRow) valid() bool {
 		!r.Delivered.bad && !r.Deferred.bad && !r.MsgsPerSec.bad
 }
 
-// listing is a parsed listing: the rows that could be read and how many could not.
+// maxRows is the most rows a listing keeps; the rest are counted in
+// rows_skipped. PowerMTA sends no more than maxitems (api.max_items, 1000 by
+// default). A row costs some 550 bytes by the time it is a point, so three
+// listings this long are already a good part of the agent's default
+// memory_limit (64 MiB); without a bound a reply of short rows ("a,b,1" in a
+// seed CSV) would cost 40 times its size.
+const maxRows = 25_000
+
+// listing is a parsed listing: the rows that could be read, how many could
+// not (skipped) and how many were left out beyond maxRows (dropped).
 type listing struct {
 	rows    []listRow
 	skipped int
+	dropped int
+}
+
+// full reports whether the listing has all the rows it keeps: parsers then
+// count further entries as dropped without decoding them.
+func (l *listing) full() bool { return len(l.rows) >= maxRows }
+
+// add keeps a row that was read, or counts it: skipped if it is invalid,
+// dropped beyond maxRows.
+func (l *listing) add(r *listRow) {
+	switch {
+	case !r.valid():
+		l.skipped++
+	case len(l.rows) >= maxRows:
+		l.dropped++
+	default:
+		if len(l.rows) == cap(l.rows) {
+			// Double (append grows large slices by a quarter, which for
+			// maxRows rows allocates five times what is kept).
+			l.rows = slices.Grow(l.rows, min(max(len(l.rows), 64), maxRows-len(l.rows)))
+		}
+		l.rows = append(l.rows, *r)
+	}
 }
 
 func parseQueuesJSON(r io.Reader) (listing, error)  { return parseListJSON(r, "queue") }
@@ -57,51 +89,94 @@ func parseVMTAsXML(r io.Reader) (listing, error)    { return parseListXML(r, "vm
 // JSON form of the listings is not documented: a repeated XML element most
 // likely becomes an array, and a lone one may become a plain object, so both
 // are read (and the plural key as a fallback). No key at all is an empty
-// listing, which is what PowerMTA sends when nothing is queued.
+// listing, which is what PowerMTA sends when nothing is queued. Entries are
+// decoded one at a time as they arrive.
 func parseListJSON(r io.Reader, key string) (listing, error) {
-	data, err := readJSONEnvelope(r)
+	var (
+		l            listing
+		shapeErr     error
+		fromSingular bool // data.<key> wins over data.<key>s wherever it is
+	)
+	err := readJSONEnvelope(r, func(s *jsonStream, first json.Token) error {
+		l, shapeErr, fromSingular = listing{}, nil, false // a later "data" wins
+		if first != json.Delim('{') {
+			shapeErr = fmt.Errorf("%s listing: data is not an object", key)
+			return s.skip(first)
+		}
+		return s.members(func(name string) error {
+			switch {
+			case name == key:
+				fromSingular = true
+			case name == key+"s" && !fromSingular:
+			default:
+				return s.skipValue()
+			}
+			l, shapeErr = listing{}, nil // a later duplicate wins
+			return s.listEntries(key, &l, &shapeErr)
+		})
+	})
 	if err != nil {
 		return listing{}, err
 	}
-	var obj map[string]json.RawMessage
-	if err := json.Unmarshal(data, &obj); err != nil {
-		return listing{}, fmt.Errorf("%s listing: data is not an object: %w", key, err)
-	}
-	raw, ok := obj[key]
-	if !ok {
-		raw = obj[key+"s"]
-	}
-	raw = bytes.TrimSpace(raw)
-	var items []json.RawMessage
-	switch {
-	case len(raw) == 0 || string(raw) == "null":
-		return listing{}, nil
-	case raw[0] == '[':
-		if err := json.Unmarshal(raw, &items); err != nil {
-			return listing{}, fmt.Errorf("%s listing: %w", key, err)
-		}
-	case raw[0] == '{':
-		items = []json.RawMessage{raw}
-	default:
-		return listing{}, fmt.Errorf("%s listing: data.%s is neither a list nor an object", key, key)
-	}
-	var l listing
-	l.rows = make([]listRow, 0, len(items))
-	for _, item := range items {
-		var row listRow
-		if err := json.Unmarshal(item, &row); err != nil || !row.valid() {
-			l.skipped++
-			continue
-		}
-		l.rows = append(l.rows, row)
+	if shapeErr != nil {
+		return listing{}, shapeErr
 	}
 	return l, nil
+}
+
+// listEntries reads the value of data.<key>: an array of entries, a lone
+// entry, or null for none. Anything else is noted in shapeErr.
+func (s *jsonStream) listEntries(key string, l *listing, shapeErr *error) error {
+	tok, err := s.token()
+	if err != nil {
+		return err
+	}
+	row := new(listRow) // one for all entries: Decode would allocate each
+	switch tok {
+	case nil:
+		return nil
+	case json.Delim('['):
+		for s.dec.More() {
+			if l.full() {
+				l.dropped++
+				if err := s.discard(); err != nil {
+					return err
+				}
+				continue
+			}
+			*row = listRow{}
+			err := s.decode(row)
+			switch {
+			case isTypeError(err): // an entry that is not an object
+				l.skipped++
+			case err != nil:
+				return err
+			default:
+				l.add(row)
+			}
+		}
+		_, err := s.token() // the closing ']'
+		return err
+	case json.Delim('{'):
+		if err := s.decodeMembers(row); err != nil {
+			if !isTypeError(err) {
+				return err
+			}
+			l.skipped++
+			return nil
+		}
+		l.add(row)
+		return nil
+	}
+	*shapeErr = fmt.Errorf("%s listing: data.%s is neither a list nor an object", key, key)
+	return nil
 }
 
 // parseListXML reads a pmta listing made of repeated <key> elements in <data>.
 // Other elements (title, totalRcp, …) are skipped.
 func parseListXML(r io.Reader, key string) (listing, error) {
 	var l listing
+	row := new(listRow) // one for all entries: DecodeElement would allocate each
 	err := xmlEnvelope(r, func(dec *xml.Decoder, _ xml.StartElement) error {
 		for {
 			tok, err := dec.Token()
@@ -110,21 +185,20 @@ func parseListXML(r io.Reader, key string) (listing, error) {
 			}
 			switch t := tok.(type) {
 			case xml.StartElement:
-				if t.Name.Local != key {
+				if t.Name.Local != key || l.full() {
+					if t.Name.Local == key {
+						l.dropped++
+					}
 					if err := dec.Skip(); err != nil {
 						return xmlErr(err)
 					}
 					continue
 				}
-				var row listRow
-				if err := dec.DecodeElement(&row, &t); err != nil {
+				*row = listRow{}
+				if err := dec.DecodeElement(row, &t); err != nil {
 					return xmlErr(err)
 				}
-				if !row.valid() {
-					l.skipped++
-					continue
-				}
-				l.rows = append(l.rows, row)
+				l.add(row)
 			case xml.EndElement:
 				return nil
 			}

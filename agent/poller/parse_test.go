@@ -67,7 +67,7 @@ func TestParserErrors(t *testing.T) {
 		{"seed status html", seedStatus, login, "HTML page"},
 		{"seed status array", seedStatus, `[1,2]`, "not a JSON object"},
 		{"seed status pmta envelope", seedStatus, string(full), "queue_depth is missing"},
-		{"seed status bad number", seedStatus, `{"queue_depth":"deep","msgs_per_sec":1,"active_connections":2}`, "queue_depth is not a number"},
+		{"seed status bad number", seedStatus, `{"queue_depth":"deep","msgs_per_sec":"fast","active_connections":[]}`, "queue_depth is not a number"},
 		{"seed status truncated", seedStatus, `{"queue_depth":1,"msgs_per`, "truncated"},
 		{"seed csv html", seedQueues, forbidden, "HTML page"},
 		{"seed csv plain text", seedQueues, "Forbidden\n", "not the seed CSV"},

@@ -22,10 +22,6 @@ var (
 	_ agent.Closer        = (*Poller)(nil)
 )
 
-// maxBodyBytes caps one reply. A queue listing with maxitems=100000 is a few
-// tens of MiB; anything larger is not PowerMTA talking.
-const maxBodyBytes = 64 << 20
-
 // Endpoint kinds, also used as the endpoint names in errors and logs.
 const (
 	kindStatus  = "status"
@@ -61,14 +57,15 @@ type Poller struct {
 	// now gives point timestamps and the time base of rates and log
 	// rate-limiting; tests replace it.
 	now func() time.Time
-	// maxBody caps one reply; tests lower it.
+	// maxBody caps one reply (cfg.MaxBodyBytes); tests lower it.
 	maxBody int64
 
-	mu       sync.Mutex // serialises rounds; guards what follows
-	rates    rateState
-	failLogs map[string]*limitedLog
-	skipLogs map[string]*limitedLog
-	badLog   limitedLog
+	mu         sync.Mutex // serialises rounds; guards what follows
+	rates      rateState
+	failLogs   map[string]*limitedLog
+	skipLogs   map[string]*limitedLog
+	badLog     limitedLog
+	missingLog limitedLog
 
 	statsMu sync.Mutex
 	stats   stats
@@ -76,8 +73,8 @@ type Poller struct {
 
 // stats are the poller's own health counters (see Stats).
 type stats struct {
-	polls, errors, lastSuccessUnix, up, restarts, rowsSkipped int64
-	lastDuration                                              float64
+	polls, errors, lastSuccessUnix, up, restarts, rowsSkipped, fieldsMissing int64
+	lastDuration                                                             float64
 }
 
 // New validates cfg, applies its defaults and builds the HTTP client. log
@@ -100,7 +97,7 @@ func New(cfg Config, log *slog.Logger) (*Poller, error) {
 		log:      log,
 		client:   newHTTPClient(tlsCfg),
 		now:      time.Now,
-		maxBody:  maxBodyBytes,
+		maxBody:  cfg.MaxBodyBytes,
 		failLogs: map[string]*limitedLog{},
 		skipLogs: map[string]*limitedLog{},
 	}
@@ -187,7 +184,9 @@ func (p *Poller) Component() string { return "api" }
 // Stats implements agent.StatsReporter: polls (rounds run), errors (failed
 // endpoint requests), last_success_unix (last round in which every enabled
 // endpoint answered), last_duration_s, up, pmta_restarts (restarts and
-// counter resets seen) and rows_skipped (listing rows that could not be read).
+// counter resets seen), rows_skipped (listing rows that could not be read or
+// were beyond the maxRows kept) and fields_missing (documented keys of the
+// seed status.json that were absent or unreadable, one per key and round).
 func (p *Poller) Stats() []agent.Field {
 	p.statsMu.Lock()
 	s := p.stats
@@ -200,6 +199,7 @@ func (p *Poller) Stats() []agent.Field {
 		{Key: "up", Value: s.up},
 		{Key: "pmta_restarts", Value: s.restarts},
 		{Key: "rows_skipped", Value: s.rowsSkipped},
+		{Key: "fields_missing", Value: s.fieldsMissing},
 	}
 }
 

@@ -19,11 +19,17 @@ type seedStatus struct {
 	ActiveConnections flexInt   `json:"active_connections"`
 	ConnectionsIn     flexInt   `json:"connections_in"`
 	ConnectionsOut    flexInt   `json:"connections_out"`
+
+	// missing names the documented keys that were absent, unreadable the
+	// keys whose value is not a number; those fields are left out.
+	missing, unreadable []string
 }
 
-// parseSeedStatus reads the seed /status.json. The three documented keys
-// must be present and readable; a document without them is most likely a
-// real PowerMTA (or something else) answering on that URL.
+// parseSeedStatus reads the seed /status.json and takes what is there: a
+// key that is absent or not a number is left out and named in missing or
+// unreadable. A document with none of the three documented keys is most
+// likely a real PowerMTA (or something else) answering on that URL, and one
+// in which none of them can be read says nothing; both are errors.
 func parseSeedStatus(r io.Reader) (seedStatus, error) {
 	br, err := sniff(r, "JSON")
 	if err != nil {
@@ -32,40 +38,63 @@ func parseSeedStatus(r io.Reader) (seedStatus, error) {
 	if b, _ := br.Peek(1); len(b) == 1 && b[0] != '{' {
 		return seedStatus{}, fmt.Errorf("status.json is not a JSON object: %s", snippet(b4(br)))
 	}
-	var s seedStatus
-	if err := decodeJSON(br, &s); err != nil {
+	js := newJSONStream(br)
+	if _, err := js.token(); err != nil { // the '{' peeked at
 		return seedStatus{}, err
 	}
-	var problems []error
+	var s seedStatus
+	if err := js.decodeMembers(&s); err != nil { // flex values have no type errors
+		return seedStatus{}, err
+	}
+	if err := js.end(); err != nil {
+		return seedStatus{}, err
+	}
+	readable := 0
+	var problems []string
 	for _, c := range []struct {
-		key     string
-		ok, bad bool
+		key      string
+		ok, bad  bool
+		optional bool
 	}{
-		{"queue_depth", s.QueueDepth.ok, s.QueueDepth.bad},
-		{"msgs_per_sec", s.MsgsPerSec.ok, s.MsgsPerSec.bad},
-		{"active_connections", s.ActiveConnections.ok, s.ActiveConnections.bad},
-		{"connections_in", true, s.ConnectionsIn.bad},
-		{"connections_out", true, s.ConnectionsOut.bad},
+		{"queue_depth", s.QueueDepth.ok, s.QueueDepth.bad, false},
+		{"msgs_per_sec", s.MsgsPerSec.ok, s.MsgsPerSec.bad, false},
+		{"active_connections", s.ActiveConnections.ok, s.ActiveConnections.bad, false},
+		{"connections_in", s.ConnectionsIn.ok, s.ConnectionsIn.bad, true},
+		{"connections_out", s.ConnectionsOut.ok, s.ConnectionsOut.bad, true},
 	} {
 		switch {
 		case c.bad:
-			problems = append(problems, fmt.Errorf("status.json: %s is not a number", c.key))
-		case !c.ok:
-			problems = append(problems, fmt.Errorf("status.json: %s is missing (not the seed status document?)", c.key))
+			s.unreadable = append(s.unreadable, c.key)
+			problems = append(problems, c.key+" is not a number")
+		case c.ok && !c.optional:
+			readable++
+		case !c.ok && !c.optional:
+			s.missing = append(s.missing, c.key)
+			problems = append(problems, c.key+" is missing")
 		}
 	}
-	if err := errors.Join(problems...); err != nil {
-		return seedStatus{}, err
+	switch {
+	case len(s.missing) == 3:
+		return seedStatus{}, errors.New("status.json: queue_depth is missing, as are msgs_per_sec and active_connections (not the seed status document?)")
+	case readable == 0:
+		return seedStatus{}, fmt.Errorf("status.json: none of queue_depth, msgs_per_sec, active_connections can be read: %s",
+			strings.Join(problems, ", "))
 	}
 	return s, nil
 }
 
-// fields returns the pmta_status fields of the seed dialect.
+// fields returns the pmta_status fields of the seed dialect that the
+// document holds.
 func (s *seedStatus) fields() []agent.Field {
-	fields := []agent.Field{
-		{Key: "queue_rcp", Value: s.QueueDepth.v},
-		{Key: "out_rcp_per_sec", Value: s.MsgsPerSec.v},
-		{Key: "conn_active", Value: s.ActiveConnections.v},
+	fields := make([]agent.Field, 0, 5)
+	if s.QueueDepth.ok {
+		fields = append(fields, agent.Field{Key: "queue_rcp", Value: s.QueueDepth.v})
+	}
+	if s.MsgsPerSec.ok {
+		fields = append(fields, agent.Field{Key: "out_rcp_per_sec", Value: s.MsgsPerSec.v})
+	}
+	if s.ActiveConnections.ok {
+		fields = append(fields, agent.Field{Key: "conn_active", Value: s.ActiveConnections.v})
 	}
 	if s.ConnectionsIn.ok {
 		fields = append(fields, agent.Field{Key: "conn_in", Value: s.ConnectionsIn.v})
@@ -109,7 +138,8 @@ func (h csvHeader) get(rec []string, names ...string) string {
 // parseSeedQueues reads /queue.csv: domain,vmta,rcpt,kbytes,conn,paused,mode
 // (domain, vmta and rcpt by position).
 func parseSeedQueues(r io.Reader) (listing, error) {
-	return parseSeedCSV(r, "queue.csv", 3, func(rec []string, h csvHeader) listRow {
+	numeric := func(rec []string) bool { return isInt(rec[2]) }
+	return parseSeedCSV(r, "queue.csv", 3, numeric, func(rec []string, h csvHeader) listRow {
 		var row listRow
 		row.Name.set(rec[0])
 		row.VMTA = strings.TrimSpace(rec[1])
@@ -128,7 +158,8 @@ func parseSeedQueues(r io.Reader) (listing, error) {
 // parseSeedDomains reads /domain.csv: domain,rcpt,kbytes,delivered,deferred,conn
 // (domain, delivered and deferred by position).
 func parseSeedDomains(r io.Reader) (listing, error) {
-	return parseSeedCSV(r, "domain.csv", 5, func(rec []string, h csvHeader) listRow {
+	numeric := func(rec []string) bool { return isInt(rec[3]) && isInt(rec[4]) }
+	return parseSeedCSV(r, "domain.csv", 5, numeric, func(rec []string, h csvHeader) listRow {
 		var row listRow
 		row.Name.set(rec[0])
 		row.Delivered.set(rec[3])
@@ -146,7 +177,8 @@ func parseSeedDomains(r io.Reader) (listing, error) {
 // parseSeedVMTAs reads /vmta.csv: vmta,rcpt,msgs_per_sec,kbytes,conn,domains
 // (vmta and msgs_per_sec by position).
 func parseSeedVMTAs(r io.Reader) (listing, error) {
-	return parseSeedCSV(r, "vmta.csv", 3, func(rec []string, h csvHeader) listRow {
+	numeric := func(rec []string) bool { return isFloat(rec[2]) }
+	return parseSeedCSV(r, "vmta.csv", 3, numeric, func(rec []string, h csvHeader) listRow {
 		var row listRow
 		row.Name.set(rec[0])
 		row.MsgsPerSec.set(rec[2])
@@ -161,34 +193,65 @@ func parseSeedVMTAs(r io.Reader) (listing, error) {
 	})
 }
 
-// parseSeedCSV reads a seed CSV with a header row. Rows shorter than
-// minCols, rows that CSV cannot parse and rows with a bad number are skipped
-// and counted. A body whose header is too short to be this CSV (an HTML or
-// plain-text error page) fails the whole endpoint.
-func parseSeedCSV(r io.Reader, name string, minCols int, read func(rec []string, h csvHeader) listRow) (listing, error) {
+func isInt(s string) bool {
+	var f flexInt
+	f.set(s)
+	return f.ok
+}
+
+func isFloat(s string) bool {
+	var f flexFloat
+	f.set(s)
+	return f.ok
+}
+
+// maxCSVRecord bounds one CSV record (row). csv.Reader holds a whole record
+// with a string, an index and a position per field, so a line of nothing but
+// commas costs some 150 bytes of memory per byte; a seed row is well under
+// 1 KiB.
+const maxCSVRecord = 16 << 10
+
+// parseSeedCSV reads a seed CSV. Its first row is a header unless the
+// columns the format fixes as numbers hold numbers there (numeric): then the
+// file has no header, and the optional columns, which only a header can
+// name, are absent. Rows shorter than minCols, rows that CSV cannot parse and
+// rows with a bad number are skipped and counted. A body whose first row is
+// too short to be this CSV (an HTML or plain-text error page) fails the
+// whole endpoint, as does a record longer than maxCSVRecord.
+func parseSeedCSV(r io.Reader, name string, minCols int, numeric func([]string) bool,
+	read func(rec []string, h csvHeader) listRow) (listing, error) {
 	br, err := sniff(r, "CSV")
 	if err != nil {
 		return listing{}, err
 	}
-	cr := csv.NewReader(br)
+	lim := &csvRecordLimit{r: br}
+	cr := csv.NewReader(lim)
 	cr.FieldsPerRecord = -1
 	cr.LazyQuotes = true
 	cr.ReuseRecord = true
-	header, err := cr.Read()
+	first, err := cr.Read()
+	lim.start = cr.InputOffset()
 	if err != nil {
 		if errors.Is(err, io.EOF) {
 			return listing{}, errEmptyBody
 		}
 		return listing{}, fmt.Errorf("%s: read header: %w", name, err)
 	}
-	if len(header) < minCols {
-		return listing{}, fmt.Errorf("%s: header has %d column(s), want at least %d: not the seed CSV: %s",
-			name, len(header), minCols, snippet([]byte(strings.Join(header, ","))))
-	}
-	h := newCSVHeader(header)
 	var l listing
+	h := csvHeader{}
+	switch {
+	case len(first) >= minCols && numeric(first):
+		row := read(first, h)
+		l.add(&row)
+	case len(first) < minCols:
+		return listing{}, fmt.Errorf("%s: header has %d column(s), want at least %d: not the seed CSV: %s",
+			name, len(first), minCols, snippet([]byte(strings.Join(first, ","))))
+	default:
+		h = newCSVHeader(first)
+	}
 	for {
 		rec, err := cr.Read()
+		lim.start = cr.InputOffset()
 		if errors.Is(err, io.EOF) {
 			return l, nil
 		}
@@ -200,15 +263,37 @@ func parseSeedCSV(r io.Reader, name string, minCols int, read func(rec []string,
 		if err != nil {
 			return listing{}, fmt.Errorf("%s: %w", name, err)
 		}
-		if len(rec) < minCols {
+		switch {
+		case len(rec) < minCols:
 			l.skipped++
-			continue
+		case l.full():
+			l.dropped++
+		default:
+			row := read(rec, h)
+			l.add(&row)
 		}
-		row := read(rec, h)
-		if !row.valid() {
-			l.skipped++
-			continue
-		}
-		l.rows = append(l.rows, row)
 	}
+}
+
+// csvRecordLimit refuses to hand csv.Reader more than maxCSVRecord bytes
+// past the end of the last record it returned (start, set by the caller
+// from InputOffset). csv.Reader reads ahead 4 KiB at most.
+type csvRecordLimit struct {
+	r           io.Reader
+	read, start int64
+}
+
+var errCSVRecord = fmt.Errorf("a row longer than %d bytes: not the seed CSV", maxCSVRecord)
+
+func (l *csvRecordLimit) Read(p []byte) (int, error) {
+	room := l.start + maxCSVRecord + 4<<10 - l.read
+	if room <= 0 {
+		return 0, errCSVRecord
+	}
+	if int64(len(p)) > room {
+		p = p[:room]
+	}
+	n, err := l.r.Read(p)
+	l.read += int64(n)
+	return n, err
 }

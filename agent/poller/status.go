@@ -1,12 +1,12 @@
 package poller
 
 import (
-	"bytes"
 	"encoding/json"
 	"encoding/xml"
 	"errors"
 	"fmt"
 	"io"
+	"strings"
 	"time"
 
 	"github.com/pmta-agent/pmta-agent/agent"
@@ -133,42 +133,97 @@ func (q *queueTypes) UnmarshalXML(dec *xml.Decoder, start xml.StartElement) erro
 	}
 }
 
-// parseStatusJSON reads GET /status?format=json.
+// parseStatusJSON reads GET /status?format=json. The status object is
+// data.status, or data.mta.status on some 5.0r1 builds; data.status wins
+// when both are objects, wherever each sits in the reply.
 func parseStatusJSON(r io.Reader) (status, error) {
-	data, err := readJSONEnvelope(r)
-	if err != nil {
+	var (
+		top, nested *foundStatus
+		shapeErr    error
+	)
+	err := readJSONEnvelope(r, func(s *jsonStream, first json.Token) error {
+		top, nested, shapeErr = nil, nil, nil // a later "data" wins
+		if first != json.Delim('{') {
+			shapeErr = errors.New("status reply: data is not an object")
+			return s.skip(first)
+		}
+		return s.members(func(name string) error {
+			var err error
+			switch {
+			case strings.EqualFold(name, "status"):
+				top, err = s.statusObject()
+			case strings.EqualFold(name, "mta"):
+				nested, err = s.mtaStatus()
+			default:
+				err = s.skipValue()
+			}
+			return err
+		})
+	})
+	switch {
+	case err != nil:
 		return status{}, err
+	case shapeErr != nil:
+		return status{}, shapeErr
+	case top == nil:
+		top = nested
 	}
-	var d struct {
-		Status json.RawMessage `json:"status"`
-		MTA    json.RawMessage `json:"mta"`
-	}
-	if err := json.Unmarshal(data, &d); err != nil {
-		return status{}, fmt.Errorf("status reply: data is not an object: %w", err)
-	}
-	raw := d.Status
-	if !isJSONObject(raw) && isJSONObject(d.MTA) {
-		// 5.0r1 quirk: the status object sits under data.mta.
-		var m struct {
-			Status json.RawMessage `json:"status"`
-		}
-		if err := json.Unmarshal(d.MTA, &m); err == nil {
-			raw = m.Status
-		}
-	}
-	if !isJSONObject(raw) {
+	switch {
+	case top == nil:
 		return status{}, errors.New("status reply has no status object (neither data.status nor data.mta.status)")
+	case top.typeErr != nil:
+		return status{}, fmt.Errorf("status reply: %w", top.typeErr)
 	}
-	var s status
-	if err := json.Unmarshal(raw, &s); err != nil {
-		return status{}, fmt.Errorf("status reply: %w", err)
-	}
-	return s, nil
+	return top.st, nil
 }
 
-func isJSONObject(raw json.RawMessage) bool {
-	raw = bytes.TrimSpace(raw)
-	return len(raw) > 0 && raw[0] == '{'
+// foundStatus is a status object of the reply, with the first of its values
+// that had the wrong type: such an object is refused, as json.Unmarshal
+// would refuse it.
+type foundStatus struct {
+	st      status
+	typeErr error
+}
+
+// statusObject reads a member that should be the status object; any other
+// value yields nil.
+func (s *jsonStream) statusObject() (*foundStatus, error) {
+	tok, err := s.token()
+	if err != nil {
+		return nil, err
+	}
+	if tok != json.Delim('{') {
+		return nil, s.skip(tok)
+	}
+	f := &foundStatus{}
+	if err := s.decodeMembers(&f.st); err != nil {
+		if !isTypeError(err) {
+			return nil, err
+		}
+		f.typeErr = err
+	}
+	return f, nil
+}
+
+// mtaStatus reads data.mta and returns the status object in it, if any.
+func (s *jsonStream) mtaStatus() (*foundStatus, error) {
+	tok, err := s.token()
+	if err != nil {
+		return nil, err
+	}
+	if tok != json.Delim('{') {
+		return nil, s.skip(tok)
+	}
+	var found *foundStatus
+	err = s.members(func(name string) error {
+		if !strings.EqualFold(name, "status") {
+			return s.skipValue()
+		}
+		var err error
+		found, err = s.statusObject() // a later duplicate wins
+		return err
+	})
+	return found, err
 }
 
 // parseStatusXML reads GET /status?format=xml.

@@ -22,6 +22,10 @@
 //     changed.
 //   - quarantine/ — damaged files, moved aside for inspection.
 //
+// The queue creates its files 0600 and its directories (Dir, its missing
+// parents, quarantine/) 0700, whatever the umask: the points name domains,
+// source IPs and volumes. A directory that exists already is left as it is.
+//
 // Appends go to the last segment; a new one starts when it reaches
 // SegmentBytes. A segment file is deleted once every entry in it is
 // acknowledged, so disk use follows the backlog. In memory the queue keeps a

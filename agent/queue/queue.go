@@ -31,9 +31,19 @@ const (
 	SyncNever SyncPolicy = "never"
 )
 
+// The queue's files hold a sink's pending points (domains, source IPs,
+// volumes): only the agent's own user may read them, whatever the umask. The
+// modes apply when the queue creates a file or a directory; a directory that
+// exists already keeps the mode its operator gave it.
+const (
+	filePerm = 0o600
+	dirPerm  = 0o700
+)
+
 // Options configures a queue. Zero values take the defaults.
 type Options struct {
-	// Dir is the queue's own directory (one per sink); created if missing.
+	// Dir is the queue's own directory (one per sink); created (mode 0700,
+	// with its missing parents) if missing.
 	Dir string
 	// MaxBytes bounds the segment files on disk; default 1 GiB. Beyond it
 	// the oldest entries are dropped, acknowledged or not.
@@ -164,7 +174,7 @@ func Open(o Options) (*Queue, error) {
 	if err := o.setDefaults(); err != nil {
 		return nil, err
 	}
-	if err := os.MkdirAll(o.Dir, 0o755); err != nil {
+	if err := os.MkdirAll(o.Dir, dirPerm); err != nil {
 		return nil, fmt.Errorf("create queue directory: %w", err)
 	}
 	lock, err := agent.LockDir(o.Dir, "queue")

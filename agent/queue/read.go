@@ -142,6 +142,19 @@ func (q *Queue) skipUnreadable(seq uint64, err error) {
 	q.ackLocked(si, i)
 }
 
+// Holds reports whether entry seq waits: appended, neither acknowledged nor
+// dropped.
+func (q *Queue) Holds(seq uint64) bool {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	if q.closed || len(q.segs) == 0 || seq == 0 || seq >= q.nextSeq {
+		return false
+	}
+	si := q.segFor(seq)
+	i, found := q.segs[si].find(seq)
+	return found && !q.segs[si].slots[i].acked
+}
+
 // Ack removes entry seq for good. Acknowledging an entry that is gone (acked
 // before, or dropped by the bound) is not an error; one never appended is.
 func (q *Queue) Ack(seq uint64) error {

@@ -137,6 +137,13 @@ func (q *Queue) openSegment(name string, base, minSeq uint64) (*segment, error) 
 		f.Close()
 		return nil, fmt.Errorf("open queue segment: %w", err)
 	}
+	if st.Mode().Perm()&0o077 != 0 {
+		// Written by an older agent (0644): private like all state.
+		if err := f.Chmod(filePerm); err != nil {
+			f.Close()
+			return nil, fmt.Errorf("open queue segment: %w", err)
+		}
+	}
 	hdr := make([]byte, segHeaderSize)
 	if _, err := io.ReadFull(io.NewSectionReader(f, 0, segHeaderSize), hdr); err != nil || !validSegHeader(hdr, base) {
 		f.Close()
@@ -309,7 +316,7 @@ func copyRecords(src, dst string, base uint64, slots []slot) error {
 		return err
 	}
 	defer in.Close()
-	out, err := os.OpenFile(dst, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o644)
+	out, err := os.OpenFile(dst, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, filePerm)
 	if err != nil {
 		return err
 	}
@@ -331,7 +338,7 @@ func copyRecords(src, dst string, base uint64, slots []slot) error {
 // for inspection, and counts it.
 func (q *Queue) quarantine(name, reason string) error {
 	qdir := filepath.Join(q.opt.Dir, quarantineDir)
-	if err := os.MkdirAll(qdir, 0o755); err != nil {
+	if err := os.MkdirAll(qdir, dirPerm); err != nil {
 		return fmt.Errorf("quarantine %s: %w", name, err)
 	}
 	dst := filepath.Join(qdir, fmt.Sprintf("%s.%d", name, time.Now().UnixNano()))

@@ -62,7 +62,7 @@ func (q *Queue) active() *segment { return q.segs[len(q.segs)-1] }
 func (q *Queue) createSegment(base uint64) (*segment, error) {
 	path := filepath.Join(q.opt.Dir, segName(base))
 	tmp := path + ".tmp"
-	f, err := os.OpenFile(tmp, os.O_RDWR|os.O_CREATE|os.O_TRUNC, 0o644)
+	f, err := os.OpenFile(tmp, os.O_RDWR|os.O_CREATE|os.O_TRUNC, filePerm)
 	if err != nil {
 		return nil, fmt.Errorf("create segment: %w", err)
 	}

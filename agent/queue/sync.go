@@ -154,7 +154,7 @@ func (q *Queue) saveMeta() error {
 	b = binary.LittleEndian.AppendUint64(b, m.next)
 	b = binary.LittleEndian.AppendUint32(b, crc32.Checksum(b, castagnoli))
 	path := filepath.Join(q.opt.Dir, metaName)
-	if err := agent.WriteFileAtomic(path, b, 0o644); err != nil {
+	if err := agent.WriteFileAtomic(path, b, filePerm); err != nil {
 		return fmt.Errorf("save queue meta: %w", err)
 	}
 	q.mu.Lock()

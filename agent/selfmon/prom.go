@@ -18,7 +18,12 @@ var counterFields = map[string]bool{
 	"read_errors": true, "files_done": true, "batches": true, "points": true, "domains_folded": true,
 	"written_points": true, "dropped_rejected": true, "append_errors": true, "splits": true,
 	"dropped_points": true, "dropped_entries": true, "quarantined_files": true, "sync_errors": true,
-	"write_errors": true,
+	"write_errors": true, "records_read": true, "records_emitted": true, "out_of_range": true,
+	"out_of_range_future": true, "out_of_range_old": true, "out_of_range_invalid": true,
+	"enqueued_points": true, "dead_lettered_points": true, "dropped_unstored": true,
+	"vmtas_folded": true, "pools_folded": true, "source_ips_folded": true, "bounce_cats_folded": true,
+	"diags_folded": true, "values_sanitized": true, "points_merged": true,
+	"fields_missing": true, "rejected_data_points": true,
 }
 
 func appendBuildInfo(b []byte, version, goVersion string) []byte {

@@ -8,12 +8,17 @@ import (
 	"github.com/pmta-agent/pmta-agent/agent"
 )
 
-// Readiness returns what makes the agent unready, or nothing. It reads only
-// the components' Stats, so every rule is visible in the metrics as well.
+// Readiness returns what makes the agent unready, or nothing. It reads the
+// components' Stats, so every rule is visible in the metrics as well, and
+// the problems a component names itself (a directory the accounting tailer
+// cannot read), which its stats count.
 func Readiness(now time.Time, cfg Config, reporters []agent.StatsReporter) []string {
 	var problems []string
 	for _, r := range reporters {
 		c := r.Component()
+		if pr, ok := r.(interface{ Problems() []string }); ok {
+			problems = append(problems, pr.Problems()...)
+		}
 		f := fieldMap(r.Stats())
 		switch {
 		case c == "api" && cfg.APIStale > 0:

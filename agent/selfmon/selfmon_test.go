@@ -87,6 +87,14 @@ func TestMetricsParse(t *testing.T) {
 	}
 }
 
+// problemReporter also names its problems, as the accounting tailer does.
+type problemReporter struct {
+	reporter
+	problems []string
+}
+
+func (p problemReporter) Problems() []string { return p.problems }
+
 func TestReadiness(t *testing.T) {
 	now := time.Unix(1_800_000_000, 0)
 	cfg := Config{APIStale: 3 * time.Minute, MaxTailLag: 5 * time.Minute, MaxSinkFailure: 5 * time.Minute}
@@ -112,6 +120,8 @@ func TestReadiness(t *testing.T) {
 		{"stale poll", reporter{"api", []agent.Field{{Key: "last_success_unix", Value: now.Add(-4 * time.Minute).Unix()}}}, "api: last successful poll 4m0s ago"},
 		{"tail lag", reporter{"acct", []agent.Field{{Key: "tail_lag_s", Value: 400.0}, {Key: "tail_lag_bytes", Value: int64(5000)}}}, "acct: tail lag 6m40s"},
 		{"sink failing", reporter{"sink_influx", []agent.Field{{Key: "failing_since_unix", Value: now.Add(-6 * time.Minute).Unix()}}}, "sink_influx: failing for 6m0s"},
+		{"unreadable directory", problemReporter{reporter{"acct", nil}, []string{"acct: cannot read directory /var/log/pmta: permission denied"}},
+			"acct: cannot read directory /var/log/pmta"},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {

@@ -9,6 +9,7 @@ import (
 	"math"
 	"os"
 	"path/filepath"
+	"strings"
 	"time"
 
 	"github.com/pmta-agent/pmta-agent/agent"
@@ -21,7 +22,7 @@ import (
 // builds the tailer. The lock is released with the tailer's Close.
 func newTailer(cfg config.Config, isp *agent.ISPMap, log *slog.Logger) (*lockedTailer, error) {
 	dir := filepath.Join(cfg.StateDir, "acct")
-	if err := os.MkdirAll(dir, 0o755); err != nil {
+	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return nil, fmt.Errorf("accounting state directory: %w", err)
 	}
 	lock, err := agent.LockDir(dir, "accounting state")
@@ -57,6 +58,8 @@ func newAcctTailer(cfg config.Config, dir string, isp *agent.ISPMap, log *slog.L
 		PollEvery:    a.PollEvery,
 		TopDiag:      a.TopDiag,
 		MaxLineBytes: a.MaxLineBytes,
+		MaxClockSkew: a.MaxClockSkew,
+		MaxAge:       a.MaxAge,
 	}, isp, log)
 }
 
@@ -132,7 +135,8 @@ func cmdBackfill(ctx context.Context, args []string, stdout, stderr io.Writer) e
 		}
 	}
 	stats, bfErr := acct.Backfill(ctx, files, acct.BackfillOptions{
-		Interval: cfg.Acct.Interval, TopDiag: cfg.Acct.TopDiag, MaxLineBytes: cfg.Acct.MaxLineBytes, Logger: log,
+		Interval: cfg.Acct.Interval, TopDiag: cfg.Acct.TopDiag, MaxLineBytes: cfg.Acct.MaxLineBytes,
+		MaxClockSkew: cfg.Acct.MaxClockSkew, Logger: log,
 	}, agent.NewISPMap(cfg.Pipeline.ISPMap), emit, progress)
 	if showProgress {
 		fmt.Fprintln(stderr)
@@ -156,9 +160,26 @@ func cmdBackfill(ctx context.Context, args []string, stdout, stderr io.Writer) e
 	}
 	drainErrs = append(drainErrs, out.close(nil))
 	secs := stats.Elapsed.Seconds()
-	fmt.Fprintf(stderr, "backfill: %d files, %d records, %d malformed, %d points, %.2f s, %.0f records/s\n",
-		stats.Files, stats.Records, stats.Malformed, stats.Points, secs, float64(stats.Records)/max(secs, 1e-9))
-	return errors.Join(bfErr, errors.Join(drainErrs...))
+	fmt.Fprintf(stderr, "backfill: %d files, %d records, %d malformed, %d out of range, %d points, %.2f s, %.0f records/s\n",
+		stats.Files, stats.Records, stats.Malformed, stats.OutOfRange, stats.Points, secs, float64(stats.Records)/max(secs, 1e-9))
+	return errors.Join(bfErr, errors.Join(drainErrs...), reportSinks(stderr, out.deliveries))
+}
+
+// reportSinks prints what each sink did with the backfill's points and
+// returns an error when any point was not written: a backfill that
+// InfluxDB refused must not look like a success.
+func reportSinks(w io.Writer, ds []*agent.Delivery) error {
+	var errs []error
+	for _, d := range ds {
+		c := d.Counts()
+		name := strings.TrimPrefix(d.Component(), "sink_")
+		fmt.Fprintf(w, "backfill: sink %s: %d points written, %d refused, %d dead-lettered, %d dropped, %d left queued\n",
+			name, c.Written, c.Refused, c.DeadLettered, c.Dropped, c.Queued)
+		if lost := c.Refused + c.DeadLettered + c.Dropped + c.Queued; lost > 0 {
+			errs = append(errs, fmt.Errorf("sink %s did not take %d of the points", name, lost))
+		}
+	}
+	return errors.Join(errs...)
 }
 
 // waitForRoom blocks while any delivery holds more than high points (0: until

@@ -16,6 +16,7 @@ import (
 
 	"github.com/pmta-agent/pmta-agent/cmd/pmta-sim/sim"
 	"github.com/pmta-agent/pmta-agent/sinks/influx/influxtest"
+	"github.com/pmta-agent/pmta-agent/sinks/otlp/otelcoltest"
 )
 
 // agentProc is pmta-agent running as a real process, so that it can be
@@ -61,12 +62,15 @@ var buildAgent = sync.OnceValues(func() (string, error) {
 	return bin, nil
 })
 
-// TestChaos: the simulator writes rotating accounting files at a steady rate;
-// the agent tails them into a real InfluxDB while the test kills it with
-// SIGKILL at random moments and stops InfluxDB for a while (also while the
-// agent is down). At the end the pmta_acct counts in InfluxDB equal, per
-// (type, domain, vmta), exactly the records written. PMTA_CHAOS_SEED
-// repeats a run; PMTA_CHAOS_SECONDS sets the writing time (default 60).
+// TestChaos: the simulator writes rotating accounting files at a steady rate,
+// and among its records hostile ones (invalid UTF-8 and backslashes in
+// domains and SMTP replies, far-future and ancient times, a quote never
+// closed); the agent tails them into a real InfluxDB and a real collector
+// while the test kills it with SIGKILL at random moments and stops InfluxDB
+// for a while (also while the agent is down). At the end both sides hold,
+// per (type, domain, vmta), exactly the records written less those the
+// agent must refuse (malformed, out of range). PMTA_CHAOS_SEED repeats a
+// run; PMTA_CHAOS_SECONDS sets the writing time (default 60).
 func TestChaos(t *testing.T) {
 	if testing.Short() {
 		t.Skip("chaos test skipped in -short mode")
@@ -90,6 +94,7 @@ func TestChaos(t *testing.T) {
 	srv := influxtest.Start(t)
 	db := "pmta_chaos"
 	srv.CreateDatabase(db)
+	col := otelcoltest.Start(t)
 
 	dir := t.TempDir()
 	logs, moved, state := filepath.Join(dir, "log"), filepath.Join(dir, "moved"), filepath.Join(dir, "state")
@@ -120,7 +125,14 @@ sinks:
     bucket: %s/autogen
     timeout: 2s
     buffer: {type: disk, min_backoff: 100ms, max_backoff: 1s}
-`, state, filepath.Join(logs, "*.csv"), filepath.Join(moved, "*.csv"), srv.URL, db))
+  otlp:
+    enabled: true
+    protocol: grpc
+    endpoint: %s
+    insecure: true
+    timeout: 2s
+    buffer: {type: disk, min_backoff: 100ms, max_backoff: 1s}
+`, state, filepath.Join(logs, "*.csv"), filepath.Join(moved, "*.csv"), srv.URL, db, col.GRPCEndpoint()))
 	logf, err := os.Create(filepath.Join(dir, "agent.log"))
 	if err != nil {
 		t.Fatal(err)
@@ -133,12 +145,13 @@ sinks:
 	ctx, stopWriting := context.WithTimeout(context.Background(), run)
 	defer stopWriting()
 	var written int64
+	hostile := newHostileWriter(w)
 	writerDone := make(chan error, 1)
 	go func() {
 		wrng := rand.New(rand.NewPCG(uint64(seed), 0x3417e))
 		tick := time.NewTicker(100 * time.Millisecond)
 		defer tick.Stop()
-		for {
+		for ticks := 0; ; ticks++ {
 			select {
 			case <-ctx.Done():
 				writerDone <- w.Close()
@@ -150,6 +163,12 @@ sinks:
 					return
 				}
 				written += int64(n)
+				if ticks%7 == 3 {
+					if err := hostile.write(ticks/7, now); err != nil {
+						writerDone <- err
+						return
+					}
+				}
 				if wrng.IntN(50) == 0 {
 					if err := w.Rotate(); err != nil {
 						writerDone <- err
@@ -195,16 +214,20 @@ sinks:
 
 	// Everything written must arrive: wait for the totals, then stop cleanly.
 	want := w.Counts()
+	for k, n := range hostile.counted {
+		want[k] += n
+	}
 	var wantTotal int64
 	for _, n := range want {
 		wantTotal += n
 	}
 	deadline := time.Now().Add(90 * time.Second)
-	var got map[sim.AcctKey]int64
-	var total int64
+	var got, gotOTLP map[sim.AcctKey]int64
+	var total, totalOTLP int64
 	for {
 		got, total = acctSums(t, srv, db)
-		if total >= wantTotal || time.Now().After(deadline) {
+		gotOTLP, totalOTLP = collectorAcctDedup(t, col)
+		if (total >= wantTotal && totalOTLP >= wantTotal) || time.Now().After(deadline) {
 			break
 		}
 		time.Sleep(500 * time.Millisecond)
@@ -212,17 +235,20 @@ sinks:
 	// A little longer, so that a late double count would show.
 	time.Sleep(2 * time.Second)
 	got, total = acctSums(t, srv, db)
+	gotOTLP, totalOTLP = collectorAcctDedup(t, col)
 	if err := agent.stop(); err != nil {
 		t.Errorf("agent did not stop cleanly: %v", err)
 	}
-	for k, n := range want {
-		if got[k] != n {
-			t.Errorf("%v: InfluxDB has %d, written %d", k, got[k], n)
+	for side, sums := range map[string]map[sim.AcctKey]int64{"InfluxDB": got, "the collector": gotOTLP} {
+		for k, n := range want {
+			if sums[k] != n {
+				t.Errorf("%v: %s has %d, written %d (less %d refused)", k, side, sums[k], n+hostile.refused[k], hostile.refused[k])
+			}
 		}
-	}
-	for k, n := range got {
-		if _, ok := want[k]; !ok {
-			t.Errorf("%v: InfluxDB has %d, none written", k, n)
+		for k, n := range sums {
+			if _, ok := want[k]; !ok {
+				t.Errorf("%v: %s has %d, none written", k, side, n)
+			}
 		}
 	}
 	series, err := srv.Query(db, `SELECT "count" FROM pmta_acct`)
@@ -240,10 +266,12 @@ sinks:
 		agentLog, _ := os.ReadFile(logf.Name())
 		t.Logf("agent log (last 4 KiB):\n%s", tail(agentLog, 4096))
 	}
-	summary := fmt.Sprintf("chaos: records written %d, records counted in InfluxDB %d, restarts %d, outages %d, seed %d",
-		wantTotal, total, restarts, outages, seed)
-	if written != wantTotal {
-		t.Errorf("writer wrote %d records but counts %d", written, wantTotal)
+	summary := fmt.Sprintf("chaos: records written %d (%d hostile: %d counted, %d malformed, %d out of range), "+
+		"counted in InfluxDB %d, at the collector %d, restarts %d, outages %d, seed %d",
+		written+hostile.total(), hostile.total(), hostile.countedTotal(), hostile.malformed, hostile.outOfRange,
+		total, totalOTLP, restarts, outages, seed)
+	if written+hostile.countedTotal() != wantTotal {
+		t.Errorf("writer wrote %d records but counts %d", written+hostile.countedTotal(), wantTotal)
 	}
 	t.Log(summary)
 	if p := os.Getenv("PMTA_CHAOS_REPORT"); p != "" {

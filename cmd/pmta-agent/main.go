@@ -12,6 +12,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"log/slog"
 	"os"
 	"os/signal"
 	"runtime/debug"
@@ -45,6 +46,12 @@ func run(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprint(stderr, usage)
 		return 2
 	}
+	// SIGHUP never ends the agent — a closed terminal, a `kill -HUP` out of
+	// habit — and reloads nothing: it is caught for the life of the process,
+	// and run says so in its log.
+	hups := make(chan os.Signal, 1)
+	signal.Notify(hups, syscall.SIGHUP)
+	defer signal.Stop(hups)
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	go func() {
@@ -58,7 +65,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 	var err error
 	switch cmd {
 	case "run":
-		err = cmdRun(ctx, rest, stdout, stderr)
+		err = cmdRun(ctx, rest, stdout, stderr, hups)
 	case "once":
 		err = cmdOnce(ctx, rest, stdout, stderr)
 	case "check-config":
@@ -85,6 +92,19 @@ func run(args []string, stdout, stderr io.Writer) int {
 	default:
 		fmt.Fprintf(stderr, "pmta-agent %s: %v\n", cmd, err)
 		return 1
+	}
+}
+
+// logHangups logs each signal from hups until done is closed: the
+// configuration is read only at start, so a hang-up changes nothing.
+func logHangups(hups <-chan os.Signal, done <-chan struct{}, log *slog.Logger) {
+	for {
+		select {
+		case <-hups:
+			log.Warn("SIGHUP ignored: restart pmta-agent to apply a new configuration")
+		case <-done:
+			return
+		}
 	}
 }
 

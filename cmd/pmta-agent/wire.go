@@ -9,11 +9,14 @@ import (
 	"os"
 	"path/filepath"
 	"runtime/debug"
+	"slices"
 	"strings"
 	"time"
 
 	"github.com/pmta-agent/pmta-agent/agent"
+	"github.com/pmta-agent/pmta-agent/agent/acct"
 	"github.com/pmta-agent/pmta-agent/agent/config"
+	"github.com/pmta-agent/pmta-agent/agent/deadletter"
 	"github.com/pmta-agent/pmta-agent/agent/poller"
 	"github.com/pmta-agent/pmta-agent/agent/queue"
 	"github.com/pmta-agent/pmta-agent/agent/selfmon"
@@ -37,7 +40,10 @@ func loadConfig(path string) (config.Config, error) {
 		problems = append(problems, verr)
 	}
 	if len(problems) > 0 {
-		return cfg, fmt.Errorf("invalid configuration:\n  %s", strings.ReplaceAll(errors.Join(problems...).Error(), "\n", "\n  "))
+		// One problem a line, in key path order whichever check found it.
+		lines := strings.Split(errors.Join(problems...).Error(), "\n")
+		slices.Sort(lines)
+		return cfg, fmt.Errorf("invalid configuration:\n  %s", strings.Join(slices.Compact(lines), "\n  "))
 	}
 	return cfg, nil
 }
@@ -69,6 +75,7 @@ func pollerConfig(a config.API) poller.Config {
 		Interval: a.Interval, Timeout: a.Timeout, Jitter: a.Jitter,
 		Status: a.Endpoints.Status, Queues: a.Endpoints.Queues, Domains: a.Endpoints.Domains, VMTAs: a.Endpoints.VMTAs,
 		MaxItems: a.MaxItems, TLS: a.TLS,
+		MaxBodyBytes: int64(a.MaxBodyBytes),
 	}
 }
 
@@ -86,6 +93,10 @@ func otlpConfig(cfg config.Config) otlp.Config {
 		Gzip: o.Gzip, Timeout: o.Timeout, Temporality: o.Temporality, StateDir: filepath.Join(cfg.StateDir, "otlp"),
 		Resource: o.Resource, Version: buildVersion(),
 	}
+}
+
+func pipelineConfig(cfg config.Config, isp *agent.ISPMap) agent.PipelineConfig {
+	return agent.PipelineConfig{Server: cfg.Server, Tags: cfg.Tags, ISP: isp, MaxValues: cfg.Pipeline.MaxValues()}
 }
 
 func deliveryConfig(q config.Queue, batch int) agent.DeliveryConfig {
@@ -114,6 +125,7 @@ func openStore(cfg config.Config, sink string, q config.Queue, log *slog.Logger)
 // and the pipeline that feeds them.
 type outputs struct {
 	stores     []agent.Store // closed after the deliveries stopped
+	letters    []io.Closer   // dead-letter files, closed with the stores
 	isp        *agent.ISPMap
 	latest     *selfmon.Latest // PowerMTA values for /metrics; nil unless listen.pmta_metrics
 	sinks      []agent.Sink
@@ -130,6 +142,11 @@ func buildOutputs(cfg config.Config, out io.Writer, log *slog.Logger) (*outputs,
 		}
 		dc := deliveryConfig(q, batch)
 		dc.InOrder = inOrder
+		if q.DeadLetterMaxBytes > 0 {
+			dl := deadletter.Open(filepath.Join(cfg.StateDir, "deadletter"), s.Name(), int64(q.DeadLetterMaxBytes))
+			dc.DeadLetters = dl
+			o.letters = append(o.letters, dl)
+		}
 		o.sinks = append(o.sinks, s)
 		o.stores = append(o.stores, st)
 		o.deliveries = append(o.deliveries, agent.NewDelivery(s, st, dc, log))
@@ -168,9 +185,7 @@ func buildOutputs(cfg config.Config, out io.Writer, log *slog.Logger) (*outputs,
 		o.latest = selfmon.NewLatest()
 		enq = append(enq, o.latest)
 	}
-	o.pipeline = agent.NewPipeline(agent.PipelineConfig{
-		Server: cfg.Server, Tags: cfg.Tags, MaxDomains: cfg.Pipeline.MaxDomains, ISP: o.isp,
-	}, enq...)
+	o.pipeline = agent.NewPipeline(pipelineConfig(cfg, o.isp), enq...)
 	return o, nil
 }
 
@@ -178,11 +193,19 @@ func buildOutputs(cfg config.Config, out io.Writer, log *slog.Logger) (*outputs,
 // returns err joined with what closing said.
 func (o *outputs) close(err error) error {
 	for _, st := range o.stores {
-		if c, ok := st.(agent.Closer); ok {
-			err = errors.Join(err, c.Close())
-		}
+		err = errors.Join(err, closeStore(st))
+	}
+	for _, dl := range o.letters {
+		err = errors.Join(err, dl.Close())
 	}
 	return err
+}
+
+func closeStore(st agent.Store) error {
+	if c, ok := st.(agent.Closer); ok {
+		return c.Close()
+	}
+	return nil
 }
 
 // build constructs the sources, sinks and engine the configuration asks for.
@@ -223,12 +246,17 @@ func configFromFlags(cmd string, args []string, stderr io.Writer) (config.Config
 	return loadConfig(*path)
 }
 
-func cmdRun(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+// cmdRun runs the agent; every SIGHUP from hups is logged while it runs and
+// drains.
+func cmdRun(ctx context.Context, args []string, stdout, stderr io.Writer, hups <-chan os.Signal) error {
 	cfg, err := configFromFlags("run", args, stderr)
 	if err != nil {
 		return err
 	}
 	log := newLogger(cfg, stderr)
+	done := make(chan struct{})
+	defer close(done)
+	go logHangups(hups, done, log)
 	applyMemoryLimit(cfg)
 	return runAgent(ctx, cfg, stdout, log)
 }
@@ -280,8 +308,15 @@ func runAgent(ctx context.Context, cfg config.Config, stdout io.Writer, log *slo
 }
 
 func cmdCheckConfig(args []string, stdout, stderr io.Writer) error {
-	if _, err := configFromFlags("check-config", args, stderr); err != nil {
+	cfg, err := configFromFlags("check-config", args, stderr)
+	if err != nil {
 		return err
+	}
+	if cfg.Acct.Enabled {
+		// The configuration is valid, but the tailer would read nothing.
+		if probs := acct.CheckFiles(cfg.Acct.Globs); len(probs) > 0 {
+			return fmt.Errorf("the accounting files cannot be read:\n  %s", strings.Join(probs, "\n  "))
+		}
 	}
 	fmt.Fprintln(stdout, "configuration OK")
 	return nil

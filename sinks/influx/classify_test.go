@@ -26,6 +26,9 @@ func TestClassify(t *testing.T) {
 		minWait time.Duration // RetryAfter bounds
 		maxWait time.Duration
 		says    []string // substrings of the error text
+		// rejected is SinkError.Rejected: the "dropped=N" of a partial
+		// write, at most the 3 points written.
+		rejected int
 	}{
 		{name: "204 accepted", answer: noContent(), ok: true},
 		{name: "200 accepted", answer: answer(http.StatusOK, ""), ok: true},
@@ -35,17 +38,29 @@ func TestClassify(t *testing.T) {
 		{name: "400 v1.8 partial write field type conflict",
 			answer: answer(400, `{"error":"partial write: field type conflict: input field \"rcp\" on measurement \"pmta_queue\" is type float, already exists as type integer dropped=1"}`,
 				"Content-Type", "application/json", "X-Influxdb-Error", `partial write: field type conflict: input field "rcp" on measurement "pmta_queue" is type float, already exists as type integer dropped=1`),
-			kind: agent.Permanent, says: []string{"field type conflict"}},
+			kind: agent.Permanent, says: []string{"field type conflict"}, rejected: 1},
 		{name: "400 v1.8 points beyond retention policy",
 			answer: answer(400, `{"error":"partial write: points beyond retention policy dropped=3"}`,
 				"Content-Type", "application/json", "X-Influxdb-Error", "partial write: points beyond retention policy dropped=3"),
-			kind: agent.Permanent, says: []string{"points beyond retention policy"}},
+			kind: agent.Permanent, says: []string{"points beyond retention policy"}, rejected: 3},
+		{name: "400 v1.8 partial write of unparsable lines says dropped=0",
+			answer: answer(400, `{"error":"partial write: unable to parse 'm v=': missing field value dropped=0"}`,
+				"Content-Type", "application/json", "X-Influxdb-Error", "partial write: unable to parse 'm v=': missing field value dropped=0"),
+			kind: agent.Permanent, says: []string{"unable to parse"}, rejected: 0},
+		{name: "400 v1.8 dropped beyond the request is capped",
+			answer: answer(400, `{"error":"partial write: points beyond retention policy dropped=9"}`,
+				"Content-Type", "application/json", "X-Influxdb-Error", "partial write: points beyond retention policy dropped=9"),
+			kind: agent.Permanent, rejected: 3},
+		{name: "400 v1.8 count beyond the shortened message",
+			answer: answer(400, `{"error":"partial write: field type conflict: input field \"rcp\" on measurement \"`+strings.Repeat("q", 350)+`\" is type float, already exists as type integer dropped=2"}`,
+				"Content-Type", "application/json", "X-Influxdb-Error", `partial write: field type conflict: input field "rcp" on measurement "`+strings.Repeat("q", 350)+`" is type float, already exists as type integer dropped=2`),
+			kind: agent.Permanent, says: []string{"field type conflict", "…"}, rejected: 2},
 		{name: "400 v3 error shape",
 			answer: answer(400, `{"error":"parsing failed for write_lp endpoint","data":{"original_line":"m v="}}`, "Content-Type", "application/json"),
 			kind:   agent.Permanent, says: []string{"parsing failed for write_lp endpoint"}},
 		{name: "422 unprocessable",
 			answer: answer(422, `{"code":"unprocessable entity","message":"failure writing points to database: partial write: points beyond retention policy dropped=1"}`, "Content-Type", jsonType),
-			kind:   agent.Permanent, says: []string{"HTTP 422", "beyond retention policy"}},
+			kind:   agent.Permanent, says: []string{"HTTP 422", "beyond retention policy"}, rejected: 1},
 		{name: "401 v2",
 			answer: answer(401, `{"code":"unauthorized","message":"unauthorized access"}`, "Content-Type", jsonType),
 			kind:   agent.Retryable, says: []string{"unauthorized: check the token", "HTTP 401"}},
@@ -92,7 +107,7 @@ func TestClassify(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			srv := newServer(t, tt.answer)
 			s := newSink(t, Config{URL: srv.URL, Bucket: "pmta"})
-			err := s.Write(context.Background(), testPoints(2))
+			err := s.Write(context.Background(), testPoints(3))
 			if tt.ok {
 				if err != nil {
 					t.Fatalf("Write: %v, want nil", err)
@@ -105,6 +120,12 @@ func TestClassify(t *testing.T) {
 			}
 			if se.Kind != tt.kind {
 				t.Errorf("kind %v, want %v (err %v)", se.Kind, tt.kind, err)
+			}
+			if se.Rejected != tt.rejected {
+				t.Errorf("Rejected = %d, want %d", se.Rejected, tt.rejected)
+			}
+			if n := agent.Settled(err); n != 0 {
+				t.Errorf("Settled = %d for a one-request write that failed", n)
 			}
 			if se.RetryAfter < tt.minWait || se.RetryAfter > tt.maxWait {
 				t.Errorf("RetryAfter %v, want within [%v, %v]", se.RetryAfter, tt.minWait, tt.maxWait)
@@ -179,6 +200,33 @@ func TestClassifyTransport(t *testing.T) {
 			t.Errorf("cancelled Write reached the server %d times", n)
 		}
 	})
+}
+
+// TestParseDropped reads InfluxDB's count of refused points.
+func TestParseDropped(t *testing.T) {
+	tests := []struct {
+		text string
+		n    int
+		ok   bool
+	}{
+		{"partial write: field type conflict: input field \"rcp\" is type float, already exists as type integer dropped=1", 1, true},
+		{"partial write: points beyond retention policy dropped=3", 3, true},
+		{`{"error":"partial write: points beyond retention policy dropped=12"}`, 12, true},
+		{"partial write: unable to parse 'x': bad dropped=0", 0, true},
+		{"failure writing points to database: partial write: points beyond retention policy dropped=1", 1, true},
+		{"partial write: a dropped=2 in the reason dropped=5", 5, true},
+		{"points_dropped=7", 0, false},
+		{"dropped=", 0, false},
+		{"dropped=x", 0, false},
+		{"unable to parse 'm v=': missing field value", 0, false},
+		{"", 0, false},
+	}
+	for _, tt := range tests {
+		n, ok := parseDropped(tt.text)
+		if n != tt.n || ok != tt.ok {
+			t.Errorf("parseDropped(%q) = %d, %v; want %d, %v", tt.text, n, ok, tt.n, tt.ok)
+		}
+	}
 }
 
 func TestClassifyDirect(t *testing.T) {

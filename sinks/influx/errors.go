@@ -16,44 +16,6 @@ import (
 	"github.com/pmta-agent/pmta-agent/agent"
 )
 
-// PartialWriteError reports how far a Write got. Of the points passed to
-// Write, the first Written+Rejected are settled and must not be sent again:
-// Written of them were accepted (or had no field line protocol can carry, so
-// there was nothing to send), Rejected of them belong to chunks InfluxDB
-// refused for good (with InfluxDB 1.8's "partial write" some points of such a
-// chunk may still have been stored). The *agent.SinkError wrapping this error
-// classifies the failure; it concerns the points after the settled ones, or,
-// when all points are settled, says that some were rejected.
-type PartialWriteError struct {
-	Written  int
-	Rejected int
-	Err      error
-}
-
-func (e *PartialWriteError) Error() string {
-	return fmt.Sprintf("%v (after %d points written, %d rejected)", e.Err, e.Written, e.Rejected)
-}
-
-func (e *PartialWriteError) Unwrap() error { return e.Err }
-
-// Settled returns the number of leading points that must not be sent again.
-// It lets the delivery loop find the progress with errors.As and an interface
-// { Settled() int }, without importing this package.
-func (e *PartialWriteError) Settled() int { return e.Written + e.Rejected }
-
-// withProgress wraps se's cause in a PartialWriteError when part of the batch
-// was already dealt with; otherwise se is returned unchanged.
-func withProgress(se *agent.SinkError, written, rejected int) *agent.SinkError {
-	if written == 0 && rejected == 0 {
-		return se
-	}
-	return &agent.SinkError{
-		Kind:       se.Kind,
-		RetryAfter: se.RetryAfter,
-		Err:        &PartialWriteError{Written: written, Rejected: rejected, Err: se.Err},
-	}
-}
-
 // statusError is an HTTP answer other than 2xx. It keeps only the status and
 // the server's message, not the library's error, whose text can be a JSON
 // decoding complaint instead of what the server said.
@@ -76,7 +38,11 @@ func (e *statusError) Error() string {
 //
 //   - 400 and 422 (bad line protocol, field type conflict, points beyond
 //     the retention policy, InfluxDB 1.8's "partial write"): Permanent, as
-//     sending the same points again cannot succeed;
+//     sending the same points again cannot succeed. When the server says
+//     how many points it refused ("… dropped=N", InfluxDB 1.8 and 2.x),
+//     Rejected is N: with 1.8's partial write the others were stored, and
+//     when N is every point of the request the delivery loop need not split
+//     it to find the bad ones;
 //   - 401 and 403: Retryable, because fixing the token is an operator's job
 //     and data must not be thrown away meanwhile;
 //   - 404 (bucket or database not found): Retryable, for the same reason;
@@ -86,7 +52,7 @@ func (e *statusError) Error() string {
 //   - other 4xx and 5xx, timeouts, refused connections and any error
 //     without an HTTP answer: Retryable;
 //   - a cancelled or expired context: Retryable, wrapping the context error.
-func classify(err error) error {
+func classify(err error) *agent.SinkError {
 	if err == nil {
 		return nil
 	}
@@ -100,7 +66,8 @@ func classify(err error) error {
 	case code >= 200 && code < 300:
 		return nil
 	case code == http.StatusBadRequest || code == http.StatusUnprocessableEntity:
-		return &agent.SinkError{Kind: agent.Permanent, Err: fmt.Errorf("influx write: points rejected: %w", se)}
+		return &agent.SinkError{Kind: agent.Permanent, Rejected: dropped(he),
+			Err: fmt.Errorf("influx write: points rejected: %w", se)}
 	case code == http.StatusUnauthorized || code == http.StatusForbidden:
 		return &agent.SinkError{Kind: agent.Retryable, Err: fmt.Errorf("influx write: unauthorized: check the token: %w", se)}
 	case code == http.StatusNotFound:
@@ -122,8 +89,50 @@ func classify(err error) error {
 	}
 }
 
+// dropped reads how many points the server said it refused: the N of the
+// last "dropped=N" in its error text (tsdb.PartialWriteError's wording, which
+// InfluxDB 1.8 and 2.x share), or 0 when it did not say. The texts are read
+// before serverMessage shortens them, since the count comes last: 1.8 puts
+// its whole error in X-Influxdb-Error, 2.x in the JSON message.
+func dropped(he *ihttp.Error) int {
+	for _, text := range []string{he.Header.Get("X-Influxdb-Error"), he.Message, he.Header.Get(errorBodyHeader)} {
+		if n, ok := parseDropped(text); ok {
+			return n
+		}
+	}
+	return 0
+}
+
+// parseDropped finds the last "dropped=N" in text that starts a word.
+func parseDropped(text string) (int, bool) {
+	const key = "dropped="
+	for end := len(text); end > 0; {
+		i := strings.LastIndex(text[:end], key)
+		if i < 0 {
+			return 0, false
+		}
+		end = i
+		if i > 0 && isWordByte(text[i-1]) {
+			continue // "points_dropped=", not the count
+		}
+		digits := text[i+len(key):]
+		n := 0
+		for n < len(digits) && digits[n] >= '0' && digits[n] <= '9' {
+			n++
+		}
+		if v, err := strconv.Atoi(digits[:n]); err == nil && v >= 0 {
+			return v, true
+		}
+	}
+	return 0, false
+}
+
+func isWordByte(c byte) bool {
+	return c == '_' || c >= '0' && c <= '9' || c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z'
+}
+
 // classifyTransport handles failures without an HTTP answer.
-func classifyTransport(err error) error {
+func classifyTransport(err error) *agent.SinkError {
 	if errors.Is(err, context.Canceled) {
 		// The caller gave up; say that, not the URL and transport detail.
 		return &agent.SinkError{Kind: agent.Retryable, Err: fmt.Errorf("influx write: %w", context.Canceled)}

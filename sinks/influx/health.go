@@ -17,8 +17,11 @@ const (
 // health logs the sink's state changes — failing, failing differently,
 // recovered — through an agent.FailureLog, which repeats a continuing failure
 // at most once per failingRepeat, so a dead server costs a few lines an hour,
-// not one per retry. Rejections are logged at most once per rejectedRepeat,
-// with the number of points rejected since the last line.
+// not one per retry. Refusals for good are logged at most once per
+// rejectedRepeat, with the number of refused writes since the last line: the
+// delivery loop writes a refused batch again in halves to find the bad
+// points, so one bad point causes a burst of refusals, and the number of
+// points finally dead-lettered is the loop's to count.
 type health struct {
 	fails *agent.FailureLog
 	log   *slog.Logger
@@ -26,7 +29,7 @@ type health struct {
 
 	mu            sync.Mutex
 	lastRejectLog time.Time
-	unlogged      int // points rejected since the last rejection log line
+	unlogged      int // refusals since the last rejection log line
 }
 
 func newHealth(log *slog.Logger, now func() time.Time) *health {
@@ -37,14 +40,16 @@ func (h *health) failed(se *agent.SinkError) { h.fails.Failed(se) }
 
 func (h *health) succeeded() { h.fails.Succeeded() }
 
-func (h *health) rejected(points int, se *agent.SinkError) {
+// rejected records a write refused for good: by the server, or by the sink
+// for a point line protocol cannot carry.
+func (h *health) rejected(se *agent.SinkError) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	h.unlogged += points
+	h.unlogged++
 	now := h.now()
 	if !h.lastRejectLog.IsZero() && now.Sub(h.lastRejectLog) < rejectedRepeat {
 		return
 	}
-	h.log.Warn("influx rejected points for good", "points", h.unlogged, "err", se.Err.Error())
+	h.log.Warn("influx rejected points for good", "refusals", h.unlogged, "err", se.Err.Error())
 	h.lastRejectLog, h.unlogged = now, 0
 }

@@ -93,28 +93,28 @@ func TestHealthRejectionsRateLimited(t *testing.T) {
 	h := newHealth(slog.New(rec), func() time.Time { return now })
 	perm := &agent.SinkError{Kind: agent.Permanent, Err: errors.New("field type conflict")}
 
-	h.rejected(10, perm)
+	h.rejected(perm)
 	if got := rec.take(); len(got) != 1 {
 		t.Fatalf("first rejection logged %q, want one line", got)
 	}
 	now = now.Add(10 * time.Second)
-	h.rejected(5, perm)
-	h.rejected(7, perm)
+	h.rejected(perm)
+	h.rejected(perm)
 	if got := rec.take(); len(got) != 0 {
 		t.Fatalf("rejections within the interval logged %q", got)
 	}
 	now = now.Add(rejectedRepeat)
-	h.rejected(1, perm)
-	if v := rec.lastAttr("points"); v.Int64() != 13 {
-		t.Errorf("points = %v, want 13 (5+7 suppressed, then 1)", v)
+	h.rejected(perm)
+	if v := rec.lastAttr("refusals"); v.Int64() != 3 {
+		t.Errorf("refusals = %v, want 3 (2 suppressed, then 1)", v)
 	}
 	if got := rec.take(); len(got) != 1 {
 		t.Fatalf("rejection after the interval logged %q, want one line", got)
 	}
 	now = now.Add(rejectedRepeat)
-	h.rejected(3, perm)
-	if v := rec.lastAttr("points"); v.Int64() != 3 {
-		t.Errorf("points = %v, want 3 (the count restarts after each line)", v)
+	h.rejected(perm)
+	if v := rec.lastAttr("refusals"); v.Int64() != 1 {
+		t.Errorf("refusals = %v, want 1 (the count restarts after each line)", v)
 	}
 }
 

@@ -18,7 +18,6 @@ import (
 	"net"
 	"net/http"
 	"net/url"
-	"strconv"
 	"time"
 
 	influxdb2 "github.com/influxdata/influxdb-client-go/v2"
@@ -214,84 +213,78 @@ func (s *Sink) Name() string { return "influx" }
 // Write sends points in chunks of at most BatchSize, in order, one request
 // per chunk, and returns nil only when InfluxDB accepted every chunk.
 //
-// A chunk that InfluxDB refuses for good (agent.Permanent) does not stop the
-// write: nothing will make it acceptable, and the chunks after it are good
-// data. Any other failure stops at that chunk. Either way the returned
-// *agent.SinkError wraps a *PartialWriteError when earlier chunks were dealt
-// with, so that a caller can skip the points already settled; a caller that
-// ignores it and resends everything does no harm, because every point has a
-// deterministic time and tag set and InfluxDB overwrites duplicates.
+// It stops at the first chunk that fails, whatever the kind, and never
+// counts a point the server did not accept: the returned *agent.SinkError
+// wraps an *agent.PartialWriteError (agent.WithProgress) saying how many
+// leading points the chunks before it delivered. That holds for a chunk
+// refused for good too: InfluxDB 1.8's partial write stores all but the bad
+// lines of it, and only the delivery loop, by writing halves again (which
+// InfluxDB overwrites harmlessly, as every point has a deterministic time and
+// tag set), can find which lines to dead-letter; Rejected says how many
+// there are when the server said so.
+//
+// A point that line protocol cannot carry (no measurement, no writable
+// field, a time outside the nanosecond range) is never sent nor counted as
+// written: the points before it go out, and Write returns a Permanent error
+// with Rejected = 1 for the points from it on, so that the delivery loop
+// isolates and dead-letters it.
 func (s *Sink) Write(ctx context.Context, points []agent.Point) error {
 	var (
-		buf               []byte
-		written, rejected int
-		firstRejection    *agent.SinkError
-		answered          bool // the server took part: it accepted or judged a chunk
+		buf      []byte
+		written  int
+		answered bool // the server took part: it accepted a chunk or judged one
 	)
-	for off := 0; off < len(points); off += s.cfg.BatchSize {
-		end := min(off+s.cfg.BatchSize, len(points))
+	for written < len(points) {
+		end := min(written+s.cfg.BatchSize, len(points))
+		unwritable := -1
 		buf = buf[:0]
-		for i := off; i < end; i++ {
-			buf = appendLine(buf, &points[i], s.cfg.Precision)
-		}
-		if len(buf) == 0 {
-			// Only points that line protocol cannot carry: nothing to send.
-			written += end - off
-			continue
-		}
-		err := s.write.WriteRecord(ctx, string(buf))
-		if err == nil {
-			written += end - off
-			answered = true
-			continue
-		}
-		se := s.secrets.RedactSinkError(classify(err))
-		switch {
-		case se == nil: // classify saw an answer that is not a failure
-			written += end - off
-			answered = true
-			continue
-		case se.Kind == agent.Permanent:
-			rejected += end - off
-			answered = true
-			s.health.rejected(end-off, se)
-			if firstRejection == nil {
-				firstRejection = se
+		for i := written; i < end; i++ {
+			n := len(buf)
+			buf = agent.AppendLineProtocolPrecision(buf, &points[i], s.cfg.Precision)
+			if len(buf) == n {
+				unwritable, end = i, i
+				break
 			}
-			continue
 		}
-		s.health.failed(se)
-		return withProgress(se, written, rejected)
+		if end > written {
+			if se := s.send(ctx, buf); se != nil {
+				if se.Kind == agent.Permanent {
+					// The server answered: whatever failed before is over.
+					s.health.succeeded()
+					se.Rejected = min(se.Rejected, end-written)
+					s.health.rejected(se)
+				} else {
+					s.health.failed(se)
+				}
+				return agent.WithProgress(se, written)
+			}
+			written, answered = end, true
+		}
+		if unwritable >= 0 {
+			if answered {
+				s.health.succeeded()
+			}
+			se := &agent.SinkError{Kind: agent.Permanent, Rejected: 1, Err: fmt.Errorf(
+				"influx write: point cannot be written as line protocol: %s", agent.EncodeProblem(&points[unwritable]))}
+			s.health.rejected(se)
+			return agent.WithProgress(se, written)
+		}
 	}
 	if answered {
 		s.health.succeeded()
 	}
-	switch {
-	case firstRejection == nil:
-		return nil
-	case written == 0:
-		return firstRejection // all rejected: the kind says it all
-	default:
-		return withProgress(firstRejection, written, rejected)
-	}
+	return nil
 }
 
-// appendLine appends p's line protocol with its timestamp in units of prec,
-// the precision the write URL announces.
-func appendLine(dst []byte, p *agent.Point, prec time.Duration) []byte {
-	if prec == time.Nanosecond || p.Time.IsZero() {
-		return agent.AppendLineProtocol(dst, p)
+// send writes one chunk of line protocol and classifies the outcome: nil
+// when InfluxDB accepted it.
+func (s *Sink) send(ctx context.Context, lines []byte) *agent.SinkError {
+	err := s.write.WriteRecord(ctx, string(lines))
+	se := classify(err)
+	if se == nil {
+		return nil
 	}
-	start := len(dst)
-	untimed := *p // shallow copy: the slices are only read
-	untimed.Time = time.Time{}
-	dst = agent.AppendLineProtocol(dst, &untimed)
-	if len(dst) == start {
-		return dst
-	}
-	dst = append(dst[:len(dst)-1], ' ') // replace the newline
-	dst = strconv.AppendInt(dst, p.Time.UnixNano()/int64(prec), 10)
-	return append(dst, '\n')
+	return s.secrets.RedactSinkError(se)
 }
 
 // Ping checks that the server answers on /ping. It neither needs nor checks

@@ -5,9 +5,11 @@ import (
 	"crypto/x509"
 	"encoding/pem"
 	"errors"
+	"math"
 	"net/http"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -121,23 +123,74 @@ func TestWriteChunksInOrder(t *testing.T) {
 	}
 }
 
-func TestWriteSkipsPointsWithoutFields(t *testing.T) {
-	srv := newServer(t, noContent())
-	s := newSink(t, Config{URL: srv.URL, Bucket: "b", BatchSize: 2})
-	empty := []agent.Point{{Measurement: "m", Time: time.Unix(1, 0)}, {Measurement: "m", Time: time.Unix(2, 0)}}
-	points := append(empty, testPoints(1)...)
-	if err := s.Write(context.Background(), points); err != nil {
-		t.Fatalf("Write: %v", err)
+// TestWriteRefusesUnwritablePoint: a point line protocol cannot carry is
+// neither sent nor counted as written. The points before it go out; Write
+// then refuses it for good, with the progress of what was sent, so that the
+// delivery loop isolates and dead-letters it.
+func TestWriteRefusesUnwritablePoint(t *testing.T) {
+	noField := agent.Point{Measurement: "pmta_queue", Time: time.Unix(1, 0)}
+	noMeasurement := agent.NewPoint("", nil, []agent.Field{{Key: "v", Value: int64(1)}}, time.Unix(1, 0))
+	tooLate := agent.NewPoint("m", nil, []agent.Field{{Key: "v", Value: int64(1)}}, time.Date(2300, 1, 1, 0, 0, 0, 0, time.UTC))
+	onlyNaN := agent.NewPoint("m", nil, []agent.Field{{Key: "v", Value: math.NaN()}}, time.Unix(1, 0))
+	with := func(at int, bad agent.Point, n int) []agent.Point {
+		pts := testPoints(n)
+		return slices.Insert(pts, at, bad)
 	}
-	if reqs := srv.got(); len(reqs) != 1 || reqs[0].Body != string(agent.LineProtocol(points[2:])) {
-		t.Errorf("requests %+v, want one with the last point only", reqs)
+	tests := []struct {
+		name      string
+		points    []agent.Point
+		batchSize int
+		sent      [][2]int // the points of each request, as [from, to)
+		settled   int
+		says      string
+	}{
+		{"first point, no field", with(0, noField, 3), 10, nil, 0, "no field"},
+		{"middle of a chunk", with(2, noMeasurement, 3), 10, [][2]int{{0, 2}}, 2, "no measurement"},
+		{"in the second chunk", with(3, tooLate, 3), 2, [][2]int{{0, 2}, {2, 3}}, 3, "outside what a nanosecond timestamp can hold"},
+		{"last point, only NaN", with(3, onlyNaN, 3), 10, [][2]int{{0, 3}}, 3, "no field"},
+		{"alone", []agent.Point{noField}, 10, nil, 0, "no field"},
 	}
-	if err := s.Write(context.Background(), nil); err != nil {
-		t.Errorf("Write(nil): %v", err)
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			srv := newServer(t, noContent())
+			s := newSink(t, Config{URL: srv.URL, Bucket: "b", BatchSize: tt.batchSize})
+			err := s.Write(context.Background(), tt.points)
+			var se *agent.SinkError
+			if !errors.As(err, &se) || se.Kind != agent.Permanent {
+				t.Fatalf("Write: %v, want a permanent *agent.SinkError", err)
+			}
+			if se.Rejected != 1 {
+				t.Errorf("Rejected = %d, want 1", se.Rejected)
+			}
+			if got := agent.Settled(err); got != tt.settled {
+				t.Errorf("Settled = %d, want %d", got, tt.settled)
+			}
+			for _, want := range []string{"cannot be written as line protocol", tt.says} {
+				if !strings.Contains(err.Error(), want) {
+					t.Errorf("error %q does not say %q", err, want)
+				}
+			}
+			reqs := srv.got()
+			if len(reqs) != len(tt.sent) {
+				t.Fatalf("sent %d requests, want %d", len(reqs), len(tt.sent))
+			}
+			for i, r := range tt.sent {
+				if want := string(agent.LineProtocol(tt.points[r[0]:r[1]])); reqs[i].Body != want {
+					t.Errorf("request %d body:\n%s\nwant:\n%s", i, reqs[i].Body, want)
+				}
+			}
+		})
 	}
-	if n := len(srv.got()); n != 1 {
-		t.Errorf("an empty Write sent a request")
-	}
+	t.Run("empty write sends nothing", func(t *testing.T) {
+		srv := newServer(t, noContent())
+		s := newSink(t, Config{URL: srv.URL, Bucket: "b"})
+		if err := s.Write(context.Background(), nil); err != nil {
+			t.Errorf("Write(nil): %v", err)
+		}
+		if n := len(srv.got()); n != 0 {
+			t.Errorf("an empty Write sent %d requests", n)
+		}
+	})
 }
 
 func TestWriteStopsAtFailingChunk(t *testing.T) {
@@ -147,16 +200,12 @@ func TestWriteStopsAtFailingChunk(t *testing.T) {
 	if kind, _ := agent.Classify(err); kind != agent.Retryable {
 		t.Fatalf("kind %v (err %v), want retryable", kind, err)
 	}
-	var pw *PartialWriteError
-	if !errors.As(err, &pw) {
-		t.Fatalf("error %v does not carry a PartialWriteError", err)
+	var pw *agent.PartialWriteError
+	if !errors.As(err, &pw) || pw.Written != 2 {
+		t.Fatalf("error %v does not carry 2 points of progress", err)
 	}
-	if pw.Written != 2 || pw.Rejected != 0 || pw.Settled() != 2 {
-		t.Errorf("progress %+v, want 2 written, 0 rejected", pw)
-	}
-	var settled interface{ Settled() int }
-	if !errors.As(err, &settled) || settled.Settled() != 2 {
-		t.Errorf("progress not found through the Settled interface")
+	if n := agent.Settled(err); n != 2 {
+		t.Errorf("Settled = %d, want 2", n)
 	}
 	if n := len(srv.got()); n != 2 {
 		t.Errorf("sent %d requests, want 2 (stop at the failing chunk)", n)
@@ -167,7 +216,7 @@ func TestWriteFirstChunkFailsWithoutProgress(t *testing.T) {
 	srv := newServer(t, answer(http.StatusInternalServerError, ""))
 	s := newSink(t, Config{URL: srv.URL, Bucket: "b", BatchSize: 2})
 	err := s.Write(context.Background(), testPoints(4))
-	var pw *PartialWriteError
+	var pw *agent.PartialWriteError
 	if errors.As(err, &pw) {
 		t.Errorf("nothing was written, yet the error carries progress %+v", pw)
 	}
@@ -176,38 +225,37 @@ func TestWriteFirstChunkFailsWithoutProgress(t *testing.T) {
 	}
 }
 
-func TestWritePermanentChunkDoesNotStop(t *testing.T) {
+// TestWriteStopsAtPermanentChunk: a chunk refused for good stops the write
+// like any other failure. (Write used to go on past it, counting its points
+// as settled; but InfluxDB 1.8 stores all but the bad lines of such a chunk,
+// and only the delivery loop, writing halves again, can find which points to
+// dead-letter — so Write must claim no progress beyond the accepted chunks.)
+func TestWriteStopsAtPermanentChunk(t *testing.T) {
 	bad := answer(http.StatusBadRequest, `{"code":"invalid","message":"unable to parse"}`, "Content-Type", "application/json")
-	t.Run("rest accepted", func(t *testing.T) {
-		srv := newServer(t, noContent(), bad, noContent())
-		s := newSink(t, Config{URL: srv.URL, Bucket: "b", BatchSize: 2})
-		err := s.Write(context.Background(), testPoints(6))
-		if kind, _ := agent.Classify(err); kind != agent.Permanent {
-			t.Fatalf("kind %v (err %v), want permanent", kind, err)
-		}
-		var pw *PartialWriteError
-		if !errors.As(err, &pw) || pw.Written != 4 || pw.Rejected != 2 || pw.Settled() != 6 {
-			t.Errorf("progress %+v, want 4 written, 2 rejected", pw)
-		}
-		if n := len(srv.got()); n != 3 {
-			t.Errorf("sent %d requests, want 3", n)
-		}
-	})
-	t.Run("later chunk fails", func(t *testing.T) {
-		srv := newServer(t, bad, answer(http.StatusBadGateway, ""))
-		s := newSink(t, Config{URL: srv.URL, Bucket: "b", BatchSize: 2})
-		err := s.Write(context.Background(), testPoints(6))
-		if kind, _ := agent.Classify(err); kind != agent.Retryable {
-			t.Fatalf("kind %v (err %v), want retryable", kind, err)
-		}
-		var pw *PartialWriteError
-		if !errors.As(err, &pw) || pw.Written != 0 || pw.Rejected != 2 || pw.Settled() != 2 {
-			t.Errorf("progress %+v, want 0 written, 2 rejected", pw)
-		}
-		if n := len(srv.got()); n != 2 {
-			t.Errorf("sent %d requests, want 2", n)
-		}
-	})
+	tests := []struct {
+		name    string
+		answers []http.HandlerFunc
+		settled int
+	}{
+		{"after an accepted chunk", []http.HandlerFunc{noContent(), bad, noContent()}, 2},
+		{"first chunk", []http.HandlerFunc{bad, noContent()}, 0},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			srv := newServer(t, tt.answers...)
+			s := newSink(t, Config{URL: srv.URL, Bucket: "b", BatchSize: 2})
+			err := s.Write(context.Background(), testPoints(6))
+			if kind, _ := agent.Classify(err); kind != agent.Permanent {
+				t.Fatalf("kind %v (err %v), want permanent", kind, err)
+			}
+			if n := agent.Settled(err); n != tt.settled {
+				t.Errorf("Settled = %d, want %d", n, tt.settled)
+			}
+			if n := len(srv.got()); n != tt.settled/2+1 {
+				t.Errorf("sent %d requests, want %d (none after the refused chunk)", n, tt.settled/2+1)
+			}
+		})
+	}
 }
 
 // TestNoLibraryRetries: every Write is exactly one request per chunk,
@@ -247,7 +295,6 @@ func TestPrecision(t *testing.T) {
 			points := []agent.Point{
 				agent.NewPoint("m", []agent.Tag{{Key: "t", Value: "a b"}}, []agent.Field{{Key: "v", Value: int64(1)}}, ts),
 				agent.NewPoint("m", nil, []agent.Field{{Key: "v", Value: int64(2)}}, time.Time{}),
-				agent.NewPoint("skipped", nil, nil, ts),
 			}
 			if err := s.Write(context.Background(), points); err != nil {
 				t.Fatalf("Write: %v", err)

@@ -30,7 +30,7 @@ type run struct {
 }
 
 // runsByServer splits points into runs of one server each, in order, so that
-// what an export settled is always a prefix of the points.
+// what a Write delivered is always a prefix of the points.
 func runsByServer(points []agent.Point) []run {
 	var runs []run
 	for i := range points {
@@ -46,20 +46,22 @@ func runsByServer(points []agent.Point) []run {
 
 // newResource returns the resource of one mail server. extra comes last, so
 // an operator may override service.name or service.version, but host.name
-// always names the server the points came from when they carry one.
+// always names the server the points came from when they carry one. Every
+// string goes through agent.SafeTag, as in the data points.
 func newResource(server, version string, extra map[string]string) *resource.Resource {
 	attrs := []attribute.KeyValue{attribute.String(attrServiceName, serviceName)}
 	if version != "" {
-		attrs = append(attrs, attribute.String(attrServiceVersion, version))
+		attrs = append(attrs, attribute.String(attrServiceVersion, agent.SafeTag(version)))
 	}
 	for k, v := range extra {
-		if k == attrHostName && server != "" {
+		k = agent.SafeTag(k)
+		if k == "" || (k == attrHostName && server != "") {
 			continue
 		}
-		attrs = append(attrs, attribute.String(k, v))
+		attrs = append(attrs, attribute.String(k, agent.SafeTag(v)))
 	}
 	if server != "" {
-		attrs = append(attrs, attribute.String(attrHostName, server))
+		attrs = append(attrs, attribute.String(attrHostName, agent.SafeTag(server)))
 	}
 	// NewSchemaless keeps the last value of a repeated key, which is what
 	// lets extra override the defaults above.
@@ -116,12 +118,17 @@ func buildRequest(points []agent.Point, tx *cumTx) *request {
 	return r
 }
 
+// addPoint adds the data points of p, which exportProblem accepted.
 func (r *request) addPoint(p *agent.Point, tx *cumTx) {
 	var attrs attribute.Set
 	attrsBuilt := false
 	for _, f := range p.Fields {
 		ro := fieldRole(p.Measurement, f.Key)
 		if ro == roleSkip {
+			continue
+		}
+		if f.Key == "" { // line protocol leaves it out too
+			r.unsupported++
 			continue
 		}
 		n, ok := numeric(f.Value)
@@ -141,7 +148,7 @@ func (r *request) addPoint(p *agent.Point, tx *cumTx) {
 			// [start, start+interval).
 			start, end = p.Time, p.Time.Add(intervalOf(p))
 			if tx != nil {
-				total, seriesStart, fresh := tx.add(seriesKey(name, p.Tags), p.Time, n)
+				total, seriesStart, fresh := tx.add(seriesKey(name, &attrs), p.Time, n)
 				if !fresh {
 					r.replays++
 					continue
@@ -150,7 +157,7 @@ func (r *request) addPoint(p *agent.Point, tx *cumTx) {
 			}
 		case roleTotal:
 			cumulative = true
-			if up, ok := seconds(p, fieldUptime); ok && up > 0 {
+			if up, ok := seconds(p, fieldUptime); ok && up > 0 && timeOK(p.Time.Add(-up)) {
 				start = p.Time.Add(-up)
 			}
 		}
@@ -175,13 +182,16 @@ func (r *request) append(proto metricAcc, n number, attrs attribute.Set, start, 
 	r.dataPoints++
 }
 
-// attributesOf turns the tags with a value into attributes; an empty tag
-// value means the tag is absent.
+// attributesOf turns the tags with a key and a value into attributes (an
+// empty tag value means the tag is absent), both through agent.SafeTag: the
+// protobuf encoders refuse a request holding a string that is not valid
+// UTF-8, so one stray byte in a recipient domain would otherwise block
+// every export of its batch.
 func attributesOf(tags []agent.Tag) attribute.Set {
 	kvs := make([]attribute.KeyValue, 0, len(tags))
 	for _, t := range tags {
-		if t.Value != "" {
-			kvs = append(kvs, attribute.String(t.Key, t.Value))
+		if t.Key != "" && t.Value != "" {
+			kvs = append(kvs, attribute.String(agent.SafeTag(t.Key), agent.SafeTag(t.Value)))
 		}
 	}
 	return attribute.NewSet(kvs...)

@@ -7,12 +7,21 @@ import (
 	"io"
 	"net/http"
 	"strings"
+	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/sdk/instrumentation"
+	"go.opentelemetry.io/otel/sdk/metric/metricdata"
+	"go.opentelemetry.io/otel/sdk/resource"
 	colmetricpb "go.opentelemetry.io/proto/otlp/collector/metrics/v1"
+	metricpb "go.opentelemetry.io/proto/otlp/metrics/v1"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/proto"
 
 	"github.com/pmta-agent/pmta-agent/agent"
 )
@@ -86,8 +95,13 @@ func TestClassifyGRPC(t *testing.T) {
 			grpcStatus(t, codes.Unimplemented, "unknown service", 0), nil, ""},
 		{classifyCase{name: "internal", kind: agent.Retryable, contains: "Internal"},
 			grpcStatus(t, codes.Internal, "boom", 0), nil, ""},
-		{classifyCase{name: "partial success rejecting points", kind: agent.Permanent, contains: "rejected 2 data points: bad unit"},
-			grpcPartial(2, "bad unit"), nil, ""},
+		// A server's Internal status with the text gRPC uses for a request
+		// it could not marshal: the request was fine, so it stays retryable.
+		{classifyCase{name: "internal from the server, marshaling text", kind: agent.Retryable, contains: "Internal"},
+			grpcStatus(t, codes.Internal, "grpc: error while marshaling: proto: oops", 0), nil, ""},
+		// The collector took the export: it counts as written (see
+		// TestWritePartialSuccess for the stat).
+		{classifyCase{name: "partial success rejecting points", ok: true}, grpcPartial(2, "bad unit"), nil, ""},
 		{classifyCase{name: "partial success as a warning", ok: true}, grpcPartial(0, "deprecated field"), nil, ""},
 		{classifyCase{name: "message larger than max", kind: agent.TooLarge, contains: "larger than max"},
 			grpcOK, []grpc.ServerOption{grpc.MaxRecvMsgSize(256)}, ""},
@@ -132,7 +146,7 @@ func TestClassifyHTTP(t *testing.T) {
 		{classifyCase{name: "500", kind: agent.Retryable, contains: "500"}, httpStatus(500, "oops")},
 		{classifyCase{name: "502", kind: agent.Retryable, contains: "bad gateway"}, httpStatus(502, "bad gateway")},
 		{classifyCase{name: "504", kind: agent.Retryable, contains: "gateway timeout"}, httpStatus(504, "gateway timeout")},
-		{classifyCase{name: "partial success rejecting points", kind: agent.Permanent, contains: "rejected 3 data points: bad unit"},
+		{classifyCase{name: "partial success rejecting points", ok: true},
 			func(w http.ResponseWriter, r *http.Request) {
 				decodeHTTPRequest(t, r)
 				writeProto(w, &colmetricpb.ExportMetricsServiceResponse{PartialSuccess: &colmetricpb.ExportMetricsPartialSuccess{
@@ -176,26 +190,78 @@ func TestClassifyHTTP(t *testing.T) {
 	})
 }
 
-// TestClassifyDirect covers inputs that need no server.
+// TestClassifyDirect covers the classification of errors as the sink sees
+// them after response.wrap, including those that need no server: failures
+// that can only repeat for the same points are Permanent, connection
+// problems stay retryable.
 func TestClassifyDirect(t *testing.T) {
 	if classify(nil) != nil {
 		t.Error("classify(nil) is not nil")
 	}
+	// The error proto.Marshal really returns for an invalid string, as the
+	// OTLP/HTTP exporter passes it on.
+	_, utf8Err := proto.Marshal(&colmetricpb.ExportMetricsServiceRequest{ResourceMetrics: []*metricpb.ResourceMetrics{{SchemaUrl: "caf\xe9"}}})
+	if utf8Err == nil {
+		t.Fatal("proto.Marshal accepted invalid UTF-8")
+	}
+	// What gRPC returns for the same failure: the cause flattened to text.
+	grpcMarshal := status.Errorf(codes.Internal, "grpc: error while marshaling: %v", utf8Err.Error())
 	cases := []struct {
-		err      error
+		name     string
+		err      error // as the exporter returns it
+		rec      response
 		kind     agent.ErrorKind
 		contains string
 	}{
-		{context.Canceled, agent.Retryable, "context canceled"},
-		{fmt.Errorf("failed to upload metrics: %w", context.DeadlineExceeded), agent.Retryable, "timed out"},
-		{errors.New("something new"), agent.Retryable, "something new"},
-		{&httpStatusError{Status: 418, Err: errors.New("teapot")}, agent.Retryable, "teapot"},
+		{"http marshal failure", fmt.Errorf("failed to upload metrics: %w", utf8Err), response{},
+			agent.Permanent, "invalid UTF-8"},
+		{"grpc marshal failure", fmt.Errorf("failed to upload metrics: %w", grpcMarshal), response{attempted: true, encodeErr: utf8Err},
+			agent.Permanent, "invalid UTF-8"},
+		{"grpc Internal from the server", fmt.Errorf("failed to upload metrics: %w", grpcMarshal), response{attempted: true},
+			agent.Retryable, "error while marshaling"},
+		{"proto error reading a non-2xx answer", fmt.Errorf("failed: %w", utf8Err), response{attempted: true, status: 502},
+			agent.Retryable, "invalid UTF-8"},
+		{"grpc invalid argument", status.Error(codes.InvalidArgument, "bad data"), response{attempted: true},
+			agent.Permanent, "points rejected"},
+		{"http 400", errors.New("failed to send metrics: 400 Bad Request"), response{attempted: true, status: 400},
+			agent.Permanent, "points rejected"},
+		{"http body over the exporter's limit", errors.New("failed to upload metrics: request body too large: exceeded 67108864 bytes"), response{},
+			agent.TooLarge, "too large"},
+		{"grpc message over the exporter's limit", errors.New("failed to upload metrics: request message too large: exceeded 67108864 bytes"), response{},
+			agent.TooLarge, "too large"},
+		{"grpc unavailable", status.Error(codes.Unavailable, "connection refused"), response{attempted: true},
+			agent.Retryable, "unavailable"},
+		{"connection refused", fmt.Errorf("dial: %w", syscall.ECONNREFUSED), response{attempted: true},
+			agent.Retryable, "connection refused"},
+		{"cancelled before sending", context.Canceled, response{}, agent.Retryable, "context canceled"},
+		{"deadline", fmt.Errorf("failed to upload metrics: %w", context.DeadlineExceeded), response{attempted: true},
+			agent.Retryable, "timed out"},
+		{"unknown", errors.New("something new"), response{attempted: true}, agent.Retryable, "something new"},
+		{"http 418", errors.New("teapot"), response{attempted: true, status: 418}, agent.Retryable, "teapot"},
 	}
 	for _, c := range cases {
-		se, ok := classify(c.err).(*agent.SinkError)
-		if !ok || se.Kind != c.kind || !strings.Contains(se.Error(), c.contains) {
-			t.Errorf("classify(%v) = %v, want %s containing %q", c.err, se, c.kind, c.contains)
-		}
+		t.Run(c.name, func(t *testing.T) {
+			se := classify(c.rec.wrap(c.err, time.Now()))
+			if se == nil || se.Kind != c.kind || !strings.Contains(se.Error(), c.contains) {
+				t.Errorf("classify(%v) = %v, want %s containing %q", c.err, se, c.kind, c.contains)
+			}
+		})
+	}
+	accepted := []struct {
+		name string
+		err  error
+		rec  response
+	}{
+		{"partial success rejecting points", errors.New("OTLP partial success: bad unit (3 metric data points rejected)"),
+			response{attempted: true, status: 200, partial: true, rejected: 3, message: "bad unit"}},
+		{"2xx with an unreadable answer", fmt.Errorf("failed to upload metrics: %w", utf8Err), response{attempted: true, status: 200}},
+	}
+	for _, c := range accepted {
+		t.Run(c.name, func(t *testing.T) {
+			if se := classify(c.rec.wrap(c.err, time.Now())); se != nil {
+				t.Errorf("classify = %v, want nil: the collector took the request", se)
+			}
+		})
 	}
 }
 
@@ -208,5 +274,66 @@ func TestClassifyCancelled(t *testing.T) {
 	err := s.Write(ctx, familyPoints())
 	if kind, _ := agent.Classify(err); err == nil || kind != agent.Retryable {
 		t.Fatalf("Write with a cancelled context: %v (%s), want retryable", err, kind)
+	}
+}
+
+// TestClassifyUnencodable drives the real exporters with a request protobuf
+// cannot encode — an attribute that is not valid UTF-8, which the mapping
+// never produces (see TestCollectorInvalidUTF8) — to pin the errors they
+// really return for it: Permanent, as the same points can only fail the
+// same way, and nothing reaches the server.
+func TestClassifyUnencodable(t *testing.T) {
+	request := func(domain attribute.Set) metricdata.ResourceMetrics {
+		return metricdata.ResourceMetrics{
+			Resource: resource.Empty(),
+			ScopeMetrics: []metricdata.ScopeMetrics{{
+				Scope: instrumentation.Scope{Name: scopeName},
+				Metrics: []metricdata.Metrics{{Name: "pmta.queue.rcp", Data: metricdata.Gauge[int64]{
+					DataPoints: []metricdata.DataPoint[int64]{{Attributes: domain, Time: t0, Value: 1}},
+				}}},
+			}},
+		}
+	}
+	for _, proto := range []string{"grpc", "http"} {
+		t.Run(proto, func(t *testing.T) {
+			rm := request(attribute.NewSet(attribute.String("domain", "caf\xe9.com")))
+			var calls atomic.Int64
+			var cfg Config
+			switch proto {
+			case "grpc":
+				addr := startGRPC(t, func(ctx context.Context, req *colmetricpb.ExportMetricsServiceRequest) (*colmetricpb.ExportMetricsServiceResponse, error) {
+					calls.Add(1)
+					return grpcOK(ctx, req)
+				})
+				cfg = Config{Protocol: ProtocolGRPC, Endpoint: addr, Insecure: true}
+			case "http":
+				srv := startHTTP(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+					calls.Add(1)
+					writeProto(w, nil)
+				}))
+				cfg = Config{Protocol: ProtocolHTTP, Endpoint: srv.URL}
+			}
+			s := newSink(t, cfg)
+			err := s.export(context.Background(), &rm)
+			t.Logf("exporter's error, wrapped: %v", err)
+			se := classify(err)
+			if se == nil || se.Kind != agent.Permanent {
+				t.Fatalf("classify(%v) = %v, want permanent", err, se)
+			}
+			if !strings.Contains(se.Error(), "invalid UTF-8") {
+				t.Errorf("error %q does not say why", se)
+			}
+			if n := calls.Load(); n != 0 {
+				t.Errorf("the server got %d requests", n)
+			}
+			// The connection still works for a request that encodes.
+			rm = request(attributesOf(tags("domain", "caf\xe9.com")))
+			if err := s.export(context.Background(), &rm); err != nil {
+				t.Fatalf("export of the sanitized request: %v", err)
+			}
+			if n := calls.Load(); n != 1 {
+				t.Errorf("the server got %d requests, want 1", n)
+			}
+		})
 	}
 }

@@ -336,3 +336,65 @@ func TestCollectorCumulativeAcrossRestart(t *testing.T) {
 		})
 	}
 }
+
+// TestCollectorInvalidUTF8 sends, over each transport, a batch in which one
+// point carries bytes that are not UTF-8 in its measurement, a tag key, tag
+// values and the server tag, next to a clean point, with a resource
+// attribute and version just as bad. Protobuf cannot encode such strings,
+// so before the mapping sanitized them the exporters refused the whole
+// batch on every retry; now the collector takes it and holds the
+// sanitized values.
+func TestCollectorInvalidUTF8(t *testing.T) {
+	col := otelcoltest.Start(t)
+	for _, proto := range []string{"grpc", "http"} {
+		t.Run(proto, func(t *testing.T) {
+			cfg := transports(col)[proto]
+			cfg.Version = "1.0\xff"
+			cfg.Resource = map[string]string{"deployment.environment": "t\xe9st"}
+			s := newSink(t, cfg)
+			server := "mx\xff-" + proto
+			pts := []agent.Point{
+				agent.NewPoint("pmta_qu\xe9ue", tags("server", server, "domain", "caf\xe9.com", "is\xffp", "goo\x01gle", "vmta", "v1"),
+					fields("rcp", int64(7), "k\xe9b", 1.5), t0),
+				agent.NewPoint("pmta_queue", tags("server", server, "domain", "example.com"), fields("rcp", int64(3)), t0),
+			}
+			if err := s.Write(context.Background(), pts); err != nil {
+				t.Fatalf("Write: %v", err)
+			}
+			host := "mx\uFFFD-" + proto
+			mine := func(all []otelcoltest.Point) (out []otelcoltest.Point) {
+				for _, p := range all {
+					if p.Resource["host.name"] == host {
+						out = append(out, p)
+					}
+				}
+				return out
+			}
+			got := mine(col.WaitPoints(t, waitTimeout, func(p []otelcoltest.Point) bool { return len(mine(p)) >= 3 }))
+			type key struct{ name, domain string }
+			byKey := map[key]otelcoltest.Point{}
+			for _, p := range got {
+				byKey[key{p.Name, p.Attributes["domain"]}] = p
+			}
+			bad, ok := byKey[key{"pmta.qu\uFFFDue.rcp", "caf\uFFFD.com"}]
+			if !ok {
+				t.Fatalf("no sanitized data point among %+v", got)
+			}
+			wantAttrs := map[string]string{"server": host, "domain": "caf\uFFFD.com", "is\uFFFDp": "goo gle", "vmta": "v1"}
+			if !maps.Equal(bad.Attributes, wantAttrs) || bad.Int != 7 {
+				t.Errorf("attributes %q value %d, want %q and 7", bad.Attributes, bad.Int, wantAttrs)
+			}
+			if _, ok := byKey[key{"pmta.qu\uFFFDue.k\uFFFDb", "caf\uFFFD.com"}]; !ok {
+				t.Errorf("the float field's metric name is not sanitized: %+v", got)
+			}
+			if p, ok := byKey[key{"pmta.queue.rcp", "example.com"}]; !ok || p.Int != 3 {
+				t.Errorf("the clean point did not arrive intact: %+v", got)
+			}
+			wantRes := map[string]string{"service.name": "pmta-agent", "service.version": "1.0\uFFFD",
+				"host.name": host, "deployment.environment": "t\uFFFDst"}
+			if !maps.Equal(bad.Resource, wantRes) {
+				t.Errorf("resource %q, want %q", bad.Resource, wantRes)
+			}
+		})
+	}
+}

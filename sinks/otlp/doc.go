@@ -27,15 +27,23 @@
 // <unit>/s for *_per_sec ({recipient}/s, KiBy/s, {message}/s). Anything
 // else is 1.
 //
-// Attributes: every tag with a value becomes a data point attribute,
-// server included; an empty tag is absent. Resource: one per distinct server
-// tag, with service.name=pmta-agent, service.version=<Config.Version>,
-// host.name=<server>, plus Config.Resource (which may override
-// service.name and service.version; host.name comes from the server tag
-// whenever the points have one). The instrumentation
-// scope is github.com/pmta-agent/pmta-agent. A Write whose points come from
-// several servers sends one export per run of consecutive points of one
-// server.
+// Attributes: every tag with a key and a value becomes a data point
+// attribute, server included; an empty tag is absent. Resource: one per
+// distinct server tag, with service.name=pmta-agent,
+// service.version=<Config.Version>, host.name=<server>, plus
+// Config.Resource (which may override service.name and service.version;
+// host.name comes from the server tag whenever the points have one). The
+// instrumentation scope is github.com/pmta-agent/pmta-agent. A Write whose
+// points come from several servers sends one export per run of consecutive
+// points of one server.
+//
+// Every string that goes into a request — metric names, attribute keys and
+// values, resource attributes, host.name, the version — passes through
+// agent.SafeTag: invalid UTF-8 becomes U+FFFD, control characters spaces,
+// and a value longer than agent.MaxTagBytes is cut and ends with a hash.
+// Protobuf refuses to encode a string that is not valid UTF-8, so without
+// this one stray byte in a recipient domain would make every retry of its
+// batch fail. Tag values that sanitize alike are one series.
 //
 // Types:
 //   - pmta_acct and pmta_acct_diag count, bytes, queued_s_sum: monotonic
@@ -57,9 +65,11 @@
 //     series idle for 7 days is forgotten, and starts again from zero with
 //     a new StartTime (a reset to OTLP readers) if it comes back. An
 //     unreadable state file is moved aside and every series restarts.
-//     Totals are committed when the collector accepted an export or
-//     rejected it for good, never after a retryable failure, so a retry
-//     adds the same intervals again.
+//     Totals are committed only when the collector took an export
+//     (including a partial success), never after a failure: the delivery
+//     loop sends the same points again — a batch refused for good in
+//     halves, to find the points to dead-letter — and they must add the
+//     same intervals again.
 //   - queued_s_max: Gauge at the point's time (the interval start).
 //   - *_total fields of the polled measurements (PowerMTA's own counters,
 //     e.g. pmta_status.out_rcp_total): cumulative monotonic Sums whatever
@@ -69,8 +79,20 @@
 //   - Everything else — polled levels, rates, pmta_agent — is a Gauge at
 //     the point's time.
 //   - int64 values are int data points, float64 values double data points,
-//     bool values 0/1 ints; string fields are not exported (counted in the
+//     bool values 0/1 ints; string fields, NaN and ±Inf (which line
+//     protocol leaves out too, and which would poison a cumulative total)
+//     and fields with an empty key are not exported (counted in the
 //     fields_unsupported stat).
+//
+// Points OTLP cannot carry are refused for good, never exported with a
+// wrong time nor counted as written: a point whose time is not after
+// 1970-01-01 or is after 2262-04-11 (OTLP times are nanoseconds since 1970;
+// time.Time.UnixNano wraps beyond 2262), an accounting point whose interval
+// ends after 2262-04-11, and a point with no field that becomes a data
+// point. Write sends the points before such a point and returns a Permanent
+// error for the rest, so that the delivery loop isolates it and writes it to
+// its dead-letter file. An interval_s or uptime_s that is negative or over a
+// century is ignored (the default interval; no start time).
 //
 // With delta temporality a replayed batch is exported again with the same
 // start and end times; backends that keep one value per series and time
@@ -78,7 +100,16 @@
 //
 // # Errors
 //
-// classify maps gRPC codes and HTTP statuses to agent.SinkError kinds; see
-// its doc comment for the table. Header values are never logged nor left in
-// an error's text.
+// Write stops at the first export that fails, whatever the kind, and
+// reports with agent.WithProgress how many leading points the exports
+// before it delivered; it never counts a point the collector did not take.
+// classify maps gRPC codes, HTTP statuses and the exporters' own failures
+// to agent.SinkError kinds; see its doc comment for the table. Failures that
+// can only repeat for the same points — a request the exporter cannot
+// encode, gRPC InvalidArgument, HTTP 400 — are Permanent; connection
+// problems are retryable. A partial success is not a failure: the collector
+// kept the rest of the export, and sending it again would count delta sums
+// twice, so it counts as written, and the data points it rejected are
+// counted in the rejected_data_points stat and logged at most once a
+// minute. Header values are never logged nor left in an error's text.
 package otlp

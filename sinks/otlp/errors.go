@@ -35,40 +35,27 @@ type httpStatusError struct {
 func (e *httpStatusError) Error() string { return e.Err.Error() }
 func (e *httpStatusError) Unwrap() error { return e.Err }
 
-// PartialWriteError reports how far a Write got when its points went out in
-// several exports (one per server). The first Written+Rejected points are
-// settled and must not be sent again: Written were accepted, Rejected were
-// refused for good. The *agent.SinkError wrapping it classifies the failure
-// of the points after them.
-type PartialWriteError struct {
-	Written  int
-	Rejected int
-	Err      error
-}
+// encodeError is an export the exporter could not encode into a request
+// (proto marshalling failed on the client), so nothing was sent. The same
+// points fail the same way every time. The mapping passes every string
+// through agent.SafeTag so that this cannot happen; classify still makes it
+// Permanent, so that a gap in the mapping costs the points concerned and
+// not the sink.
+type encodeError struct{ Err error }
 
-func (e *PartialWriteError) Error() string {
-	return fmt.Sprintf("%v (after %d points written, %d rejected)", e.Err, e.Written, e.Rejected)
-}
+func (e *encodeError) Error() string { return "cannot encode the request: " + e.Err.Error() }
+func (e *encodeError) Unwrap() error { return e.Err }
 
-func (e *PartialWriteError) Unwrap() error { return e.Err }
+// sizeLimitError is an export the exporter refused to send because the
+// encoded request exceeds its size limit (64 MiB by default).
+type sizeLimitError struct{ Err error }
 
-// Settled returns the number of leading points that must not be sent again;
-// the delivery loop finds it with errors.As on interface{ Settled() int }.
-func (e *PartialWriteError) Settled() int { return e.Written + e.Rejected }
-
-// withProgress wraps se's cause in a PartialWriteError when part of the
-// points was already dealt with.
-func withProgress(se *agent.SinkError, written, rejected int) *agent.SinkError {
-	if written == 0 && rejected == 0 {
-		return se
-	}
-	return &agent.SinkError{Kind: se.Kind, RetryAfter: se.RetryAfter,
-		Err: &PartialWriteError{Written: written, Rejected: rejected, Err: se.Err}}
-}
+func (e *sizeLimitError) Error() string { return e.Err.Error() }
+func (e *sizeLimitError) Unwrap() error { return e.Err }
 
 // partialSuccessError is a partial success the sink's hooks recorded (see
 // response): the server took the request, and rejected Rejected data points
-// of it for good.
+// of it for good (0 for a mere warning).
 type partialSuccessError struct {
 	Rejected int64
 	Message  string
@@ -79,8 +66,7 @@ func (e *partialSuccessError) Error() string {
 }
 
 // partialSuccess finds the partial-success report that the sink's hooks
-// recorded. The server took the request; rejected data points (if any) are
-// refused for good.
+// recorded.
 func partialSuccess(err error) (rejected int64, msg string, ok bool) {
 	var pe *partialSuccessError
 	if errors.As(err, &pe) {
@@ -90,45 +76,60 @@ func partialSuccess(err error) (rejected int64, msg string, ok bool) {
 }
 
 // classify turns an error from Export into a *agent.SinkError, or nil for
-// nil and for a partial success that rejected nothing (a warning). It is the
-// one place that decides what the delivery loop does after a failed export:
+// nil and for a partial success. It is the one place that decides what the
+// delivery loop does after a failed export:
 //
-// OTLP/gRPC status codes:
-//   - InvalidArgument: Permanent (the collector will never take these points);
-//   - ResourceExhausted "message larger than max": TooLarge (split the batch);
-//   - ResourceExhausted: Throttled, with the RetryInfo delay when given;
-//   - Unavailable with RetryInfo: Throttled with its delay; without: Retryable;
-//   - Unauthenticated, PermissionDenied: Retryable, saying to check the
-//     headers (fixing credentials is an operator's job; data must wait);
-//   - Unimplemented: Retryable, saying the endpoint serves no OTLP metrics;
-//   - DeadlineExceeded, Aborted, Canceled, and every other code: Retryable.
+// Errors that can only repeat for the same points are Permanent, so that the
+// delivery loop isolates the points concerned and dead-letters them instead
+// of retrying for ever:
+//   - the exporter could not encode the request (a proto marshal failure
+//     before anything was sent: with OTLP/HTTP the protobuf error itself,
+//     with gRPC codes.Internal "grpc: error while marshaling", checked
+//     against the request; see encodeError);
+//   - gRPC InvalidArgument and HTTP 400: the collector will never take
+//     these points.
 //
-// OTLP/HTTP statuses:
-//   - 400: Permanent; 413: TooLarge;
-//   - 429: Throttled (Retry-After when given); 503: Throttled with
+// A request over the exporter's size limit, gRPC ResourceExhausted "message
+// larger than max" and HTTP 413 are TooLarge (split the batch).
+//
+// Everything else waits and tries again, since an unknown failure must never
+// make us throw data away:
+//   - gRPC ResourceExhausted: Throttled, with the RetryInfo delay when given;
+//   - gRPC Unavailable with RetryInfo: Throttled with its delay; without:
+//     Retryable;
+//   - gRPC Unauthenticated, PermissionDenied and HTTP 401, 403: Retryable,
+//     saying to check the headers (fixing credentials is an operator's job;
+//     data must wait);
+//   - gRPC Unimplemented: Retryable, saying the endpoint serves no OTLP
+//     metrics; HTTP 404: Retryable, saying to check the URL path;
+//   - HTTP 429: Throttled (Retry-After when given); 503: Throttled with
 //     Retry-After, else Retryable;
-//   - 401, 403: Retryable, saying to check the headers; 404: Retryable,
-//     saying to check the URL path;
-//   - other 4xx and 5xx: Retryable.
+//   - gRPC DeadlineExceeded, Aborted, Canceled, Internal (a server's) and
+//     every other code, other HTTP 4xx and 5xx, timeouts, refused
+//     connections, cancelled contexts and anything unrecognised: Retryable.
 //
-// A partial success (the server kept part of the request) that rejected data
-// points is Permanent: what was accepted must not be sent twice and what was
-// rejected will be rejected again. Timeouts, refused connections, cancelled
-// contexts and anything unrecognised: Retryable, since an unknown failure
-// must never make us throw data away.
-func classify(err error) error {
+// A partial success is not a failure: the collector took the request and
+// kept what it did not reject, so resending it would duplicate what it kept
+// (delta sums counted twice), and what it rejected it would reject again.
+// The export counts as written; Write counts the rejected data points in the
+// rejected_data_points stat.
+func classify(err error) *agent.SinkError {
 	if err == nil {
 		return nil
 	}
-	if rejected, msg, ok := partialSuccess(err); ok {
-		if rejected == 0 {
-			return nil
-		}
-		return &agent.SinkError{Kind: agent.Permanent,
-			Err: fmt.Errorf("otlp export: collector rejected %d data points: %s", rejected, msg)}
+	if _, _, ok := partialSuccess(err); ok {
+		return nil
 	}
-	retryable := func(format string, a ...any) error {
+	retryable := func(format string, a ...any) *agent.SinkError {
 		return &agent.SinkError{Kind: agent.Retryable, Err: fmt.Errorf(format, a...)}
+	}
+	var ee *encodeError
+	if errors.As(err, &ee) {
+		return &agent.SinkError{Kind: agent.Permanent, Err: fmt.Errorf("otlp export: points cannot be sent: %w", err)}
+	}
+	var le *sizeLimitError
+	if errors.As(err, &le) {
+		return &agent.SinkError{Kind: agent.TooLarge, Err: fmt.Errorf("otlp export: request too large: %w", err)}
 	}
 
 	var he *httpStatusError

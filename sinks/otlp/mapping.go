@@ -1,9 +1,13 @@
 package otlp
 
 import (
+	"fmt"
+	"math"
 	"strconv"
 	"strings"
 	"time"
+
+	"go.opentelemetry.io/otel/attribute"
 
 	"github.com/pmta-agent/pmta-agent/agent"
 )
@@ -57,9 +61,10 @@ func fieldRole(measurement, field string) role {
 }
 
 // metricName is the OTLP name of a field: pmta.<measurement without its
-// "pmta_" prefix>.<field>.
+// "pmta_" prefix>.<field>, through agent.SafeTag like every string of a
+// request, so that a stray byte cannot make a request unencodable.
 func metricName(measurement, field string) string {
-	return "pmta." + strings.TrimPrefix(measurement, "pmta_") + "." + field
+	return agent.SafeTag("pmta." + strings.TrimPrefix(measurement, "pmta_") + "." + field)
 }
 
 // unitFor returns the UCUM unit of a field, following the OpenTelemetry
@@ -146,15 +151,33 @@ type number struct {
 	isFloat bool
 }
 
-// numeric converts a field value; ok is false for values that are not
-// numbers (strings), which OTLP metrics cannot carry. Flags stored as bool
-// become 0/1.
+// numeric converts a field value; ok is false for values that OTLP metrics
+// cannot carry: strings, and NaN and ±Inf, which line protocol leaves out
+// too and which would poison a cumulative total for good. Flags stored as
+// bool become 0/1. The other Go number types are taken as
+// agent.AppendLineProtocol takes them.
 func numeric(v any) (n number, ok bool) {
 	switch x := v.(type) {
 	case int64:
 		return number{i: x}, true
+	case int:
+		return number{i: int64(x)}, true
+	case int32:
+		return number{i: int64(x)}, true
+	case uint32:
+		return number{i: int64(x)}, true
+	case uint64:
+		if x > math.MaxInt64 {
+			return number{f: float64(x), isFloat: true}, true
+		}
+		return number{i: int64(x)}, true
 	case float64:
+		if math.IsNaN(x) || math.IsInf(x, 0) {
+			return number{}, false
+		}
 		return number{f: x, isFloat: true}, true
+	case float32:
+		return numeric(float64(x))
 	case bool:
 		if x {
 			return number{i: 1}, true
@@ -164,7 +187,13 @@ func numeric(v any) (n number, ok bool) {
 	return number{}, false
 }
 
-// seconds reads a duration field (int64 or float64 seconds).
+// maxFieldSeconds bounds a duration field (interval_s, uptime_s): a century
+// is beyond any real value and well within time.Duration, so that adding it
+// to a time cannot overflow.
+const maxFieldSeconds = 100 * 365 * 24 * 3600
+
+// seconds reads a duration field (int64 or float64 seconds); ok is false
+// when it is missing, not a number, negative or beyond maxFieldSeconds.
 func seconds(p *agent.Point, key string) (time.Duration, bool) {
 	v, ok := p.FieldValue(key)
 	if !ok {
@@ -175,7 +204,13 @@ func seconds(p *agent.Point, key string) (time.Duration, bool) {
 		return 0, false
 	}
 	if n.isFloat {
+		if n.f < 0 || n.f > maxFieldSeconds {
+			return 0, false
+		}
 		return time.Duration(n.f * float64(time.Second)), true
+	}
+	if n.i < 0 || n.i > maxFieldSeconds {
+		return 0, false
 	}
 	return time.Duration(n.i) * time.Second, true
 }
@@ -189,25 +224,68 @@ func intervalOf(p *agent.Point) time.Duration {
 }
 
 // seriesKey identifies one series for the cumulative state: the metric name
-// and the non-empty tags (which include server), in the tags' sorted order,
-// values quoted so that no two tag sets share a key.
-func seriesKey(name string, tags []agent.Tag) string {
+// and the attributes (the point's non-empty tags, server included, as
+// exported: sanitized and sorted by key), values quoted so that no two
+// attribute sets share a key. Two tag values that sanitize alike are one
+// series at the collector, so they share one running total.
+func seriesKey(name string, attrs *attribute.Set) string {
 	var b strings.Builder
 	b.WriteString(name)
 	b.WriteByte('{')
-	first := true
-	for _, t := range tags {
-		if t.Value == "" {
-			continue
-		}
-		if !first {
+	for it := attrs.Iter(); it.Next(); {
+		i, kv := it.IndexedAttribute()
+		if i > 0 {
 			b.WriteByte(',')
 		}
-		first = false
-		b.WriteString(t.Key)
+		b.WriteString(string(kv.Key))
 		b.WriteByte('=')
-		b.WriteString(strconv.Quote(t.Value))
+		b.WriteString(strconv.Quote(kv.Value.AsString()))
 	}
 	b.WriteByte('}')
 	return b.String()
+}
+
+// Limits of an OTLP timestamp: nanoseconds since 1970 in a uint64, which
+// the exporters fill from time.Time.UnixNano — undefined after 2262-04-11 —
+// turning anything before 1970 into 0, which OTLP reads as "no time".
+var (
+	minOTLPTime = time.Unix(0, 1)
+	maxOTLPTime = time.Unix(0, math.MaxInt64)
+)
+
+// timeOK reports whether t can be an OTLP timestamp.
+func timeOK(t time.Time) bool {
+	return !t.Before(minOTLPTime) && !t.After(maxOTLPTime)
+}
+
+// exportProblem returns why p cannot be exported, or "" when it can: a time
+// OTLP cannot carry (the point's own, or the end of its accounting
+// interval), or no field that becomes a data point. Write refuses such a
+// point for good rather than export it with a wrong time, or count it as
+// written when nothing was sent.
+func exportProblem(p *agent.Point) string {
+	if !timeOK(p.Time) {
+		return fmt.Sprintf("time %s is outside what OTLP can carry (after 1970-01-01, before 2262-04-11)",
+			p.Time.UTC().Format(time.RFC3339Nano))
+	}
+	exportable, acctSum := false, false
+	for _, f := range p.Fields {
+		ro := fieldRole(p.Measurement, f.Key)
+		if ro == roleSkip || f.Key == "" {
+			continue
+		}
+		if _, ok := numeric(f.Value); !ok {
+			continue
+		}
+		exportable = true
+		acctSum = acctSum || ro == roleAcctSum
+	}
+	if !exportable {
+		return "no numeric field (OTLP metrics carry finite numbers and flags only)"
+	}
+	if end := p.Time.Add(intervalOf(p)); acctSum && !timeOK(end) {
+		return fmt.Sprintf("interval end %s is outside what OTLP can carry (before 2262-04-11)",
+			end.UTC().Format(time.RFC3339Nano))
+	}
+	return ""
 }

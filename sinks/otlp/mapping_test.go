@@ -135,15 +135,29 @@ func TestNewResource(t *testing.T) {
 }
 
 func TestSeriesKey(t *testing.T) {
-	a := seriesKey("m", tags("a", "x", "b", ""))
-	b := seriesKey("m", tags("a", "x"))
-	c := seriesKey("m", tags("a", `x",b="y`))
-	d := seriesKey("m", tags("a", "x", "b", "y"))
+	key := func(kv ...string) string {
+		attrs := attributesOf(tags(kv...))
+		return seriesKey("m", &attrs)
+	}
+	a := key("a", "x", "b", "")
+	b := key("a", "x")
+	c := key("a", `x",b="y`)
+	d := key("a", "x", "b", "y")
 	if a != b {
 		t.Errorf("empty tag changed the key: %s vs %s", a, b)
 	}
 	if c == d {
 		t.Errorf("quoting does not separate %s", c)
+	}
+	// The format of state files written before the attributes were
+	// sanitized: a clean tag set keeps its key.
+	if want := `m{a="x",b="y"}`; d != want {
+		t.Errorf("key %s, want %s", d, want)
+	}
+	// Values that sanitize alike are one series at the collector, so they
+	// share one running total.
+	if e, f := key("domain", "caf\xe9.com"), key("domain", "caf\xe8.com"); e != f || e != key("domain", "caf\uFFFD.com") {
+		t.Errorf("sanitized twins have different keys: %s, %s", e, f)
 	}
 }
 

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"go.opentelemetry.io/otel/sdk/instrumentation"
+	"go.opentelemetry.io/otel/sdk/metric/metricdata"
 	"go.opentelemetry.io/otel/sdk/resource"
 
 	"github.com/pmta-agent/pmta-agent/agent"
@@ -41,6 +42,7 @@ type Sink struct {
 	replays     atomic.Int64
 	unsupported atomic.Int64
 	stateErrors atomic.Int64
+	rejectedDPs atomic.Int64 // data points the collector rejected in a partial success
 }
 
 var (
@@ -66,7 +68,7 @@ func New(cfg Config, log *slog.Logger) (*Sink, error) {
 	log = log.With("sink", "otlp")
 	s := &Sink{
 		cfg:       cfg,
-		scope:     instrumentation.Scope{Name: scopeName, Version: cfg.Version},
+		scope:     instrumentation.Scope{Name: scopeName, Version: agent.SafeTag(cfg.Version)},
 		secrets:   newSecrets(cfg.Headers),
 		health:    newHealth(log, time.Now),
 		now:       time.Now,
@@ -111,10 +113,21 @@ func (s *Sink) Name() string { return "otlp" }
 
 // Write exports points and returns nil only when the collector took them
 // all. Points of different servers go in separate exports (one resource
-// each), in order; a failure stops at that export, and the returned
-// *agent.SinkError then wraps a *PartialWriteError saying how many leading
-// points are settled. An export the collector rejects for good does not stop
-// the others, as with the influx sink.
+// each), in order. Write stops at the first export that fails, whatever the
+// kind, and never counts a point the collector did not take: the returned
+// *agent.SinkError then wraps an *agent.PartialWriteError
+// (agent.WithProgress) saying how many leading points the exports before it
+// delivered. On a Permanent error the delivery loop writes the rest again in
+// halves to find the points refused, and dead-letters them.
+//
+// A point that cannot be exported (see exportProblem: a time OTLP cannot
+// carry, no numeric field) is never sent nor counted as written: the points
+// before it go out, and Write returns a Permanent error with Rejected = 1
+// for the points from it on.
+//
+// An export the collector took with a partial success counts as written
+// (see classify); its rejected data points are counted in the
+// rejected_data_points stat.
 func (s *Sink) Write(ctx context.Context, points []agent.Point) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -122,44 +135,52 @@ func (s *Sink) Write(ctx context.Context, points []agent.Point) error {
 		return &agent.SinkError{Kind: agent.Retryable, Err: errors.New("otlp export: the sink is closed")}
 	}
 	var (
-		written, rejected int
-		firstRejection    *agent.SinkError
-		answered          bool
+		written  int
+		answered bool // the collector took an export
+		se       *agent.SinkError
 	)
 	for _, r := range runsByServer(points) {
-		se, sent := s.exportRun(ctx, r.server, points[r.lo:r.hi])
-		switch {
-		case se == nil:
-			written += r.hi - r.lo
-			answered = answered || sent
-		case se.Kind == agent.Permanent:
-			rejected += r.hi - r.lo
-			answered = true
-			if firstRejection == nil {
-				firstRejection = se
+		pts := points[r.lo:r.hi]
+		bad, problem := -1, ""
+		for i := range pts {
+			if problem = exportProblem(&pts[i]); problem != "" {
+				bad, pts = i, pts[:i]
+				break
 			}
-		default:
-			s.saveState()
-			s.health.failed(se, s.endpoint)
-			return withProgress(se, written, rejected)
+		}
+		if len(pts) > 0 {
+			var sent bool
+			if se, sent = s.exportRun(ctx, r.server, pts); se != nil {
+				break
+			}
+			written += len(pts)
+			answered = answered || sent
+		}
+		if bad >= 0 {
+			se = &agent.SinkError{Kind: agent.Permanent, Rejected: 1,
+				Err: fmt.Errorf("otlp export: point cannot be exported: %s", problem)}
+			s.health.notice("otlp sink refused a point it cannot export", "err", se.Err.Error())
+			break
 		}
 	}
 	s.saveState()
 	if answered {
 		s.health.succeeded()
 	}
-	switch {
-	case firstRejection == nil:
+	if se == nil {
 		return nil
-	case written == 0:
-		return firstRejection
-	default:
-		return withProgress(firstRejection, written, rejected)
 	}
+	if se.Kind != agent.Permanent {
+		s.health.failed(se, s.endpoint)
+	}
+	return agent.WithProgress(se, written)
 }
 
 // exportRun exports the points of one server. sent reports whether a
-// request went out (false when nothing in the points was exportable).
+// request went out (false when every data point was a replay skipped in
+// cumulative mode). The cumulative totals are committed only when the
+// collector took the export: after any failure the delivery loop sends the
+// same points again (a refused batch in halves), and they must add up then.
 func (s *Sink) exportRun(ctx context.Context, server string, pts []agent.Point) (se *agent.SinkError, sent bool) {
 	var tx *cumTx
 	if s.state != nil {
@@ -167,37 +188,55 @@ func (s *Sink) exportRun(ctx context.Context, server string, pts []agent.Point) 
 	}
 	req := buildRequest(pts, tx)
 	if req.dataPoints == 0 {
-		s.settled(req)
+		s.countSkipped(req)
 		return nil, false
 	}
 	rm := req.resourceMetrics(s.resourceFor(server), s.scope)
-	ctx, cancel := context.WithTimeout(ctx, s.cfg.Timeout)
-	defer cancel()
-	ctx, resp := withResponse(ctx)
-	err := resp.wrap(s.exp.Export(ctx, &rm), s.now())
-	se = s.secrets.RedactSinkError(classify(err))
-	switch {
-	case se == nil:
-		if err != nil { // a partial success that rejected nothing: a warning
-			s.health.notice("otlp collector accepted the data with a warning", "err", s.secrets.Scrub(err.Error()))
+	err := s.export(ctx, &rm)
+	if se = s.redact(classify(err)); se != nil {
+		if se.Kind == agent.Permanent {
+			s.health.notice("otlp collector refused data for good", "data_points", req.dataPoints, "err", se.Err.Error())
 		}
-		s.dataPoints.Add(int64(req.dataPoints))
-	case se.Kind == agent.Permanent:
-		s.health.notice("otlp collector rejected data for good", "data_points", req.dataPoints, "err", se.Err.Error())
-	default:
-		return se, true // the state stays as it was: the retry adds the same intervals
+		return se, true
 	}
-	// Settled: the totals include the intervals even when the collector
-	// rejected them, so that the next accepted point still counts them.
+	s.dataPoints.Add(int64(req.dataPoints))
+	if rejected, msg, ok := partialSuccess(err); ok {
+		msg = s.secrets.Scrub(msg)
+		if rejected > 0 {
+			total := s.rejectedDPs.Add(rejected)
+			s.health.notice("otlp collector rejected data points of an accepted export; they are not sent again",
+				"rejected_data_points", rejected, "rejected_total", total, "message", msg)
+		} else {
+			s.health.notice("otlp collector accepted the data with a warning", "message", msg)
+		}
+	}
 	if tx != nil {
 		tx.commit()
 	}
-	s.settled(req)
-	return se, true
+	s.countSkipped(req)
+	return nil, true
 }
 
-// settled counts what a settled request skipped.
-func (s *Sink) settled(req *request) {
+// export sends one request and returns the exporter's outcome with what the
+// hooks recorded (see response.wrap), for classify.
+func (s *Sink) export(ctx context.Context, rm *metricdata.ResourceMetrics) error {
+	ctx, cancel := context.WithTimeout(ctx, s.cfg.Timeout)
+	defer cancel()
+	ctx, resp := withResponse(ctx)
+	return resp.wrap(s.exp.Export(ctx, rm), s.now())
+}
+
+// redact removes header values from a classified error's text.
+func (s *Sink) redact(se *agent.SinkError) *agent.SinkError {
+	if se == nil {
+		return nil
+	}
+	return s.secrets.RedactSinkError(se)
+}
+
+// countSkipped counts what a request left out: accounting intervals skipped
+// as replays, and fields that are not numbers.
+func (s *Sink) countSkipped(req *request) {
 	s.replays.Add(int64(req.replays))
 	s.unsupported.Add(int64(req.unsupported))
 	if req.replays > 0 {
@@ -260,14 +299,17 @@ func (s *Sink) Close() error {
 // Component implements agent.StatsReporter.
 func (s *Sink) Component() string { return "otlp_export" }
 
-// Stats implements agent.StatsReporter: data points exported, accounting
-// intervals skipped as replays in cumulative mode, fields that were not
-// numbers, and failed saves of the cumulative state.
+// Stats implements agent.StatsReporter: data points in exports the
+// collector took, accounting intervals skipped as replays in cumulative
+// mode, fields that were not finite numbers, failed saves of the cumulative
+// state, and data points the collector rejected in a partial success (they
+// are part of data_points, and are not sent again).
 func (s *Sink) Stats() []agent.Field {
 	return []agent.Field{
 		{Key: "data_points", Value: s.dataPoints.Load()},
 		{Key: "replays_skipped", Value: s.replays.Load()},
 		{Key: "fields_unsupported", Value: s.unsupported.Load()},
 		{Key: "state_errors", Value: s.stateErrors.Load()},
+		{Key: "rejected_data_points", Value: s.rejectedDPs.Load()},
 	}
 }

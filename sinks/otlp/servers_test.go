@@ -156,3 +156,16 @@ func resourceHost(req *colmetricpb.ExportMetricsServiceRequest) string {
 	}
 	return ""
 }
+
+// countDataPoints counts the data points of a request.
+func countDataPoints(req *colmetricpb.ExportMetricsServiceRequest) int {
+	n := 0
+	for _, rm := range req.GetResourceMetrics() {
+		for _, sm := range rm.GetScopeMetrics() {
+			for _, m := range sm.GetMetrics() {
+				n += len(m.GetGauge().GetDataPoints()) + len(m.GetSum().GetDataPoints())
+			}
+		}
+	}
+	return n
+}

@@ -4,10 +4,12 @@ import (
 	"bytes"
 	"context"
 	"crypto/tls"
+	"errors"
 	"fmt"
 	"io"
 	"net"
 	"net/http"
+	"strings"
 	"time"
 
 	"go.opentelemetry.io/otel/exporters/otlp/otlpmetric/otlpmetricgrpc"
@@ -16,10 +18,12 @@ import (
 	colmetricpb "go.opentelemetry.io/proto/otlp/collector/metrics/v1"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/backoff"
+	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/encoding"
 	"google.golang.org/grpc/encoding/gzip"
+	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/proto"
 
 	"github.com/pmta-agent/pmta-agent/agent"
@@ -85,7 +89,17 @@ func newGRPCExporter(cfg Config, tlsConf *tls.Config) (exporter, error) {
 // URL, https or http. It returns the transport for closing idle connections.
 func newHTTPExporter(cfg Config, url string, tlsConf *tls.Config) (exporter, *http.Transport, error) {
 	transport := newTransport(tlsConf)
-	client := &http.Client{Timeout: cfg.Timeout, Transport: responseRecorder{base: transport}}
+	exp, err := newHTTPExporterOn(cfg, url, transport)
+	if err != nil {
+		return nil, nil, err
+	}
+	return exp, transport, nil
+}
+
+// newHTTPExporterOn builds the OTLP/HTTP exporter sending through base (the
+// fuzz test passes a round tripper that keeps the request bodies).
+func newHTTPExporterOn(cfg Config, url string, base http.RoundTripper) (exporter, error) {
+	client := &http.Client{Timeout: cfg.Timeout, Transport: responseRecorder{base: base}}
 	compression := otlpmetrichttp.NoCompression
 	if cfg.Gzip {
 		compression = otlpmetrichttp.GzipCompression
@@ -103,9 +117,9 @@ func newHTTPExporter(cfg Config, url string, tlsConf *tls.Config) (exporter, *ht
 		otlpmetrichttp.WithRetry(otlpmetrichttp.RetryConfig{Enabled: false}),
 	)
 	if err != nil {
-		return nil, nil, fmt.Errorf("otlp http exporter: %w", err)
+		return nil, fmt.Errorf("otlp http exporter: %w", err)
 	}
-	return exp, transport, nil
+	return exp, nil
 }
 
 // newTransport returns Go's default transport settings with tlsConf.
@@ -128,17 +142,21 @@ func newTransport(tlsConf *tls.Config) *http.Transport {
 	}
 }
 
-// response is what the sink's hooks note about one export: the HTTP status
-// and headers (responseRecorder), and a partial success (responseRecorder,
-// partialInterceptor). The exporters report a partial success only as the
-// text of an error type internal to each of them; recording it here gives
-// classify a typed value.
+// response is what the sink's hooks note about one export: whether a
+// request was attempted at all, the HTTP status and headers
+// (responseRecorder), a partial success (responseRecorder,
+// partialInterceptor), and a gRPC request that could not be marshalled
+// (partialInterceptor). The exporters report these only as text or as error
+// types internal to each of them; recording them here gives classify typed
+// values.
 type response struct {
-	status   int
-	header   http.Header
-	partial  bool
-	rejected int64
-	message  string
+	attempted bool  // the request reached the transport (HTTP) or the gRPC client
+	encodeErr error // the gRPC request could not be marshalled
+	status    int
+	header    http.Header
+	partial   bool
+	rejected  int64
+	message   string
 }
 
 type responseKey struct{}
@@ -165,17 +183,43 @@ func (r *response) notePartial(resp *colmetricpb.ExportMetricsServiceResponse) {
 	r.partial, r.rejected, r.message = true, ps.GetRejectedDataPoints(), ps.GetErrorMessage()
 }
 
-// wrap adds what was recorded to the export's outcome, for classify: the
-// HTTP status of a failed request, or the partial success of one that got
-// through.
+// wrap adds what was recorded to the export's outcome, for classify.
 func (r *response) wrap(err error, now time.Time) error {
 	if r.partial {
 		// Recorded only for a request that got through, so the
 		// exporter's error, if any, is its own report of the same.
 		return &partialSuccessError{Rejected: r.rejected, Message: r.message}
 	}
-	if err == nil || r.status == 0 || (r.status >= 200 && r.status < 300) {
+	if err == nil {
+		return nil
+	}
+	if r.encodeErr != nil {
+		return &encodeError{Err: err}
+	}
+	if !r.attempted {
+		// The exporter failed before sending anything.
+		switch {
+		case errors.Is(err, proto.Error):
+			// OTLP/HTTP marshals the request itself and returns
+			// the protobuf error ("string field contains invalid
+			// UTF-8"), which proto.Error matches.
+			return &encodeError{Err: err}
+		case strings.Contains(err.Error(), "too large: exceeded"):
+			// The exporters' own size limit: "request body too
+			// large: exceeded N bytes" (HTTP), "request message
+			// too large: exceeded N bytes" (gRPC).
+			return &sizeLimitError{Err: err}
+		}
 		return err
+	}
+	if r.status == 0 {
+		return err
+	}
+	if r.status >= 200 && r.status < 300 {
+		// The collector answered 2xx: it took the request, even if its
+		// answer could not be read. Sending it again would duplicate
+		// it, so it counts as accepted, with a warning.
+		return &partialSuccessError{Message: "the answer to an accepted request could not be read: " + err.Error()}
 	}
 	ra := agent.ParseRetryAfter(r.header.Get("Retry-After"), now, maxRetryAfter)
 	return &httpStatusError{Status: r.status, RetryAfter: ra, Err: err}
@@ -191,8 +235,11 @@ const maxResponseBody = 4 << 20
 type responseRecorder struct{ base http.RoundTripper }
 
 func (t responseRecorder) RoundTrip(req *http.Request) (*http.Response, error) {
-	resp, err := t.base.RoundTrip(req)
 	r := responseFrom(req.Context())
+	if r != nil {
+		r.attempted = true
+	}
+	resp, err := t.base.RoundTrip(req)
 	if err != nil || r == nil {
 		return resp, err
 	}
@@ -214,15 +261,50 @@ func (t responseRecorder) RoundTrip(req *http.Request) (*http.Response, error) {
 	return resp, nil
 }
 
-// partialInterceptor notes a partial success in a gRPC export's reply.
+// partialInterceptor notes in the export's *response that the request was
+// attempted, a partial success in the reply, and a request that could not
+// be marshalled.
 func partialInterceptor(ctx context.Context, method string, req, reply any, cc *grpc.ClientConn,
 	invoker grpc.UnaryInvoker, opts ...grpc.CallOption,
 ) error {
+	r := responseFrom(ctx)
+	if r != nil {
+		r.attempted = true
+	}
 	err := invoker(ctx, method, req, reply, cc, opts...)
-	if r := responseFrom(ctx); err == nil && r != nil {
+	if r == nil {
+		return err
+	}
+	if err == nil {
 		if resp, ok := reply.(*colmetricpb.ExportMetricsServiceResponse); ok {
 			r.notePartial(resp)
 		}
+		return nil
 	}
+	r.encodeErr = marshalFailure(err, req)
 	return err
+}
+
+// grpcMarshalFailure starts the status message gRPC returns when it cannot
+// encode a request (rpc_util.go: codes.Internal "grpc: error while
+// marshaling: <cause>"). The cause is flattened to text.
+const grpcMarshalFailure = "grpc: error while marshaling"
+
+// marshalFailure returns the local marshalling error when err is gRPC's
+// report of one, or nil. A server could send the same status text, so the
+// request is marshalled again to be sure; that happens only on this error
+// path.
+func marshalFailure(err error, req any) error {
+	st, ok := status.FromError(err)
+	if !ok || st.Code() != codes.Internal || !strings.HasPrefix(st.Message(), grpcMarshalFailure) {
+		return nil
+	}
+	m, ok := req.(proto.Message)
+	if !ok {
+		return nil
+	}
+	if _, merr := proto.Marshal(m); merr != nil {
+		return merr
+	}
+	return nil
 }

@@ -35,10 +35,15 @@ func New(w io.Writer) *Sink {
 func (s *Sink) Name() string { return "stdout" }
 
 // Write encodes the batch and hands it to the writer in one Write call, so a
-// reader on a pipe sees whole lines and whole batches. Points that line
-// protocol cannot carry (no writable field) are skipped, as
-// agent.AppendLineProtocol documents. A failed write is retryable: resending
-// lines is harmless because every point has a deterministic time and tag set.
+// reader on a pipe sees whole lines and whole batches. A failed write is
+// retryable: resending lines is harmless because every point has a
+// deterministic time and tag set.
+//
+// Points that line protocol cannot carry (no measurement, no writable field,
+// a time outside the nanosecond range; see agent.AppendLineProtocol and
+// agent.EncodeProblem) are skipped silently and still count as written.
+// Unlike the influx sink, which refuses such a point for good so that the
+// delivery loop dead-letters it, this debugging sink does not report it.
 func (s *Sink) Write(ctx context.Context, points []agent.Point) error {
 	if err := ctx.Err(); err != nil {
 		return &agent.SinkError{Kind: agent.Retryable, Err: fmt.Errorf("stdout write: %w", err)}

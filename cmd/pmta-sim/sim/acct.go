@@ -305,6 +305,40 @@ func (w *AcctWriter) finish(kind string) error {
 	return nil
 }
 
+// WriteRaw appends line as it is — a damaged or hand-made record, its line
+// end included — to the file of kind ("acct" or "diag") that a record logged
+// at at would go to. It exists for tests of hostile input; Counts does not
+// count it.
+func (w *AcctWriter) WriteRaw(kind string, at time.Time, line []byte) error {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.closed {
+		return errors.New("acct writer: closed")
+	}
+	if kind != "acct" && kind != "diag" {
+		return fmt.Errorf("acct writer: kind %q is neither acct nor diag", kind)
+	}
+	f, err := w.fileFor(kind, at.In(w.o.LocalZone))
+	if err != nil {
+		return fmt.Errorf("acct writer: %w", err)
+	}
+	if _, err := (countWriter{f.bw, &f.size}).Write(line); err != nil {
+		return fmt.Errorf("acct writer: %w", err)
+	}
+	return f.flush()
+}
+
+// Header returns the columns of the files of kind ("acct" or "diag").
+func (w *AcctWriter) Header(kind string) []string {
+	var types []string
+	for _, t := range w.types {
+		if w.kindOf(t) == kind {
+			types = append(types, t)
+		}
+	}
+	return slices.Clone(headerFor(types))
+}
+
 // Rotate finishes the open files, like `pmta rotate acct`; the next Write
 // starts new ones with the next number.
 func (w *AcctWriter) Rotate() error {

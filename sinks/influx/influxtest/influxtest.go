@@ -12,6 +12,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
 	"net/url"
@@ -147,6 +148,21 @@ func (s *Server) CreateDatabase(name string) {
 	if _, err := s.Query("", "CREATE DATABASE "+quoteIdent(name)); err != nil {
 		s.t.Fatal(err)
 	}
+}
+
+// Write stores line protocol in db through InfluxDB 1.x's /write, so that
+// a test can prepare what the agent meets (a field of another type).
+func (s *Server) Write(db, lines string) error {
+	resp, err := http.Post(s.URL+"/write?"+url.Values{"db": {db}}.Encode(), "text/plain", strings.NewReader(lines))
+	if err != nil {
+		return fmt.Errorf("influx write: %w", err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusNoContent {
+		body, _ := io.ReadAll(io.LimitReader(resp.Body, 4096))
+		return fmt.Errorf("influx write: HTTP %s: %s", resp.Status, body)
+	}
+	return nil
 }
 
 // Series is one series of an InfluxQL result.
