@@ -1,12 +1,15 @@
-// Package agent holds pmta-agent's domain — Point, Batch and the Source and
-// Sink seams — and the engine that moves points from sources to sinks: the
-// configuration, the pipeline that tags and bounds them, and per-sink delivery.
+// Package agent is pmta-agent's domain: what a point is (Point, Tag, Field,
+// Batch), the seams between the parts (Source, Gatherer, Sink, Store,
+// DeadLetters, StatsReporter, Closer), how a sink says what went wrong
+// (SinkError, its kinds, PartialWriteError), and the rules every point obeys:
+// tag values made safe (SafeTag), InfluxDB line protocol (AppendLineProtocol),
+// the mailbox provider of a domain (ISPMap).
 //
-// It also holds the small pieces several of those need alike: atomic state
-// files (WriteFileAtomic), Retry-After parsing, secret scrubbing (Redactor),
-// failure logging that speaks on state changes (FailureLog), TLS settings and
-// the line protocol encoder.
-//
-// The packages that talk to the outside world (the PowerMTA poller, the sinks)
-// depend on this package; it depends on none of them.
+// It depends on nothing of the agent's own; everything else depends on it.
+// The parts live in packages named after what they do: engine (pipeline,
+// per-sink delivery, the run), acct and poller (the two sources), queue
+// (the buffers), config, selfmon, deadletter; and the plumbing they share:
+// statefile (atomic writes, directory locks), transport (TLS, the HTTP
+// transport, Retry-After), redact (secrets out of errors), ratelog
+// (rate-limited logs), bytesize.
 package agent

@@ -79,3 +79,31 @@ func TestISPMapSuffixCacheBounded(t *testing.T) {
 		t.Fatalf("Lookup(yahoo.co.uk) with a full cache = %q", got)
 	}
 }
+
+func TestISPMap(t *testing.T) {
+	m := NewISPMap(map[string]string{"example-isp.net": "example", "gmail.com": "alphabet"})
+	for domain, want := range map[string]string{
+		"gmail.com": "alphabet", "googlemail.com": "google", "hotmail.co.uk": "microsoft",
+		"hotmail.com": "microsoft", "live.fr": "microsoft", "outlook.com": "microsoft", "msn.com": "microsoft",
+		"yahoo.co.jp": "yahoo", "aol.com": "yahoo", "ymail.com": "yahoo", "eu.yahoo.com": "yahoo",
+		"mx.example-isp.net": "example", "unknown.example": "other", "": "other", "com": "other",
+	} {
+		if got := m.Lookup(domain); got != want {
+			t.Errorf("Lookup(%q) = %q, want %q", domain, got, want)
+		}
+	}
+}
+
+func TestSplitQueue(t *testing.T) {
+	for name, want := range map[string][2]string{
+		"gmail.com/vmta-gm-011": {"gmail.com", "vmta-gm-011"},
+		"Yahoo.COM/Pmta54-159":  {"yahoo.com", "Pmta54-159"},
+		"aol.com":               {"aol.com", "{default}"},
+		"{bounceProcessor}/x":   {"{bounceprocessor}", "x"},
+	} {
+		d, v := SplitQueue(name)
+		if d != want[0] || v != want[1] {
+			t.Errorf("SplitQueue(%q) = %q, %q; want %q, %q", name, d, v, want[0], want[1])
+		}
+	}
+}

@@ -31,17 +31,20 @@ type Point struct {
 // and fields.
 func NewPoint(measurement string, tags []Tag, fields []Field, t time.Time) Point {
 	p := Point{Measurement: measurement, Tags: tags, Fields: fields, Time: t}
-	p.sortTags()
+	p.SortTags()
 	return p
 }
 
-func (p *Point) sortTags() {
-	if !slices.IsSortedFunc(p.Tags, compareTags) {
-		slices.SortFunc(p.Tags, compareTags)
+// SortTags puts the tags in key order, as NewPoint does; a point built by
+// hand needs it before TagValue's neighbours (SetTag) can find their place.
+func (p *Point) SortTags() {
+	if !slices.IsSortedFunc(p.Tags, CompareTags) {
+		slices.SortFunc(p.Tags, CompareTags)
 	}
 }
 
-func compareTags(a, b Tag) int { return strings.Compare(a.Key, b.Key) }
+// CompareTags orders tags by key.
+func CompareTags(a, b Tag) int { return strings.Compare(a.Key, b.Key) }
 
 // TagValue returns the value of the tag key and whether the point has it.
 func (p *Point) TagValue(key string) (string, bool) {

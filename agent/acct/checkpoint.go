@@ -12,7 +12,7 @@ import (
 	"path/filepath"
 	"time"
 
-	"github.com/pmta-agent/pmta-agent/agent"
+	"github.com/pmta-agent/pmta-agent/agent/statefile"
 )
 
 const (
@@ -232,15 +232,15 @@ func quarantineCheckpoint(dir string, now time.Time) (string, error) {
 	return to, nil
 }
 
-// writeFileAtomic replaces dir/name with data through agent.WriteFileAtomic
+// writeFileAtomic replaces dir/name with data through statefile.WriteAtomic
 // (temp file, fsync, rename, fsync of the directory), so that a crash leaves
 // either the old or the new content, and names the file in its errors.
 func writeFileAtomic(dir, name string, data []byte) error {
-	err := agent.WriteFileAtomic(filepath.Join(dir, name), data, 0o600)
+	err := statefile.WriteAtomic(filepath.Join(dir, name), data, 0o600)
 	if err == nil {
 		return nil
 	}
-	var ds *agent.DirSyncError
+	var ds *statefile.DirSyncError
 	if errors.As(err, &ds) {
 		return fmt.Errorf("sync dir of %s: %w", name, err)
 	}

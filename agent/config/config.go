@@ -7,7 +7,9 @@ package config
 import (
 	"time"
 
-	"github.com/pmta-agent/pmta-agent/agent"
+	"github.com/pmta-agent/pmta-agent/agent/bytesize"
+
+	"github.com/pmta-agent/pmta-agent/agent/transport"
 )
 
 // Config is the whole configuration. Components receive their sections as
@@ -30,7 +32,7 @@ type Config struct {
 	SelfInterval time.Duration `koanf:"self_interval"`
 	// MemoryLimit is the Go runtime's soft memory limit (0: none); the
 	// GOMEMLIMIT environment variable wins over it.
-	MemoryLimit ByteSize `koanf:"memory_limit"`
+	MemoryLimit bytesize.Size `koanf:"memory_limit"`
 
 	Listen   Listen   `koanf:"listen"`
 	API      API      `koanf:"api"`
@@ -55,21 +57,21 @@ type Listen struct {
 
 // API configures the PowerMTA HTTP management interface poller.
 type API struct {
-	Enabled    bool            `koanf:"enabled"`
-	URL        string          `koanf:"url"`
-	Dialect    string          `koanf:"dialect"`
-	Format     string          `koanf:"format"`
-	APIKey     string          `koanf:"api_key"`
-	APIKeyFile string          `koanf:"api_key_file"`
-	Interval   time.Duration   `koanf:"interval"`
-	Timeout    time.Duration   `koanf:"timeout"`
-	Jitter     time.Duration   `koanf:"jitter"`
-	MaxItems   int             `koanf:"max_items"`
-	Endpoints  Endpoints       `koanf:"endpoints"`
-	TLS        agent.TLSConfig `koanf:"tls"`
+	Enabled    bool                `koanf:"enabled"`
+	URL        string              `koanf:"url"`
+	Dialect    string              `koanf:"dialect"`
+	Format     string              `koanf:"format"`
+	APIKey     string              `koanf:"api_key"`
+	APIKeyFile string              `koanf:"api_key_file"`
+	Interval   time.Duration       `koanf:"interval"`
+	Timeout    time.Duration       `koanf:"timeout"`
+	Jitter     time.Duration       `koanf:"jitter"`
+	MaxItems   int                 `koanf:"max_items"`
+	Endpoints  Endpoints           `koanf:"endpoints"`
+	TLS        transport.TLSConfig `koanf:"tls"`
 
 	// MaxBodyBytes caps each reply; a longer one is refused (up=0).
-	MaxBodyBytes ByteSize `koanf:"max_body_bytes"`
+	MaxBodyBytes bytesize.Size `koanf:"max_body_bytes"`
 }
 
 // Endpoints switches the poller's documents on and off one by one.
@@ -114,7 +116,7 @@ type Pipeline struct {
 	ISPMap map[string]string `koanf:"isp_map"`
 }
 
-// MaxValues returns the caps by tag name, as agent.PipelineConfig takes
+// MaxValues returns the caps by tag name, as engine.PipelineConfig takes
 // them (agent.FoldedTags lists the names).
 func (p Pipeline) MaxValues() map[string]int {
 	return map[string]int{
@@ -135,9 +137,9 @@ type OTLP struct {
 	Enabled  bool   `koanf:"enabled"`
 	Protocol string `koanf:"protocol"`
 	// Endpoint is host:port for grpc, a URL for http.
-	Endpoint string          `koanf:"endpoint"`
-	Insecure bool            `koanf:"insecure"`
-	TLS      agent.TLSConfig `koanf:"tls"`
+	Endpoint string              `koanf:"endpoint"`
+	Insecure bool                `koanf:"insecure"`
+	TLS      transport.TLSConfig `koanf:"tls"`
 	// Headers go with every export (authorization tokens); HeadersFile
 	// holds more, one "Name: value" per line. Values are never logged.
 	Headers     map[string]string `koanf:"headers"`
@@ -159,17 +161,17 @@ type Stdout struct {
 
 // Influx writes to InfluxDB's /api/v2/write (1.8+, 2.x, 3.x).
 type Influx struct {
-	Enabled   bool            `koanf:"enabled"`
-	URL       string          `koanf:"url"`
-	Org       string          `koanf:"org"`
-	Bucket    string          `koanf:"bucket"`
-	Token     string          `koanf:"token"`
-	TokenFile string          `koanf:"token_file"`
-	Gzip      bool            `koanf:"gzip"`
-	BatchSize int             `koanf:"batch_size"`
-	Timeout   time.Duration   `koanf:"timeout"`
-	TLS       agent.TLSConfig `koanf:"tls"`
-	Buffer    Queue           `koanf:"buffer"`
+	Enabled   bool                `koanf:"enabled"`
+	URL       string              `koanf:"url"`
+	Org       string              `koanf:"org"`
+	Bucket    string              `koanf:"bucket"`
+	Token     string              `koanf:"token"`
+	TokenFile string              `koanf:"token_file"`
+	Gzip      bool                `koanf:"gzip"`
+	BatchSize int                 `koanf:"batch_size"`
+	Timeout   time.Duration       `koanf:"timeout"`
+	TLS       transport.TLSConfig `koanf:"tls"`
+	Buffer    Queue               `koanf:"buffer"`
 }
 
 // Queue is where a sink's points wait until the sink acknowledged them, and
@@ -181,7 +183,7 @@ type Queue struct {
 	Dir string `koanf:"dir"`
 	// MaxBytes bounds a disk queue; beyond it the oldest points are dropped
 	// and counted.
-	MaxBytes ByteSize `koanf:"max_bytes"`
+	MaxBytes bytesize.Size `koanf:"max_bytes"`
 	// MaxPoints bounds a memory queue in the same way.
 	MaxPoints int `koanf:"max_points"`
 	// Sync is the disk queue's fsync policy: "always" (before a batch
@@ -196,7 +198,7 @@ type Queue struct {
 	// DeadLetterMaxBytes bounds the file under <state_dir>/deadletter that
 	// keeps the points the sink refuses for good (and its one older
 	// generation); 0 keeps no file, the points are only counted.
-	DeadLetterMaxBytes ByteSize `koanf:"dead_letter_max_bytes"`
+	DeadLetterMaxBytes bytesize.Size `koanf:"dead_letter_max_bytes"`
 }
 
 // Default returns the configuration used where the file and the environment

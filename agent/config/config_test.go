@@ -8,7 +8,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/pmta-agent/pmta-agent/agent"
+	"github.com/pmta-agent/pmta-agent/agent/engine"
 )
 
 func writeFile(t *testing.T, name, body string) string {
@@ -149,28 +149,6 @@ func TestValidate(t *testing.T) {
 	}
 }
 
-func TestByteSize(t *testing.T) {
-	for in, want := range map[string]ByteSize{"1GiB": 1 << 30, "512MiB": 512 << 20, "500MB": 500e6, "64k": 64 << 10, "1073741824": 1 << 30, " 2 gib ": 2 << 30} {
-		var b ByteSize
-		if err := b.UnmarshalText([]byte(in)); err != nil || b != want {
-			t.Errorf("%q → %d, %v; want %d", in, b, err, want)
-		}
-	}
-	for _, bad := range []string{"", "lots", "-1GiB", "1XB"} {
-		var b ByteSize
-		if err := b.UnmarshalText([]byte(bad)); err == nil {
-			t.Errorf("%q accepted as %d", bad, b)
-		}
-	}
-	if s := ByteSize(1 << 30).String(); s != "1GiB" {
-		t.Errorf("String() = %s", s)
-	}
-	cfg, err := Load("", []string{"PMTA_AGENT_SINKS__INFLUX__BUFFER__MAX_BYTES=256MiB"})
-	if err != nil || cfg.Sinks.Influx.Buffer.MaxBytes != 256<<20 {
-		t.Errorf("env max_bytes: %v, %v", cfg.Sinks.Influx.Buffer.MaxBytes, err)
-	}
-}
-
 // Credentials in URLs never reach an error; clear-text checks cannot be
 // dodged by spelling.
 func TestValidateSecretsAndClearText(t *testing.T) {
@@ -244,7 +222,7 @@ func TestLoadUnreadableFileIsOneProblem(t *testing.T) {
 // pipeline does not know (which would leave that tag unbounded).
 func TestPipelineCapsNameTheFoldedTags(t *testing.T) {
 	caps := Default().Pipeline.MaxValues()
-	tags := agent.FoldedTags()
+	tags := engine.FoldedTags()
 	if len(caps) != len(tags) {
 		t.Fatalf("caps %v, folded tags %v", caps, tags)
 	}
@@ -252,5 +230,12 @@ func TestPipelineCapsNameTheFoldedTags(t *testing.T) {
 		if caps[tag] < 1 {
 			t.Errorf("no cap for %q in %v", tag, caps)
 		}
+	}
+}
+
+func TestByteSizeFromEnvironment(t *testing.T) {
+	cfg, err := Load("", []string{"PMTA_AGENT_SINKS__INFLUX__BUFFER__MAX_BYTES=256MiB"})
+	if err != nil || cfg.Sinks.Influx.Buffer.MaxBytes != 256<<20 {
+		t.Errorf("env max_bytes: %v, %v", cfg.Sinks.Influx.Buffer.MaxBytes, err)
 	}
 }

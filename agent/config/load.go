@@ -11,6 +11,8 @@ import (
 	"strings"
 	"time"
 
+	"github.com/pmta-agent/pmta-agent/agent/bytesize"
+
 	"github.com/go-viper/mapstructure/v2"
 	"github.com/knadh/koanf/parsers/yaml"
 	"github.com/knadh/koanf/providers/confmap"
@@ -209,7 +211,7 @@ func typeProblems(key string, t reflect.Type, v any) []error {
 	}
 	var de *mapstructure.DecodeError
 	if _, ok := v.(string); ok && reflect.PointerTo(t).Implements(textUnmarshaler) && errors.As(err, &de) {
-		return []error{fmt.Errorf("%s: %w", key, de.Unwrap())} // the type's own words, as ByteSize's
+		return []error{fmt.Errorf("%s: %w", key, de.Unwrap())} // the type's own words, as bytesize.Size's
 	}
 	switch v := v.(type) {
 	case map[string]any:
@@ -228,7 +230,7 @@ func describe(t reflect.Type) string {
 	switch t {
 	case reflect.TypeFor[time.Duration]():
 		return "a duration"
-	case reflect.TypeFor[ByteSize]():
+	case reflect.TypeFor[bytesize.Size]():
 		return "a size"
 	}
 	switch t.Kind() {

@@ -10,7 +10,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/pmta-agent/pmta-agent/agent"
+	"github.com/pmta-agent/pmta-agent/agent/transport"
 )
 
 // Validate reports every problem of the configuration, each with its key
@@ -237,7 +237,7 @@ func (p *problems) url(key, raw string) {
 	}
 }
 
-func (p *problems) tls(key string, t agent.TLSConfig) {
+func (p *problems) tls(key string, t transport.TLSConfig) {
 	for _, f := range []struct{ name, path string }{{"ca_file", t.CAFile}, {"cert_file", t.CertFile}, {"key_file", t.KeyFile}} {
 		if f.path == "" {
 			continue

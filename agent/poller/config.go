@@ -7,7 +7,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/pmta-agent/pmta-agent/agent"
+	"github.com/pmta-agent/pmta-agent/agent/transport"
 )
 
 // Config is the poller's part of the agent configuration, filled by the
@@ -40,7 +40,7 @@ type Config struct {
 	MaxBodyBytes int64
 	// TLS configures HTTPS: a CA file for PowerMTA's self-signed
 	// certificate, or skip-verify.
-	TLS agent.TLSConfig
+	TLS transport.TLSConfig
 }
 
 // Dialects and formats.

@@ -12,6 +12,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/pmta-agent/pmta-agent/agent/transport"
+
 	"github.com/pmta-agent/pmta-agent/agent"
 )
 
@@ -260,7 +262,7 @@ func TestHTTPSSelfSigned(t *testing.T) {
 	})
 	t.Run("trusted through ca_file", func(t *testing.T) {
 		cfg := allEndpoints(Config{URL: srv.URL})
-		cfg.TLS = agent.TLSConfig{CAFile: writeCertPEM(t, srv)}
+		cfg.TLS = transport.TLSConfig{CAFile: writeCertPEM(t, srv)}
 		p, _ := newTestPoller(t, cfg, nil)
 		b, err := p.Gather(context.Background())
 		if err != nil {
@@ -271,7 +273,7 @@ func TestHTTPSSelfSigned(t *testing.T) {
 		}
 	})
 	t.Run("skip verify", func(t *testing.T) {
-		cfg := Config{URL: srv.URL, Status: true, TLS: agent.TLSConfig{InsecureSkipVerify: true}}
+		cfg := Config{URL: srv.URL, Status: true, TLS: transport.TLSConfig{InsecureSkipVerify: true}}
 		p, _ := newTestPoller(t, cfg, nil)
 		if _, err := p.Gather(context.Background()); err != nil {
 			t.Fatal(err)
@@ -340,7 +342,7 @@ func TestNewValidates(t *testing.T) {
 		{"seed xml", Config{URL: "http://x", Dialect: "seed", Format: "xml", Status: true}, "seed dialect has no format"},
 		{"negative", Config{URL: "http://x", Interval: -time.Second, Timeout: -1, Jitter: -1, MaxItems: -1, Status: true}, "interval"},
 		{"no endpoint", Config{URL: "http://x"}, "at least one of status"},
-		{"ca file", Config{URL: "https://x", Status: true, TLS: agent.TLSConfig{CAFile: "/nonexistent/ca.pem"}}, "read CA file"},
+		{"ca file", Config{URL: "https://x", Status: true, TLS: transport.TLSConfig{CAFile: "/nonexistent/ca.pem"}}, "read CA file"},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {

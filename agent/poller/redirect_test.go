@@ -12,7 +12,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/pmta-agent/pmta-agent/agent"
+	"github.com/pmta-agent/pmta-agent/agent/transport"
 )
 
 // bothProtocols serves plain HTTP and HTTPS on one port, as PowerMTA 5's web
@@ -118,7 +118,7 @@ func TestRedirectKeyOnlyToOrigin(t *testing.T) {
 			rec.reqs = nil
 			rec.mu.Unlock()
 			redirect.Store(&tc.redirect)
-			cfg := allEndpoints(Config{URL: tc.base, APIKey: testKey, TLS: agent.TLSConfig{InsecureSkipVerify: true}})
+			cfg := allEndpoints(Config{URL: tc.base, APIKey: testKey, TLS: transport.TLSConfig{InsecureSkipVerify: true}})
 			p, _ := newTestPoller(t, cfg, nil)
 			b, err := p.Gather(context.Background())
 			if err != nil {

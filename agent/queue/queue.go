@@ -9,6 +9,8 @@ import (
 	"sync"
 	"time"
 
+	"github.com/pmta-agent/pmta-agent/agent/statefile"
+
 	"github.com/pmta-agent/pmta-agent/agent"
 )
 
@@ -71,7 +73,7 @@ var ErrClosed = errors.New("queue is closed")
 type Queue struct {
 	opt  Options
 	log  *slog.Logger
-	lock *agent.DirLock
+	lock *statefile.DirLock
 	// writeAt writes segment bytes; tests replace it to simulate a full disk.
 	writeAt func(f *os.File, b []byte, off int64) (int, error)
 	bufs    sync.Pool // *[]byte record buffers
@@ -177,7 +179,7 @@ func Open(o Options) (*Queue, error) {
 	if err := os.MkdirAll(o.Dir, dirPerm); err != nil {
 		return nil, fmt.Errorf("create queue directory: %w", err)
 	}
-	lock, err := agent.LockDir(o.Dir, "queue")
+	lock, err := statefile.LockDir(o.Dir, "queue")
 	if err != nil {
 		return nil, err
 	}

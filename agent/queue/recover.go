@@ -15,7 +15,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/pmta-agent/pmta-agent/agent"
+	"github.com/pmta-agent/pmta-agent/agent/statefile"
 )
 
 // load rebuilds the queue from its directory. Whatever it finds, it ends
@@ -300,7 +300,7 @@ func (q *Queue) salvage(name string, base, minSeq uint64, res scanResult) (*segm
 	if err := os.Rename(tmp, path); err != nil {
 		return nil, fmt.Errorf("salvage queue segment %s: %w", name, err)
 	}
-	if err := agent.SyncDir(q.opt.Dir); err != nil {
+	if err := statefile.SyncDir(q.opt.Dir); err != nil {
 		return nil, fmt.Errorf("salvage queue segment %s: %w", name, err)
 	}
 	s, err := q.openSegment(name, base, minSeq)

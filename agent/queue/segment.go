@@ -8,7 +8,7 @@ import (
 	"path/filepath"
 	"sort"
 
-	"github.com/pmta-agent/pmta-agent/agent"
+	"github.com/pmta-agent/pmta-agent/agent/statefile"
 )
 
 // segment is one segment file and the index of its records. The index is all
@@ -81,7 +81,7 @@ func (q *Queue) createSegment(base uint64) (*segment, error) {
 	if err := os.Rename(tmp, path); err != nil {
 		return fail(err)
 	}
-	if err := agent.SyncDir(q.opt.Dir); err != nil {
+	if err := statefile.SyncDir(q.opt.Dir); err != nil {
 		// Without a durable name the file's fsyncs would not make its
 		// entries survive a power cut. The empty segment left behind is
 		// harmless: a later rotation replaces it, a restart reads it as empty.

@@ -10,7 +10,7 @@ import (
 	"path/filepath"
 	"time"
 
-	"github.com/pmta-agent/pmta-agent/agent"
+	"github.com/pmta-agent/pmta-agent/agent/statefile"
 )
 
 // run is the background loop: every SyncEvery it fsyncs (under
@@ -154,7 +154,7 @@ func (q *Queue) saveMeta() error {
 	b = binary.LittleEndian.AppendUint64(b, m.next)
 	b = binary.LittleEndian.AppendUint32(b, crc32.Checksum(b, castagnoli))
 	path := filepath.Join(q.opt.Dir, metaName)
-	if err := agent.WriteFileAtomic(path, b, filePerm); err != nil {
+	if err := statefile.WriteAtomic(path, b, filePerm); err != nil {
 		return fmt.Errorf("save queue meta: %w", err)
 	}
 	q.mu.Lock()

@@ -13,7 +13,7 @@ import (
 // (pmta_status, pmta_queue, pmta_domain, pmta_vmta) as gauges, and running
 // totals of the accounting counts (pmta_acct count and bytes,
 // pmta_acct_diag count) as counters, so that a Prometheus user can scrape
-// PowerMTA through the agent instead of pushing. It is an agent.Enqueuer:
+// PowerMTA through the agent instead of pushing. It is an engine.Enqueuer:
 // the pipeline hands it every batch like a sink's store.
 //
 // A counter series not updated for counterTTL (24 h) is dropped, checked at

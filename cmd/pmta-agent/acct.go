@@ -12,6 +12,10 @@ import (
 	"strings"
 	"time"
 
+	"github.com/pmta-agent/pmta-agent/agent/engine"
+
+	"github.com/pmta-agent/pmta-agent/agent/statefile"
+
 	"github.com/pmta-agent/pmta-agent/agent"
 	"github.com/pmta-agent/pmta-agent/agent/acct"
 	"github.com/pmta-agent/pmta-agent/agent/config"
@@ -25,7 +29,7 @@ func newTailer(cfg config.Config, isp *agent.ISPMap, log *slog.Logger) (*lockedT
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return nil, fmt.Errorf("accounting state directory: %w", err)
 	}
-	lock, err := agent.LockDir(dir, "accounting state")
+	lock, err := statefile.LockDir(dir, "accounting state")
 	if err != nil {
 		return nil, err
 	}
@@ -39,7 +43,7 @@ func newTailer(cfg config.Config, isp *agent.ISPMap, log *slog.Logger) (*lockedT
 // lockedTailer is the tailer holding its state directory's lock.
 type lockedTailer struct {
 	*acct.Tailer
-	lock *agent.DirLock
+	lock *statefile.DirLock
 }
 
 // Close closes the tailer, then releases the lock.
@@ -168,7 +172,7 @@ func cmdBackfill(ctx context.Context, args []string, stdout, stderr io.Writer) e
 // reportSinks prints what each sink did with the backfill's points and
 // returns an error when any point was not written: a backfill that
 // InfluxDB refused must not look like a success.
-func reportSinks(w io.Writer, ds []*agent.Delivery) error {
+func reportSinks(w io.Writer, ds []*engine.Delivery) error {
 	var errs []error
 	for _, d := range ds {
 		c := d.Counts()
@@ -184,7 +188,7 @@ func reportSinks(w io.Writer, ds []*agent.Delivery) error {
 
 // waitForRoom blocks while any delivery holds more than high points (0: until
 // all are empty), or until ctx ends.
-func waitForRoom(ctx context.Context, ds []*agent.Delivery, high int) {
+func waitForRoom(ctx context.Context, ds []*engine.Delivery, high int) {
 	for {
 		full := false
 		for _, d := range ds {

@@ -11,6 +11,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/pmta-agent/pmta-agent/agent/engine"
+
 	"github.com/pmta-agent/pmta-agent/agent"
 	"github.com/pmta-agent/pmta-agent/agent/config"
 	"github.com/pmta-agent/pmta-agent/sinks/influx/influxtest"
@@ -103,7 +105,7 @@ func TestInfluxPartialWriteCountsExactly(t *testing.T) {
 }
 
 // drain flushes d until nothing is left (or fails the test after 15 s).
-func drain(t *testing.T, d *agent.Delivery) {
+func drain(t *testing.T, d *engine.Delivery) {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
 	defer cancel()

@@ -13,6 +13,8 @@ import (
 	"strings"
 	"time"
 
+	"github.com/pmta-agent/pmta-agent/agent/engine"
+
 	"github.com/pmta-agent/pmta-agent/agent"
 	"github.com/pmta-agent/pmta-agent/agent/acct"
 	"github.com/pmta-agent/pmta-agent/agent/config"
@@ -63,9 +65,9 @@ type components struct {
 	outputs    *outputs
 	sources    []agent.Source
 	sinks      []agent.Sink
-	deliveries []*agent.Delivery
-	pipeline   *agent.Pipeline
-	engine     *agent.Engine
+	deliveries []*engine.Delivery
+	pipeline   *engine.Pipeline
+	engine     *engine.Engine
 	latest     *selfmon.Latest
 }
 
@@ -95,18 +97,18 @@ func otlpConfig(cfg config.Config) otlp.Config {
 	}
 }
 
-func pipelineConfig(cfg config.Config, isp *agent.ISPMap) agent.PipelineConfig {
-	return agent.PipelineConfig{Server: cfg.Server, Tags: cfg.Tags, ISP: isp, MaxValues: cfg.Pipeline.MaxValues()}
+func pipelineConfig(cfg config.Config, isp *agent.ISPMap) engine.PipelineConfig {
+	return engine.PipelineConfig{Server: cfg.Server, Tags: cfg.Tags, ISP: isp, MaxValues: cfg.Pipeline.MaxValues()}
 }
 
-func deliveryConfig(q config.Queue, batch int) agent.DeliveryConfig {
-	return agent.DeliveryConfig{BatchSize: batch, MinBackoff: q.MinBackoff, MaxBackoff: q.MaxBackoff, Durable: q.Type == "disk"}
+func deliveryConfig(q config.Queue, batch int) engine.DeliveryConfig {
+	return engine.DeliveryConfig{BatchSize: batch, MinBackoff: q.MinBackoff, MaxBackoff: q.MaxBackoff, Durable: q.Type == "disk"}
 }
 
 // openStore opens the buffer a sink's points wait in.
 func openStore(cfg config.Config, sink string, q config.Queue, log *slog.Logger) (agent.Store, error) {
 	if q.Type == "memory" {
-		return agent.NewMemoryStore(q.MaxPoints), nil
+		return queue.NewMemory(q.MaxPoints), nil
 	}
 	dir := q.Dir
 	if dir == "" {
@@ -129,8 +131,8 @@ type outputs struct {
 	isp        *agent.ISPMap
 	latest     *selfmon.Latest // PowerMTA values for /metrics; nil unless listen.pmta_metrics
 	sinks      []agent.Sink
-	deliveries []*agent.Delivery
-	pipeline   *agent.Pipeline
+	deliveries []*engine.Delivery
+	pipeline   *engine.Pipeline
 }
 
 func buildOutputs(cfg config.Config, out io.Writer, log *slog.Logger) (*outputs, error) {
@@ -149,7 +151,7 @@ func buildOutputs(cfg config.Config, out io.Writer, log *slog.Logger) (*outputs,
 		}
 		o.sinks = append(o.sinks, s)
 		o.stores = append(o.stores, st)
-		o.deliveries = append(o.deliveries, agent.NewDelivery(s, st, dc, log))
+		o.deliveries = append(o.deliveries, engine.NewDelivery(s, st, dc, log))
 		return nil
 	}
 	if cfg.Sinks.Stdout.Enabled {
@@ -177,7 +179,7 @@ func buildOutputs(cfg config.Config, out io.Writer, log *slog.Logger) (*outputs,
 			return nil, o.close(err)
 		}
 	}
-	enq := make([]agent.Enqueuer, 0, len(o.deliveries)+1)
+	enq := make([]engine.Enqueuer, 0, len(o.deliveries)+1)
 	for _, d := range o.deliveries {
 		enq = append(enq, d)
 	}
@@ -185,7 +187,7 @@ func buildOutputs(cfg config.Config, out io.Writer, log *slog.Logger) (*outputs,
 		o.latest = selfmon.NewLatest()
 		enq = append(enq, o.latest)
 	}
-	o.pipeline = agent.NewPipeline(pipelineConfig(cfg, o.isp), enq...)
+	o.pipeline = engine.NewPipeline(pipelineConfig(cfg, o.isp), enq...)
 	return o, nil
 }
 
@@ -230,7 +232,7 @@ func build(cfg config.Config, out io.Writer, log *slog.Logger) (*components, err
 		}
 		c.sources = append(c.sources, t)
 	}
-	c.engine = agent.NewEngine(agent.EngineConfig{SelfInterval: cfg.SelfInterval, ShutdownTimeout: cfg.ShutdownTimeout},
+	c.engine = engine.NewEngine(engine.EngineConfig{SelfInterval: cfg.SelfInterval, ShutdownTimeout: cfg.ShutdownTimeout},
 		c.pipeline, c.deliveries, c.sources, log)
 	return c, nil
 }

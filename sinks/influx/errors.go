@@ -11,6 +11,8 @@ import (
 	"time"
 	"unicode/utf8"
 
+	"github.com/pmta-agent/pmta-agent/agent/transport"
+
 	ihttp "github.com/influxdata/influxdb-client-go/v2/api/http"
 
 	"github.com/pmta-agent/pmta-agent/agent"
@@ -77,10 +79,10 @@ func classify(err error) *agent.SinkError {
 		return &agent.SinkError{Kind: agent.TooLarge, Err: fmt.Errorf("influx write: request too large: %w", se)}
 	case code == http.StatusTooManyRequests:
 		return &agent.SinkError{Kind: agent.Throttled,
-			RetryAfter: agent.ParseRetryAfter(he.Header.Get("Retry-After"), time.Now(), maxRetryAfter),
+			RetryAfter: transport.ParseRetryAfter(he.Header.Get("Retry-After"), time.Now(), maxRetryAfter),
 			Err:        fmt.Errorf("influx write: throttled: %w", se)}
 	case code == http.StatusServiceUnavailable:
-		if d := agent.ParseRetryAfter(he.Header.Get("Retry-After"), time.Now(), maxRetryAfter); d > 0 {
+		if d := transport.ParseRetryAfter(he.Header.Get("Retry-After"), time.Now(), maxRetryAfter); d > 0 {
 			return &agent.SinkError{Kind: agent.Throttled, RetryAfter: d, Err: fmt.Errorf("influx write: unavailable: %w", se)}
 		}
 		return &agent.SinkError{Kind: agent.Retryable, Err: fmt.Errorf("influx write: unavailable: %w", se)}

@@ -5,6 +5,8 @@ import (
 	"sync"
 	"time"
 
+	"github.com/pmta-agent/pmta-agent/agent/ratelog"
+
 	"github.com/pmta-agent/pmta-agent/agent"
 )
 
@@ -15,7 +17,7 @@ const (
 )
 
 // health logs the sink's state changes — failing, failing differently,
-// recovered — through an agent.FailureLog, which repeats a continuing failure
+// recovered — through an ratelog.FailureLog, which repeats a continuing failure
 // at most once per failingRepeat, so a dead server costs a few lines an hour,
 // not one per retry. Refusals for good are logged at most once per
 // rejectedRepeat, with the number of refused writes since the last line: the
@@ -23,7 +25,7 @@ const (
 // points, so one bad point causes a burst of refusals, and the number of
 // points finally dead-lettered is the loop's to count.
 type health struct {
-	fails *agent.FailureLog
+	fails *ratelog.FailureLog
 	log   *slog.Logger
 	now   func() time.Time
 
@@ -33,7 +35,7 @@ type health struct {
 }
 
 func newHealth(log *slog.Logger, now func() time.Time) *health {
-	return &health{fails: agent.NewFailureLog(log, "influx write", failingRepeat, now), log: log, now: now}
+	return &health{fails: ratelog.NewFailureLog(log, "influx write", failingRepeat, now), log: log, now: now}
 }
 
 func (h *health) failed(se *agent.SinkError) { h.fails.Failed(se) }

@@ -20,6 +20,9 @@ import (
 	"net/url"
 	"time"
 
+	"github.com/pmta-agent/pmta-agent/agent/redact"
+	"github.com/pmta-agent/pmta-agent/agent/transport"
+
 	influxdb2 "github.com/influxdata/influxdb-client-go/v2"
 	"github.com/influxdata/influxdb-client-go/v2/api"
 
@@ -51,7 +54,7 @@ type Config struct {
 	// (default 10s).
 	Timeout time.Duration
 	// TLS configures certificate checks and client certificates for https.
-	TLS agent.TLSConfig
+	TLS transport.TLSConfig
 	// Precision is the timestamp unit on the wire: time.Nanosecond (the
 	// default), time.Microsecond, time.Millisecond or time.Second.
 	Precision time.Duration
@@ -127,7 +130,7 @@ type Sink struct {
 	write     api.WriteAPIBlocking
 	transport *http.Transport
 	safeURL   string // URL without its password, for logs and errors
-	secrets   agent.Redactor
+	secrets   redact.Redactor
 	health    *health
 }
 

@@ -14,6 +14,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/pmta-agent/pmta-agent/agent/transport"
+
 	"github.com/pmta-agent/pmta-agent/agent"
 )
 
@@ -319,7 +321,7 @@ func TestTLS(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	s := newSink(t, Config{URL: srv.URL, Bucket: "b", TLS: agent.TLSConfig{CAFile: caFile}})
+	s := newSink(t, Config{URL: srv.URL, Bucket: "b", TLS: transport.TLSConfig{CAFile: caFile}})
 	if err := s.Write(context.Background(), testPoints(1)); err != nil {
 		t.Fatalf("Write with the server's CA: %v", err)
 	}
@@ -371,7 +373,7 @@ func TestNewValidatesConfig(t *testing.T) {
 	if _, err := New(Config{URL: "http://h", Bucket: "b"}, nil); err == nil {
 		t.Error("New accepted a nil logger")
 	}
-	if _, err := New(Config{URL: "http://h", Bucket: "b", TLS: agent.TLSConfig{CAFile: filepath.Join(t.TempDir(), "none.pem")}}, discardLogger()); err == nil {
+	if _, err := New(Config{URL: "http://h", Bucket: "b", TLS: transport.TLSConfig{CAFile: filepath.Join(t.TempDir(), "none.pem")}}, discardLogger()); err == nil {
 		t.Error("New accepted a missing CA file")
 	}
 	s, err := New(Config{URL: "http://h", Bucket: "b"}, discardLogger())

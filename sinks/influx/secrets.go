@@ -5,7 +5,7 @@ import (
 	"net/url"
 	"strings"
 
-	"github.com/pmta-agent/pmta-agent/agent"
+	"github.com/pmta-agent/pmta-agent/agent/redact"
 )
 
 // minPassword is the shortest bare password that is scrubbed from text.
@@ -14,7 +14,7 @@ const minPassword = 4
 // newSecrets returns the redactor of the strings that must never appear in
 // an error or a log line: the token, the password half of a 1.8
 // "user:password" token, and a password in the URL.
-func newSecrets(token string, u *url.URL) agent.Redactor {
+func newSecrets(token string, u *url.URL) redact.Redactor {
 	var s []string
 	add := func(v string, minLen int) {
 		if v != "" && len(v) >= minLen {
@@ -36,5 +36,5 @@ func newSecrets(token string, u *url.URL) agent.Redactor {
 			add(base64.StdEncoding.EncodeToString([]byte(u.User.Username()+":"+pass)), 1)
 		}
 	}
-	return agent.NewRedactor(s...)
+	return redact.New(s...)
 }

@@ -9,7 +9,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/pmta-agent/pmta-agent/agent"
+	"github.com/pmta-agent/pmta-agent/agent/transport"
 )
 
 // Defaults for the zero values of Config.
@@ -43,7 +43,7 @@ type Config struct {
 	Insecure bool
 	// TLS sets the CA, a client certificate (mTLS), the server name and
 	// skip-verify.
-	TLS agent.TLSConfig
+	TLS transport.TLSConfig
 	// Headers go with every request (gRPC metadata or HTTP headers), e.g. an
 	// authorization token. Their values are never logged nor put in errors.
 	Headers map[string]string
@@ -96,7 +96,7 @@ func (c Config) withDefaults() (Config, string, error) {
 	if c.Temporality == "" {
 		c.Temporality = TemporalityDelta
 	}
-	tlsSet := c.TLS != (agent.TLSConfig{})
+	tlsSet := c.TLS != (transport.TLSConfig{})
 	var metricsURL string
 	switch c.Protocol {
 	case ProtocolGRPC:

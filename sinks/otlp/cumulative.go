@@ -9,7 +9,7 @@ import (
 	"path/filepath"
 	"time"
 
-	"github.com/pmta-agent/pmta-agent/agent"
+	"github.com/pmta-agent/pmta-agent/agent/statefile"
 )
 
 // stateFileName is the cumulative state's file inside Config.StateDir.
@@ -178,7 +178,7 @@ func (st *cumState) save() error {
 	if err != nil {
 		return fmt.Errorf("encode cumulative state: %w", err)
 	}
-	if err := agent.WriteFileAtomic(st.path, data, 0o600); err != nil {
+	if err := statefile.WriteAtomic(st.path, data, 0o600); err != nil {
 		return fmt.Errorf("save cumulative state: %w", err)
 	}
 	st.dirty = false

@@ -5,6 +5,8 @@ import (
 	"sync"
 	"time"
 
+	"github.com/pmta-agent/pmta-agent/agent/ratelog"
+
 	"github.com/pmta-agent/pmta-agent/agent"
 )
 
@@ -15,12 +17,12 @@ const (
 )
 
 // health logs the sink's state changes — failing, failing differently,
-// recovered — through an agent.FailureLog, which repeats a continuing failure
+// recovered — through an ratelog.FailureLog, which repeats a continuing failure
 // at most once per failingRepeat, so a dead collector costs a few lines an
 // hour, not one per retry. Other notices (rejections, skipped replays,
 // state-file trouble) are logged at most once per noticeRepeat each.
 type health struct {
-	fails *agent.FailureLog
+	fails *ratelog.FailureLog
 	log   *slog.Logger
 	now   func() time.Time
 
@@ -30,7 +32,7 @@ type health struct {
 
 func newHealth(log *slog.Logger, now func() time.Time) *health {
 	return &health{
-		fails:      agent.NewFailureLog(log, "otlp export", failingRepeat, now),
+		fails:      ratelog.NewFailureLog(log, "otlp export", failingRepeat, now),
 		log:        log,
 		now:        now,
 		lastNotice: make(map[string]time.Time),

@@ -11,6 +11,8 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/pmta-agent/pmta-agent/agent/redact"
+
 	"go.opentelemetry.io/otel/sdk/instrumentation"
 	"go.opentelemetry.io/otel/sdk/metric/metricdata"
 	"go.opentelemetry.io/otel/sdk/resource"
@@ -29,7 +31,7 @@ type Sink struct {
 	transport *http.Transport // http only, for closing idle connections
 	endpoint  string          // for logs: host:port or the metrics URL
 	scope     instrumentation.Scope
-	secrets   agent.Redactor
+	secrets   redact.Redactor
 	health    *health
 	now       func() time.Time
 

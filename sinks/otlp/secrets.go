@@ -3,7 +3,7 @@ package otlp
 import (
 	"strings"
 
-	"github.com/pmta-agent/pmta-agent/agent"
+	"github.com/pmta-agent/pmta-agent/agent/redact"
 )
 
 // minSecret is the shortest header value (or credential within one) that is
@@ -13,7 +13,7 @@ const minSecret = 4
 
 // newSecrets returns the redactor of the header values, which must never
 // appear in an error or a log line: a server may echo a header in its answer.
-func newSecrets(headers map[string]string) agent.Redactor {
+func newSecrets(headers map[string]string) redact.Redactor {
 	var s []string
 	for _, v := range headers {
 		if len(v) >= minSecret {
@@ -25,5 +25,5 @@ func newSecrets(headers map[string]string) agent.Redactor {
 			s = append(s, strings.TrimSpace(cred))
 		}
 	}
-	return agent.NewRedactor(s...)
+	return redact.New(s...)
 }

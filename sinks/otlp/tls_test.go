@@ -18,6 +18,8 @@ import (
 	"sync"
 	"testing"
 
+	"github.com/pmta-agent/pmta-agent/agent/transport"
+
 	colmetricpb "go.opentelemetry.io/proto/otlp/collector/metrics/v1"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
@@ -72,7 +74,7 @@ func TestHTTPTLSHeadersSecrets(t *testing.T) {
 	caFile := writePEM(t, srv.Certificate())
 
 	logs := &syncLog{}
-	cfg := Config{Protocol: ProtocolHTTP, Endpoint: srv.URL, TLS: agent.TLSConfig{CAFile: caFile},
+	cfg := Config{Protocol: ProtocolHTTP, Endpoint: srv.URL, TLS: transport.TLSConfig{CAFile: caFile},
 		Headers: map[string]string{"Authorization": "Bearer " + token}, Gzip: true}
 	s, err := New(cfg, slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug})))
 	if err != nil {
@@ -113,11 +115,11 @@ func TestHTTPMutualTLS(t *testing.T) {
 	t.Cleanup(srv.Close)
 
 	s := newSink(t, Config{Protocol: ProtocolHTTP, Endpoint: srv.URL,
-		TLS: agent.TLSConfig{CAFile: caFile, CertFile: clientCert, KeyFile: clientKey}})
+		TLS: transport.TLSConfig{CAFile: caFile, CertFile: clientCert, KeyFile: clientKey}})
 	if err := s.Write(context.Background(), familyPoints()); err != nil {
 		t.Fatalf("Write with a client certificate: %v", err)
 	}
-	noCert := newSink(t, Config{Protocol: ProtocolHTTP, Endpoint: srv.URL, TLS: agent.TLSConfig{CAFile: caFile}})
+	noCert := newSink(t, Config{Protocol: ProtocolHTTP, Endpoint: srv.URL, TLS: transport.TLSConfig{CAFile: caFile}})
 	err := noCert.Write(context.Background(), familyPoints())
 	if kind, _ := agent.Classify(err); err == nil || kind != agent.Retryable {
 		t.Fatalf("Write without a client certificate: %v, want retryable", err)
@@ -149,7 +151,7 @@ func TestGRPCTLSHeadersSecrets(t *testing.T) {
 
 	logs := &syncLog{}
 	cfg := Config{Protocol: ProtocolGRPC, Endpoint: addr,
-		TLS:     agent.TLSConfig{CAFile: caFile, ServerName: "collector.test"},
+		TLS:     transport.TLSConfig{CAFile: caFile, ServerName: "collector.test"},
 		Headers: map[string]string{"Authorization": "Bearer " + token}, Gzip: true}
 	s, err := New(cfg, slog.New(slog.NewTextHandler(logs, nil)))
 	if err != nil {

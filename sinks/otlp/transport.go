@@ -12,6 +12,8 @@ import (
 	"strings"
 	"time"
 
+	"github.com/pmta-agent/pmta-agent/agent/transport"
+
 	"go.opentelemetry.io/otel/exporters/otlp/otlpmetric/otlpmetricgrpc"
 	"go.opentelemetry.io/otel/exporters/otlp/otlpmetric/otlpmetrichttp"
 	"go.opentelemetry.io/otel/sdk/metric/metricdata"
@@ -25,8 +27,6 @@ import (
 	"google.golang.org/grpc/encoding/gzip"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/proto"
-
-	"github.com/pmta-agent/pmta-agent/agent"
 )
 
 // exporter is what the sink needs of otlpmetricgrpc.Exporter and
@@ -221,7 +221,7 @@ func (r *response) wrap(err error, now time.Time) error {
 		// it, so it counts as accepted, with a warning.
 		return &partialSuccessError{Message: "the answer to an accepted request could not be read: " + err.Error()}
 	}
-	ra := agent.ParseRetryAfter(r.header.Get("Retry-After"), now, maxRetryAfter)
+	ra := transport.ParseRetryAfter(r.header.Get("Retry-After"), now, maxRetryAfter)
 	return &httpStatusError{Status: r.status, RetryAfter: ra, Err: err}
 }
 

@@ -12,6 +12,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/pmta-agent/pmta-agent/agent/transport"
+
 	colmetricpb "go.opentelemetry.io/proto/otlp/collector/metrics/v1"
 
 	"github.com/pmta-agent/pmta-agent/agent"
@@ -252,11 +254,11 @@ func TestConfigValidation(t *testing.T) {
 	}{
 		{"grpc with a scheme", Config{Endpoint: "http://c:4317"}, []string{"without a scheme"}},
 		{"grpc without a port", Config{Endpoint: "collector"}, []string{"host:port"}},
-		{"grpc insecure with tls", Config{Insecure: true, TLS: agent.TLSConfig{CAFile: "x"}}, []string{"exclude each other"}},
+		{"grpc insecure with tls", Config{Insecure: true, TLS: transport.TLSConfig{CAFile: "x"}}, []string{"exclude each other"}},
 		{"http without scheme", Config{Protocol: "http", Endpoint: "c:4318"}, []string{"http:// or https://"}},
 		{"http with credentials", Config{Protocol: "http", Endpoint: "https://u:p@c"}, []string{"headers, not in the URL"}},
 		{"http insecure https", Config{Protocol: "http", Endpoint: "https://c", Insecure: true}, []string{"https but insecure"}},
-		{"http tls on plaintext", Config{Protocol: "http", Endpoint: "http://c", TLS: agent.TLSConfig{ServerName: "c"}}, []string{"plaintext http but tls"}},
+		{"http tls on plaintext", Config{Protocol: "http", Endpoint: "http://c", TLS: transport.TLSConfig{ServerName: "c"}}, []string{"plaintext http but tls"}},
 		{"everything wrong at once", Config{Protocol: "udp", Timeout: -1, Temporality: "weekly",
 			Headers: map[string]string{"bad name": "v", "X-Ok": "a\nb"}, Resource: map[string]string{"": "v"}},
 			[]string{"protocol \"udp\"", "timeout", "temporality \"weekly\"", "header name \"bad name\"", "X-Ok", "attribute name is empty"}},

@@ -1,8 +1,10 @@
-package agent
+package engine
 
 import (
 	"slices"
 	"sync/atomic"
+
+	"github.com/pmta-agent/pmta-agent/agent"
 )
 
 // PipelineConfig is what the pipeline needs to tag and bound points.
@@ -13,7 +15,7 @@ type PipelineConfig struct {
 	// (one of FoldedTags); the smallest by volume fold into "other". A tag
 	// it does not name, or names with 0, is not bounded.
 	MaxValues map[string]int
-	ISP       *ISPMap
+	ISP       *agent.ISPMap
 }
 
 // Pipeline tags the points of every batch and bounds their cardinality, then
@@ -21,39 +23,39 @@ type PipelineConfig struct {
 // from their own goroutines.
 type Pipeline struct {
 	cfg    PipelineConfig
-	static []Tag
+	static []agent.Tag
 	queues []Enqueuer
 
 	batches   atomic.Int64
 	points    atomic.Int64
 	folded    [len(foldedTags)]atomic.Int64
-	sanitized atomic.Int64 // tag values SafeTag changed
+	sanitized atomic.Int64 // tag values agent.SafeTag changed
 	merged    atomic.Int64 // points merged into another with the same series and time
 }
 
 // Enqueuer takes points for one sink and calls durable once they are safe
 // in its store. Delivery implements it.
 type Enqueuer interface {
-	Enqueue(points []Point, durable func())
+	Enqueue(points []agent.Point, durable func())
 }
 
 // NewPipeline returns a pipeline that feeds queues.
 func NewPipeline(cfg PipelineConfig, queues ...Enqueuer) *Pipeline {
 	if cfg.ISP == nil {
-		cfg.ISP = NewISPMap(nil)
+		cfg.ISP = agent.NewISPMap(nil)
 	}
 	p := &Pipeline{cfg: cfg, queues: queues}
 	for k, v := range cfg.Tags {
-		p.static = append(p.static, Tag{Key: k, Value: v})
+		p.static = append(p.static, agent.Tag{Key: k, Value: v})
 	}
-	slices.SortFunc(p.static, compareTags)
+	slices.SortFunc(p.static, agent.CompareTags)
 	return p
 }
 
 // Emit processes b and hands the result to every queue. b.Done is called
 // once every queue reports the points durable — possibly later, from another
 // goroutine, or never if a queue could not take them.
-func (p *Pipeline) Emit(b Batch) {
+func (p *Pipeline) Emit(b agent.Batch) {
 	pts := p.Process(b.Points)
 	p.batches.Add(1)
 	p.points.Add(int64(len(pts)))
@@ -81,8 +83,8 @@ func (p *Pipeline) Emit(b Batch) {
 // made equal — are merged into one, their fields summed (the maximum for
 // *_max and interval_s), so that no sum is lost to a series overwritten in
 // the sink. It returns a new slice; the input points are not changed.
-func (p *Pipeline) Process(in []Point) []Point {
-	out := make([]Point, len(in))
+func (p *Pipeline) Process(in []agent.Point) []agent.Point {
+	out := make([]agent.Point, len(in))
 	changed := false
 	for i := range in {
 		pt := in[i].Clone()
@@ -108,10 +110,10 @@ func (p *Pipeline) Process(in []Point) []Point {
 // tag normalises the domain, adds the isp, static and server tags, and
 // makes every tag value safe. It reports whether it changed a value, which
 // can make two points one series.
-func (p *Pipeline) tag(pt *Point) (changed bool) {
-	pt.sortTags()
+func (p *Pipeline) tag(pt *agent.Point) (changed bool) {
+	pt.SortTags()
 	if d, ok := pt.TagValue("domain"); ok {
-		nd := NormalizeDomain(d)
+		nd := agent.NormalizeDomain(d)
 		if nd != d {
 			pt.SetTag("domain", nd)
 			changed = true
@@ -127,7 +129,7 @@ func (p *Pipeline) tag(pt *Point) (changed bool) {
 	}
 	pt.SetTag("server", p.cfg.Server)
 	for i := range pt.Tags {
-		if v := SafeTag(pt.Tags[i].Value); v != pt.Tags[i].Value {
+		if v := agent.SafeTag(pt.Tags[i].Value); v != pt.Tags[i].Value {
 			pt.Tags[i].Value = v
 			changed = true
 			p.sanitized.Add(1)
@@ -144,15 +146,15 @@ func (p *Pipeline) Component() string { return "pipeline" }
 // source_ips_folded, bounce_cats_folded, diags_folded), the tag values
 // SafeTag changed (values_sanitized) and the points merged into another of
 // the same series and time (points_merged).
-func (p *Pipeline) Stats() []Field {
-	f := []Field{
+func (p *Pipeline) Stats() []agent.Field {
+	f := []agent.Field{
 		{Key: "batches", Value: p.batches.Load()},
 		{Key: "points", Value: p.points.Load()},
 	}
 	for i, name := range foldedStat {
-		f = append(f, Field{Key: name, Value: p.folded[i].Load()})
+		f = append(f, agent.Field{Key: name, Value: p.folded[i].Load()})
 	}
 	return append(f,
-		Field{Key: "values_sanitized", Value: p.sanitized.Load()},
-		Field{Key: "points_merged", Value: p.merged.Load()})
+		agent.Field{Key: "values_sanitized", Value: p.sanitized.Load()},
+		agent.Field{Key: "points_merged", Value: p.merged.Load()})
 }

@@ -1,21 +1,23 @@
-package agent
+package engine
 
 import (
 	"fmt"
 	"testing"
 	"time"
+
+	"github.com/pmta-agent/pmta-agent/agent"
 )
 
 func TestPipelineTags(t *testing.T) {
 	ts := time.Unix(1705332300, 0)
 	p := NewPipeline(PipelineConfig{Server: "mta01", Tags: map[string]string{"dc": "fra1", "server": "not-this-one"}, MaxValues: map[string]int{"domain": 10}})
-	in := []Point{
-		NewPoint("pmta_queue", []Tag{{"vmta", "vmta-gm-011"}, {"domain", "GMail.com."}}, []Field{{"rcp", int64(5)}}, ts),
-		NewPoint("pmta_vmta", []Tag{{"vmta", "vmta-gm-011"}}, []Field{{"rcp", int64(5)}}, ts),
-		NewPoint("pmta_acct", []Tag{{"domain", "hotmail.co.uk"}, {"isp", "custom"}}, []Field{{"count", int64(1)}}, ts),
+	in := []agent.Point{
+		agent.NewPoint("pmta_queue", []agent.Tag{{Key: "vmta", Value: "vmta-gm-011"}, {Key: "domain", Value: "GMail.com."}}, []agent.Field{{Key: "rcp", Value: int64(5)}}, ts),
+		agent.NewPoint("pmta_vmta", []agent.Tag{{Key: "vmta", Value: "vmta-gm-011"}}, []agent.Field{{Key: "rcp", Value: int64(5)}}, ts),
+		agent.NewPoint("pmta_acct", []agent.Tag{{Key: "domain", Value: "hotmail.co.uk"}, {Key: "isp", Value: "custom"}}, []agent.Field{{Key: "count", Value: int64(1)}}, ts),
 	}
 	out := p.Process(in)
-	got := string(LineProtocol(out))
+	got := string(agent.LineProtocol(out))
 	want := "pmta_queue,dc=fra1,domain=gmail.com,isp=google,server=mta01,vmta=vmta-gm-011 rcp=5i 1705332300000000000\n" +
 		"pmta_vmta,dc=fra1,server=mta01,vmta=vmta-gm-011 rcp=5i 1705332300000000000\n" +
 		"pmta_acct,dc=fra1,domain=hotmail.co.uk,isp=custom,server=mta01 count=1i 1705332300000000000\n"
@@ -29,10 +31,10 @@ func TestPipelineTags(t *testing.T) {
 
 func TestFoldDomainsKeepsTotals(t *testing.T) {
 	ts := time.Unix(1705332300, 0)
-	var in []Point
+	var in []agent.Point
 	add := func(domain, vmta string, rcp int64, kbMax float64) {
-		in = append(in, NewPoint("pmta_queue", []Tag{{"domain", domain}, {"vmta", vmta}},
-			[]Field{{"rcp", rcp}, {"kb", float64(rcp) / 2}, {"paused", int64(1)}, {"queued_s_max", kbMax}}, ts))
+		in = append(in, agent.NewPoint("pmta_queue", []agent.Tag{{Key: "domain", Value: domain}, {Key: "vmta", Value: vmta}},
+			[]agent.Field{{Key: "rcp", Value: rcp}, {Key: "kb", Value: float64(rcp) / 2}, {Key: "paused", Value: int64(1)}, {Key: "queued_s_max", Value: kbMax}}, ts))
 	}
 	add("gmail.com", "v1", 100, 1)
 	add("yahoo.com", "v1", 90, 2)
@@ -41,7 +43,7 @@ func TestFoldDomainsKeepsTotals(t *testing.T) {
 	add("small-c.example", "v2", 1, 4)
 	p := NewPipeline(PipelineConfig{Server: "s", MaxValues: map[string]int{"domain": 2}})
 	out := p.Process(in)
-	got := string(LineProtocol(out))
+	got := string(agent.LineProtocol(out))
 	want := "pmta_queue,domain=gmail.com,isp=google,server=s,vmta=v1 rcp=100i,kb=50.0,paused=1i,queued_s_max=1.0 1705332300000000000\n" +
 		"pmta_queue,domain=yahoo.com,isp=yahoo,server=s,vmta=v1 rcp=90i,kb=45.0,paused=1i,queued_s_max=2.0 1705332300000000000\n" +
 		"pmta_queue,domain=other,isp=other,server=s,vmta=v1 rcp=5i,kb=2.5,paused=2i,queued_s_max=9.0 1705332300000000000\n" +
@@ -58,19 +60,19 @@ func TestPointVolumeIgnoresFlags(t *testing.T) {
 	ts := time.Unix(1705332300, 0)
 	tests := []struct {
 		name   string
-		fields []Field
+		fields []agent.Field
 		want   float64
 	}{
-		{"int rcp", []Field{{"rcp", int64(7)}}, 7},
-		{"float rcp", []Field{{"rcp", 2.5}}, 2.5},
-		{"count", []Field{{"count", int64(4)}}, 4},
-		{"rcp before count", []Field{{"count", int64(4)}, {"rcp", int64(9)}}, 9},
-		{"bool rcp falls through to count", []Field{{"rcp", true}, {"count", int64(4)}}, 4},
-		{"bool only", []Field{{"rcp", true}}, 0},
-		{"string rcp", []Field{{"rcp", "12"}}, 0},
+		{"int rcp", []agent.Field{{Key: "rcp", Value: int64(7)}}, 7},
+		{"float rcp", []agent.Field{{Key: "rcp", Value: 2.5}}, 2.5},
+		{"count", []agent.Field{{Key: "count", Value: int64(4)}}, 4},
+		{"rcp before count", []agent.Field{{Key: "count", Value: int64(4)}, {Key: "rcp", Value: int64(9)}}, 9},
+		{"bool rcp falls through to count", []agent.Field{{Key: "rcp", Value: true}, {Key: "count", Value: int64(4)}}, 4},
+		{"bool only", []agent.Field{{Key: "rcp", Value: true}}, 0},
+		{"string rcp", []agent.Field{{Key: "rcp", Value: "12"}}, 0},
 	}
 	for _, tt := range tests {
-		p := NewPoint("pmta_queue", []Tag{{"domain", "example.com"}}, tt.fields, ts)
+		p := agent.NewPoint("pmta_queue", []agent.Tag{{Key: "domain", Value: "example.com"}}, tt.fields, ts)
 		if got := pointVolume(&p); got != tt.want {
 			t.Errorf("%s: volume %v, want %v", tt.name, got, tt.want)
 		}
@@ -78,64 +80,36 @@ func TestPointVolumeIgnoresFlags(t *testing.T) {
 }
 
 func TestPipelineCallsDone(t *testing.T) {
-	var got [][]Point
-	q := enqueueFunc(func(p []Point) { got = append(got, p) })
+	var got [][]agent.Point
+	q := enqueueFunc(func(p []agent.Point) { got = append(got, p) })
 	p := NewPipeline(PipelineConfig{Server: "s", MaxValues: map[string]int{"domain": 5}}, q, q)
 	done := 0
-	p.Emit(Batch{Points: []Point{NewPoint("m", nil, []Field{{"f", int64(1)}}, time.Unix(1, 0))}, Done: func() { done++ }})
+	p.Emit(agent.Batch{Points: []agent.Point{agent.NewPoint("m", nil, []agent.Field{{Key: "f", Value: int64(1)}}, time.Unix(1, 0))}, Done: func() { done++ }})
 	if done != 1 || len(got) != 2 {
 		t.Fatalf("done=%d enqueued=%d, want 1 and 2", done, len(got))
 	}
 }
 
-type enqueueFunc func([]Point)
+type enqueueFunc func([]agent.Point)
 
-func (f enqueueFunc) Enqueue(p []Point, durable func()) { f(p); durable() }
-
-func TestISPMap(t *testing.T) {
-	m := NewISPMap(map[string]string{"example-isp.net": "example", "gmail.com": "alphabet"})
-	for domain, want := range map[string]string{
-		"gmail.com": "alphabet", "googlemail.com": "google", "hotmail.co.uk": "microsoft",
-		"hotmail.com": "microsoft", "live.fr": "microsoft", "outlook.com": "microsoft", "msn.com": "microsoft",
-		"yahoo.co.jp": "yahoo", "aol.com": "yahoo", "ymail.com": "yahoo", "eu.yahoo.com": "yahoo",
-		"mx.example-isp.net": "example", "unknown.example": "other", "": "other", "com": "other",
-	} {
-		if got := m.Lookup(domain); got != want {
-			t.Errorf("Lookup(%q) = %q, want %q", domain, got, want)
-		}
-	}
-}
-
-func TestSplitQueue(t *testing.T) {
-	for name, want := range map[string][2]string{
-		"gmail.com/vmta-gm-011": {"gmail.com", "vmta-gm-011"},
-		"Yahoo.COM/Pmta54-159":  {"yahoo.com", "Pmta54-159"},
-		"aol.com":               {"aol.com", "{default}"},
-		"{bounceProcessor}/x":   {"{bounceprocessor}", "x"},
-	} {
-		d, v := SplitQueue(name)
-		if d != want[0] || v != want[1] {
-			t.Errorf("SplitQueue(%q) = %q, %q; want %q, %q", name, d, v, want[0], want[1])
-		}
-	}
-}
+func (f enqueueFunc) Enqueue(p []agent.Point, durable func()) { f(p); durable() }
 
 // 20,000 records with distinct vmta, pool and source IP in one interval made
 // 20,000 series from one agent: every tag strangers or configuration can
 // multiply is bounded, the sums are kept and the folds counted.
 func TestPipelineBoundsEveryMultipliedTag(t *testing.T) {
 	ts := time.Unix(1705332300, 0)
-	in := make([]Point, 0, 20_000)
+	in := make([]agent.Point, 0, 20_000)
 	var total int64
 	for i := range 20_000 {
 		n := int64(1 + i%7)
 		total += n
-		in = append(in, NewPoint("pmta_acct", []Tag{
-			{"type", "d"}, {"domain", fmt.Sprintf("d%d.example", i%3)},
-			{"vmta", fmt.Sprintf("vmta-%05d", i)}, {"pool", fmt.Sprintf("pool-%05d", i)},
-			{"source_ip", fmt.Sprintf("10.%d.%d.%d", i>>16, (i>>8)&255, i&255)},
-			{"bounce_cat", fmt.Sprintf("cat-%d", i)},
-		}, []Field{{"count", n}, {"queued_s_max", float64(i)}}, ts))
+		in = append(in, agent.NewPoint("pmta_acct", []agent.Tag{
+			{Key: "type", Value: "d"}, {Key: "domain", Value: fmt.Sprintf("d%d.example", i%3)},
+			{Key: "vmta", Value: fmt.Sprintf("vmta-%05d", i)}, {Key: "pool", Value: fmt.Sprintf("pool-%05d", i)},
+			{Key: "source_ip", Value: fmt.Sprintf("10.%d.%d.%d", i>>16, (i>>8)&255, i&255)},
+			{Key: "bounce_cat", Value: fmt.Sprintf("cat-%d", i)},
+		}, []agent.Field{{Key: "count", Value: n}, {Key: "queued_s_max", Value: float64(i)}}, ts))
 	}
 	max := map[string]int{"domain": 500, "vmta": 50, "pool": 20, "source_ip": 100, "bounce_cat": 10, "diag": 100}
 	p := NewPipeline(PipelineConfig{Server: "s", MaxValues: max})
@@ -182,13 +156,13 @@ func TestPipelineBoundsEveryMultipliedTag(t *testing.T) {
 // other in InfluxDB: they are merged with their sums.
 func TestPipelineMergesValuesMadeEqual(t *testing.T) {
 	ts := time.Unix(1705332300, 0)
-	in := []Point{
-		NewPoint("pmta_acct", []Tag{{"domain", "caf\xe9.com"}, {"type", "d"}}, []Field{{"count", int64(2)}, {"queued_s_max", 5.0}}, ts),
-		NewPoint("pmta_acct", []Tag{{"domain", "caf\xe8.com"}, {"type", "d"}}, []Field{{"count", int64(3)}, {"queued_s_max", 4.0}}, ts),
-		NewPoint("pmta_acct", []Tag{{"domain", "ok.com"}, {"type", "d"}}, []Field{{"count", int64(1)}}, ts),
+	in := []agent.Point{
+		agent.NewPoint("pmta_acct", []agent.Tag{{Key: "domain", Value: "caf\xe9.com"}, {Key: "type", Value: "d"}}, []agent.Field{{Key: "count", Value: int64(2)}, {Key: "queued_s_max", Value: 5.0}}, ts),
+		agent.NewPoint("pmta_acct", []agent.Tag{{Key: "domain", Value: "caf\xe8.com"}, {Key: "type", Value: "d"}}, []agent.Field{{Key: "count", Value: int64(3)}, {Key: "queued_s_max", Value: 4.0}}, ts),
+		agent.NewPoint("pmta_acct", []agent.Tag{{Key: "domain", Value: "ok.com"}, {Key: "type", Value: "d"}}, []agent.Field{{Key: "count", Value: int64(1)}}, ts),
 	}
 	p := NewPipeline(PipelineConfig{Server: "s"})
-	got := string(LineProtocol(p.Process(in)))
+	got := string(agent.LineProtocol(p.Process(in)))
 	want := "pmta_acct,domain=caf\uFFFD.com,isp=other,server=s,type=d count=5i,queued_s_max=5.0 1705332300000000000\n" +
 		"pmta_acct,domain=ok.com,isp=other,server=s,type=d count=1i 1705332300000000000\n"
 	if got != want {

@@ -1,10 +1,12 @@
-package agent
+package ratelog
 
 import (
 	"log/slog"
 	"slices"
 	"sync"
 	"time"
+
+	"github.com/pmta-agent/pmta-agent/agent"
 )
 
 // FailureLog logs the state changes of writes to a remote (failing, failing
@@ -20,7 +22,7 @@ type FailureLog struct {
 
 	mu       sync.Mutex
 	failing  bool
-	kind     ErrorKind
+	kind     agent.ErrorKind
 	failures int // since the last success
 	lastLog  time.Time
 }
@@ -37,7 +39,7 @@ func NewFailureLog(log *slog.Logger, what string, repeat time.Duration, now func
 // number of failures when repeat has passed since the last line; otherwise
 // nothing. attrs (slog key/value pairs, such as the endpoint) lead the line's
 // attributes.
-func (l *FailureLog) Failed(se *SinkError, attrs ...any) {
+func (l *FailureLog) Failed(se *agent.SinkError, attrs ...any) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	l.failures++

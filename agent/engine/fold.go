@@ -1,10 +1,12 @@
-package agent
+package engine
 
 import (
 	"cmp"
 	"math"
 	"slices"
 	"strings"
+
+	"github.com/pmta-agent/pmta-agent/agent"
 )
 
 // Other is the value that tag values beyond a cap fold into.
@@ -26,7 +28,7 @@ func FoldedTags() []string { return slices.Clone(foldedTags[:]) }
 // "count" fields of the points that carry them) and sets the others to
 // "other", in place. It returns how many distinct values it folded; the
 // caller merges the points that now share a series. max <= 0 bounds nothing.
-func foldTag(pts []Point, tag string, max int) int {
+func foldTag(pts []agent.Point, tag string, max int) int {
 	if max <= 0 {
 		return 0
 	}
@@ -69,7 +71,7 @@ func foldTag(pts []Point, tag string, max int) int {
 // first of them: numeric fields are summed, except those ending in "_max"
 // and the interval length "interval_s", which keep the maximum. It returns
 // the points in their first order and how many were merged away.
-func mergeSeries(pts []Point) ([]Point, int) {
+func mergeSeries(pts []agent.Point) ([]agent.Point, int) {
 	out := pts[:0:0]
 	index := make(map[string]int, len(pts)) // series key → place in out
 	var key []byte
@@ -85,7 +87,7 @@ func mergeSeries(pts []Point) ([]Point, int) {
 	return out, len(pts) - len(out)
 }
 
-func pointVolume(p *Point) float64 {
+func pointVolume(p *agent.Point) float64 {
 	for _, name := range []string{"rcp", "count"} {
 		if v, ok := p.FieldValue(name); ok {
 			// A flag is no volume: FieldNumber reads a bool as 0/1, which
@@ -93,7 +95,7 @@ func pointVolume(p *Point) float64 {
 			if _, flag := v.(bool); flag {
 				continue
 			}
-			if f, ok := FieldNumber(v); ok {
+			if f, ok := agent.FieldNumber(v); ok {
 				return f
 			}
 		}
@@ -101,7 +103,7 @@ func pointVolume(p *Point) float64 {
 	return 0
 }
 
-func seriesKey(dst []byte, p *Point) []byte {
+func seriesKey(dst []byte, p *agent.Point) []byte {
 	dst = append(dst, p.Measurement...)
 	for _, t := range p.Tags {
 		dst = append(dst, 0)
@@ -114,9 +116,9 @@ func seriesKey(dst []byte, p *Point) []byte {
 }
 
 // mergeFields adds src's fields into dst (sum, or max for *_max fields).
-func mergeFields(dst, src *Point) {
+func mergeFields(dst, src *agent.Point) {
 	for _, f := range src.Fields {
-		i := slices.IndexFunc(dst.Fields, func(g Field) bool { return g.Key == f.Key })
+		i := slices.IndexFunc(dst.Fields, func(g agent.Field) bool { return g.Key == f.Key })
 		if i < 0 {
 			dst.Fields = append(dst.Fields, f)
 			continue

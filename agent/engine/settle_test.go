@@ -1,4 +1,4 @@
-package agent
+package engine
 
 import (
 	"context"
@@ -10,16 +10,20 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/pmta-agent/pmta-agent/agent/queue"
+
+	"github.com/pmta-agent/pmta-agent/agent"
 )
 
 // keptLetters records what a delivery puts in its dead-letter file.
 type keptLetters struct {
-	points  []Point
+	points  []agent.Point
 	reasons []string
 	fail    bool
 }
 
-func (k *keptLetters) Keep(p []Point, reason string) error {
+func (k *keptLetters) Keep(p []agent.Point, reason string) error {
 	if k.fail {
 		return errors.New("disk full")
 	}
@@ -31,10 +35,10 @@ func (k *keptLetters) Keep(p []Point, reason string) error {
 // refusing returns a sink that refuses for good every write holding one of
 // the bad values, as InfluxDB refuses a batch with one unparsable line.
 func refusing(bad ...int64) *fakeSink {
-	return &fakeSink{write: func(_ int, p []Point) error {
+	return &fakeSink{write: func(_ int, p []agent.Point) error {
 		for _, v := range values(p) {
 			if slices.Contains(bad, v) {
-				return &SinkError{Kind: Permanent, Err: errors.New("HTTP 400: unable to parse")}
+				return &agent.SinkError{Kind: agent.Permanent, Err: errors.New("HTTP 400: unable to parse")}
 			}
 		}
 		return nil
@@ -57,7 +61,7 @@ func flushAll(t *testing.T, d *Delivery) {
 func TestDeliveryIsolatesRefusedPoints(t *testing.T) {
 	s := refusing(5, 4000)
 	dl := &keptLetters{}
-	d := NewDelivery(s, NewMemoryStore(1<<20), DeliveryConfig{BatchSize: 5000, DeadLetters: dl}, discard())
+	d := NewDelivery(s, queue.NewMemory(1<<20), DeliveryConfig{BatchSize: 5000, DeadLetters: dl}, discard())
 	d.Enqueue(pts(5000), nil)
 	flushAll(t, d)
 	if got := values(dl.points); !slices.Equal(got, []int64{5, 4000}) {
@@ -77,11 +81,11 @@ func TestDeliveryIsolatesRefusedPoints(t *testing.T) {
 // When the sink says how many it refused and that is all of them, nothing is
 // split: they all go to the dead-letter file at once.
 func TestDeliveryDeadLettersAllWhenAllRefused(t *testing.T) {
-	s := &fakeSink{write: func(_ int, p []Point) error {
-		return &SinkError{Kind: Permanent, Rejected: len(p), Err: errors.New("partial write: field type conflict dropped=" + "n")}
+	s := &fakeSink{write: func(_ int, p []agent.Point) error {
+		return &agent.SinkError{Kind: agent.Permanent, Rejected: len(p), Err: errors.New("partial write: field type conflict dropped=" + "n")}
 	}}
 	dl := &keptLetters{}
-	d := NewDelivery(s, NewMemoryStore(1000), DeliveryConfig{BatchSize: 100, DeadLetters: dl}, discard())
+	d := NewDelivery(s, queue.NewMemory(1000), DeliveryConfig{BatchSize: 100, DeadLetters: dl}, discard())
 	d.Enqueue(pts(250), nil)
 	flushAll(t, d)
 	if len(dl.points) != 250 || s.calls != 3 || d.splits.Load() != 0 {
@@ -91,14 +95,14 @@ func TestDeliveryDeadLettersAllWhenAllRefused(t *testing.T) {
 
 // A single point the sink finds too large is refused like a bad one.
 func TestDeliveryTooLargeSinglePointIsDeadLettered(t *testing.T) {
-	s := &fakeSink{write: func(_ int, p []Point) error {
+	s := &fakeSink{write: func(_ int, p []agent.Point) error {
 		if slices.Contains(values(p), 3) {
-			return &SinkError{Kind: TooLarge, Err: errors.New("413")}
+			return &agent.SinkError{Kind: agent.TooLarge, Err: errors.New("413")}
 		}
 		return nil
 	}}
 	dl := &keptLetters{}
-	d := NewDelivery(s, NewMemoryStore(1000), DeliveryConfig{BatchSize: 8, DeadLetters: dl}, discard())
+	d := NewDelivery(s, queue.NewMemory(1000), DeliveryConfig{BatchSize: 8, DeadLetters: dl}, discard())
 	d.Enqueue(pts(8), nil)
 	flushAll(t, d)
 	if !slices.Equal(values(dl.points), []int64{3}) || len(s.got) != 7 {
@@ -109,7 +113,7 @@ func TestDeliveryTooLargeSinglePointIsDeadLettered(t *testing.T) {
 // A dead-letter file that cannot take the points does not stop delivery:
 // they are counted as refused.
 func TestDeliveryDeadLetterFailureCountsRefused(t *testing.T) {
-	d := NewDelivery(refusing(1), NewMemoryStore(1000), DeliveryConfig{BatchSize: 4, DeadLetters: &keptLetters{fail: true}}, discard())
+	d := NewDelivery(refusing(1), queue.NewMemory(1000), DeliveryConfig{BatchSize: 4, DeadLetters: &keptLetters{fail: true}}, discard())
 	d.Enqueue(pts(4), nil)
 	flushAll(t, d)
 	if d.Counts().Refused != 1 || d.Counts().DeadLettered != 0 || d.Counts().Written != 3 {
@@ -117,10 +121,10 @@ func TestDeliveryDeadLetterFailureCountsRefused(t *testing.T) {
 	}
 }
 
-func statInt(fields []Field, key string) int64 {
+func statInt(fields []agent.Field, key string) int64 {
 	for _, f := range fields {
 		if f.Key == key {
-			n, _ := FieldNumber(f.Value)
+			n, _ := agent.FieldNumber(f.Value)
 			return int64(n)
 		}
 	}
@@ -146,10 +150,10 @@ func TestDeliveryReconciles(t *testing.T) {
 	for seed := range uint64(40) {
 		rng := rand.New(rand.NewPCG(seed, 7))
 		bad := map[int64]bool{}
-		s := &fakeSink{write: func(_ int, p []Point) error {
+		s := &fakeSink{write: func(_ int, p []agent.Point) error {
 			for _, v := range values(p) {
 				if bad[v] {
-					return &SinkError{Kind: Permanent, Err: errors.New("bad point")}
+					return &agent.SinkError{Kind: agent.Permanent, Err: errors.New("bad point")}
 				}
 			}
 			switch rng.IntN(6) {
@@ -157,17 +161,17 @@ func TestDeliveryReconciles(t *testing.T) {
 				return errors.New("connection refused")
 			case 1:
 				if len(p) > 1 {
-					return WithProgress(&SinkError{Kind: Retryable, Err: errors.New("timeout")}, rng.IntN(len(p)))
+					return agent.WithProgress(&agent.SinkError{Kind: agent.Retryable, Err: errors.New("timeout")}, rng.IntN(len(p)))
 				}
 			case 2:
 				if len(p) > 2 {
-					return &SinkError{Kind: TooLarge, Err: errors.New("413")}
+					return &agent.SinkError{Kind: agent.TooLarge, Err: errors.New("413")}
 				}
 			}
 			return nil
 		}}
-		st := NewMemoryStore(30 + rng.IntN(40))
-		var dl DeadLetters
+		st := queue.NewMemory(30 + rng.IntN(40))
+		var dl agent.DeadLetters
 		if seed%2 == 0 {
 			dl = &keptLetters{}
 		}
@@ -184,9 +188,9 @@ func TestDeliveryReconciles(t *testing.T) {
 		for step := 0; step < 400; step++ {
 			if rng.IntN(3) == 0 {
 				n := 1 + rng.IntN(15)
-				batch := make([]Point, n)
+				batch := make([]agent.Point, n)
 				for i := range batch {
-					batch[i] = NewPoint("m", nil, []Field{{"i", next}}, time.Unix(next, 0))
+					batch[i] = agent.NewPoint("m", nil, []agent.Field{{Key: "i", Value: next}}, time.Unix(next, 0))
 					if rng.IntN(25) == 0 {
 						bad[next] = true
 					}
@@ -214,20 +218,20 @@ func TestDeliveryReconciles(t *testing.T) {
 // written, refused and dropped by the bound on other goroutines.
 func TestDeliveryReconcilesConcurrently(t *testing.T) {
 	var calls atomic.Int64
-	s := &fakeSink{write: func(_ int, p []Point) error {
+	s := &fakeSink{write: func(_ int, p []agent.Point) error {
 		switch calls.Add(1) % 5 {
 		case 0:
 			return errors.New("connection refused")
 		case 1:
 			if len(p) > 1 {
-				return WithProgress(&SinkError{Kind: Retryable, Err: errors.New("timeout")}, len(p)/2)
+				return agent.WithProgress(&agent.SinkError{Kind: agent.Retryable, Err: errors.New("timeout")}, len(p)/2)
 			}
 		case 2:
-			return &SinkError{Kind: Permanent, Err: errors.New("bad point")}
+			return &agent.SinkError{Kind: agent.Permanent, Err: errors.New("bad point")}
 		}
 		return nil
 	}}
-	d := NewDelivery(s, NewMemoryStore(40), DeliveryConfig{BatchSize: 7, DeadLetters: &keptLetters{},
+	d := NewDelivery(s, queue.NewMemory(40), DeliveryConfig{BatchSize: 7, DeadLetters: &keptLetters{},
 		MinBackoff: time.Nanosecond, MaxBackoff: time.Nanosecond}, discard())
 	ctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
 	defer cancel()

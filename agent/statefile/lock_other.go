@@ -1,6 +1,6 @@
 //go:build !unix
 
-package agent
+package statefile
 
 // DirLock is a no-op where flock does not exist: the agent is built for
 // Linux; other systems only run its tests and tools.

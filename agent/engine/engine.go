@@ -1,4 +1,4 @@
-package agent
+package engine
 
 import (
 	"context"
@@ -7,6 +7,8 @@ import (
 	"log/slog"
 	"sync"
 	"time"
+
+	"github.com/pmta-agent/pmta-agent/agent"
 )
 
 // EngineConfig is the engine's own part of the configuration.
@@ -22,8 +24,8 @@ type Engine struct {
 	cfg        EngineConfig
 	pipeline   *Pipeline
 	deliveries []*Delivery
-	sources    []Source
-	reporters  []StatsReporter
+	sources    []agent.Source
+	reporters  []agent.StatsReporter
 	log        *slog.Logger
 	now        func() time.Time
 
@@ -34,17 +36,17 @@ type Engine struct {
 // NewEngine wires sources to deliveries through pipeline. Every source,
 // delivery and sink that is a StatsReporter reports as a pmta_agent
 // component, as does the pipeline.
-func NewEngine(cfg EngineConfig, pipeline *Pipeline, deliveries []*Delivery, sources []Source, log *slog.Logger) *Engine {
+func NewEngine(cfg EngineConfig, pipeline *Pipeline, deliveries []*Delivery, sources []agent.Source, log *slog.Logger) *Engine {
 	e := &Engine{cfg: cfg, pipeline: pipeline, deliveries: deliveries, sources: sources, log: log, now: time.Now}
 	for _, s := range sources {
-		if r, ok := s.(StatsReporter); ok {
+		if r, ok := s.(agent.StatsReporter); ok {
 			e.reporters = append(e.reporters, r)
 		}
 	}
 	e.reporters = append(e.reporters, pipeline)
 	for _, d := range deliveries {
 		e.reporters = append(e.reporters, d)
-		if r, ok := d.sink.(StatsReporter); ok {
+		if r, ok := d.sink.(agent.StatsReporter); ok {
 			e.reporters = append(e.reporters, r)
 		}
 	}
@@ -145,22 +147,22 @@ func (e *Engine) selfLoop(ctx context.Context) {
 }
 
 // Reporters returns every component that reports its own health.
-func (e *Engine) Reporters() []StatsReporter { return e.reporters }
+func (e *Engine) Reporters() []agent.StatsReporter { return e.reporters }
 
 // EmitSelf sends one pmta_agent point per component through the pipeline.
 func (e *Engine) EmitSelf() {
-	e.pipeline.Emit(Batch{Source: "self", Points: e.SelfPoints(e.now())})
+	e.pipeline.Emit(agent.Batch{Source: "self", Points: e.SelfPoints(e.now())})
 }
 
 // SelfPoints returns the agent's own health as pmta_agent points.
-func (e *Engine) SelfPoints(now time.Time) []Point {
-	pts := make([]Point, 0, len(e.reporters))
+func (e *Engine) SelfPoints(now time.Time) []agent.Point {
+	pts := make([]agent.Point, 0, len(e.reporters))
 	for _, r := range e.reporters {
 		fields := r.Stats()
 		if len(fields) == 0 {
 			continue
 		}
-		pts = append(pts, NewPoint("pmta_agent", []Tag{{Key: "component", Value: r.Component()}}, fields, now))
+		pts = append(pts, agent.NewPoint("pmta_agent", []agent.Tag{{Key: "component", Value: r.Component()}}, fields, now))
 	}
 	return pts
 }
@@ -173,12 +175,12 @@ func (e *Engine) Close(ctx context.Context) error {
 		go func() {
 			var errs []error
 			for _, s := range e.sources {
-				if c, ok := s.(Closer); ok {
+				if c, ok := s.(agent.Closer); ok {
 					errs = append(errs, c.Close())
 				}
 			}
 			for _, d := range e.deliveries {
-				if c, ok := d.sink.(Closer); ok {
+				if c, ok := d.sink.(agent.Closer); ok {
 					errs = append(errs, c.Close())
 				}
 			}

@@ -1,8 +1,10 @@
-package agent
+package engine
 
 import (
 	"fmt"
 	"time"
+
+	"github.com/pmta-agent/pmta-agent/agent"
 )
 
 // DeliveryCounts are what a delivery did with the points handed to it. They
@@ -58,11 +60,11 @@ func (d *Delivery) countsLocked() DeliveryCounts {
 }
 
 // storeDropped is what the store's bound has dropped in its life.
-func storeDropped(st Store) int64 {
-	if r, ok := st.(interface{ Stats() []Field }); ok {
+func storeDropped(st agent.Store) int64 {
+	if r, ok := st.(interface{ Stats() []agent.Field }); ok {
 		for _, f := range r.Stats() {
 			if f.Key == "dropped_points" {
-				n, _ := FieldNumber(f.Value)
+				n, _ := agent.FieldNumber(f.Value)
 				return int64(n)
 			}
 		}
@@ -74,7 +76,7 @@ func storeDropped(st Store) int64 {
 // file, or counted as refused when there is none or it cannot take them.
 // It logs once per episode: the first refusal, then at most every 10
 // minutes with the number of points since.
-func (d *Delivery) refuse(points []Point, cause error) {
+func (d *Delivery) refuse(points []agent.Point, cause error) {
 	counter := &d.dropPerm
 	var kept string
 	if dl := d.cfg.DeadLetters; dl != nil {
@@ -164,13 +166,13 @@ func (d *Delivery) Component() string { return "sink_" + d.sink.Name() }
 // dead-letter file; dead_lettered: refused for good and kept there; dropped:
 // lost to the store's bound or to a store that kept refusing appends
 // (dropped_unstored of them); queued: still waiting.
-func (d *Delivery) Stats() []Field {
+func (d *Delivery) Stats() []agent.Field {
 	d.storeMu.Lock()
 	c := d.countsLocked()
 	retained := len(d.retained)
 	d.storeMu.Unlock()
 	entries, _, bytes := d.store.Pending()
-	f := []Field{
+	f := []agent.Field{
 		{Key: "queued_points", Value: c.Queued},
 		{Key: "queued_entries", Value: int64(entries)},
 		{Key: "queued_bytes", Value: bytes},
@@ -189,7 +191,7 @@ func (d *Delivery) Stats() []Field {
 		{Key: "failing_since_unix", Value: d.failingSince.Load()},
 		{Key: "write_duration_s", Value: time.Duration(d.lastWrite.Load()).Seconds()},
 	}
-	if r, ok := d.store.(interface{ Stats() []Field }); ok {
+	if r, ok := d.store.(interface{ Stats() []agent.Field }); ok {
 		for _, sf := range r.Stats() {
 			switch sf.Key {
 			case "bytes", "entries", "points", "dropped_points":

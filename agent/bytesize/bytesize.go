@@ -1,4 +1,6 @@
-package config
+// Package bytesize is the size type of the configuration: a number of bytes
+// written as a plain number or with a unit.
+package bytesize
 
 import (
 	"fmt"
@@ -6,9 +8,9 @@ import (
 	"strings"
 )
 
-// ByteSize is a size in bytes that configuration may write as a number or
+// Size is a size in bytes that configuration may write as a number or
 // with a unit: 1073741824, "1GiB", "512MiB", "500MB", "64k".
-type ByteSize int64
+type Size int64
 
 var byteUnits = []struct {
 	suffix string
@@ -20,7 +22,7 @@ var byteUnits = []struct {
 }
 
 // UnmarshalText parses a size.
-func (b *ByteSize) UnmarshalText(text []byte) error {
+func (b *Size) UnmarshalText(text []byte) error {
 	s := strings.ToLower(strings.TrimSpace(string(text)))
 	mult := int64(1)
 	for _, u := range byteUnits {
@@ -33,12 +35,12 @@ func (b *ByteSize) UnmarshalText(text []byte) error {
 	if err != nil || f < 0 {
 		return fmt.Errorf("%q is not a size such as 1GiB, 512MiB or 1073741824", string(text))
 	}
-	*b = ByteSize(f * float64(mult))
+	*b = Size(f * float64(mult))
 	return nil
 }
 
 // String formats the size with the largest binary unit that divides it.
-func (b ByteSize) String() string {
+func (b Size) String() string {
 	for _, u := range []struct {
 		name string
 		mult int64

@@ -1,11 +1,14 @@
-package agent
+package transport
 
 import (
 	"crypto/tls"
 	"crypto/x509"
 	"errors"
 	"fmt"
+	"net"
+	"net/http"
 	"os"
+	"time"
 )
 
 // TLSConfig is the TLS part of any client's configuration. Verification is on
@@ -51,4 +54,26 @@ func (c TLSConfig) Build() (*tls.Config, error) {
 		tc.Certificates = []tls.Certificate{cert}
 	}
 	return tc, nil
+}
+
+// NewHTTP returns the HTTP transport of every client of the agent: a copy
+// of Go's default one (proxy from the environment, dial and TLS handshake
+// timeouts, connection reuse) with tlsConf.
+func NewHTTP(tlsConf *tls.Config) *http.Transport {
+	var t *http.Transport
+	if def, ok := http.DefaultTransport.(*http.Transport); ok {
+		t = def.Clone()
+	} else { // replaced by some other package: build the same defaults
+		t = &http.Transport{
+			Proxy:                 http.ProxyFromEnvironment,
+			DialContext:           (&net.Dialer{Timeout: 30 * time.Second, KeepAlive: 30 * time.Second}).DialContext,
+			ForceAttemptHTTP2:     true,
+			MaxIdleConns:          100,
+			IdleConnTimeout:       90 * time.Second,
+			TLSHandshakeTimeout:   10 * time.Second,
+			ExpectContinueTimeout: time.Second,
+		}
+	}
+	t.TLSClientConfig = tlsConf
+	return t
 }

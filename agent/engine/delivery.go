@@ -1,4 +1,4 @@
-package agent
+package engine
 
 import (
 	"context"
@@ -9,6 +9,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/pmta-agent/pmta-agent/agent"
 )
 
 // DeliveryConfig paces one sink's writes.
@@ -30,7 +32,7 @@ type DeliveryConfig struct {
 	MaxRetained int
 	// DeadLetters keeps the points the sink refuses for good; without it
 	// they are only counted (dropped_rejected) and logged.
-	DeadLetters DeadLetters
+	DeadLetters agent.DeadLetters
 }
 
 // Delivery owns one sink: the pipeline appends to its Store, and its loop
@@ -48,8 +50,8 @@ type DeliveryConfig struct {
 // backlog drains is written next, so fresh data never waits behind more than
 // one backlog batch.
 type Delivery struct {
-	sink  Sink
-	store Store
+	sink  agent.Sink
+	store agent.Store
 	cfg   DeliveryConfig
 	log   *slog.Logger
 	now   func() time.Time
@@ -89,7 +91,7 @@ type Delivery struct {
 // retainedAppend is a chunk the store refused, with the callback that says
 // it is durable.
 type retainedAppend struct {
-	points  []Point
+	points  []agent.Point
 	durable func()
 }
 
@@ -100,13 +102,13 @@ type retainedAppend struct {
 type inflight struct {
 	seq      uint64
 	total    int
-	rest     []Point
+	rest     []agent.Point
 	limit    int
 	maxLimit int
 }
 
 // NewDelivery returns the delivery loop for sink over store.
-func NewDelivery(sink Sink, store Store, cfg DeliveryConfig, log *slog.Logger) *Delivery {
+func NewDelivery(sink agent.Sink, store agent.Store, cfg DeliveryConfig, log *slog.Logger) *Delivery {
 	if cfg.BatchSize <= 0 {
 		cfg.BatchSize = 5000
 	}
@@ -129,7 +131,7 @@ func NewDelivery(sink Sink, store Store, cfg DeliveryConfig, log *slog.Logger) *
 // logged, and the entry is kept in memory and appended again — before any
 // newer one, so that sources commit in order — on the next Enqueue or
 // flush; durable is called only once it is stored.
-func (d *Delivery) Enqueue(points []Point, durable func()) {
+func (d *Delivery) Enqueue(points []agent.Point, durable func()) {
 	if len(points) == 0 {
 		if durable != nil {
 			durable()
@@ -253,7 +255,7 @@ func (d *Delivery) retainedPointsLocked() int {
 // next picks the entry to write: the oldest, except that an entry appended
 // since the last pick, while older ones still wait, goes first — so during a
 // backlog drain fresh data waits behind at most the one entry in flight.
-func (d *Delivery) next() (Entry, bool) {
+func (d *Delivery) next() (agent.Entry, bool) {
 	// Reading can drop an entry the disk damaged, and the entry picked is
 	// in flight from here on: both under storeMu, for the counts.
 	d.storeMu.Lock()
@@ -265,10 +267,10 @@ func (d *Delivery) next() (Entry, bool) {
 	return e, ok
 }
 
-func (d *Delivery) pick() (Entry, bool) {
+func (d *Delivery) pick() (agent.Entry, bool) {
 	oldest, ok := d.store.Oldest()
 	if !ok {
-		return Entry{}, false
+		return agent.Entry{}, false
 	}
 	if d.cfg.InOrder {
 		return oldest, true
@@ -307,12 +309,12 @@ func (d *Delivery) FlushOnce(ctx context.Context) (wait time.Duration, more bool
 	if err != nil && ctx.Err() != nil {
 		// Stopping: the entry stays in the store, less what the sink took
 		// before it was stopped, which must not be sent again.
-		if n := min(Settled(err), len(chunk)); n > 0 {
+		if n := min(agent.Settled(err), len(chunk)); n > 0 {
 			d.settle(n, &d.written)
 		}
 		return 0, true
 	}
-	if err != nil && Settled(err) >= len(chunk) {
+	if err != nil && agent.Settled(err) >= len(chunk) {
 		err = nil // every point went through after all
 	}
 	if err == nil {
@@ -322,17 +324,17 @@ func (d *Delivery) FlushOnce(ctx context.Context) (wait time.Duration, more bool
 	}
 
 	d.errs.Add(1)
-	if n := Settled(err); n > 0 {
+	if n := agent.Settled(err); n > 0 {
 		// The sink took a leading part of the chunk: only the rest is
 		// written again, and the error's kind is about the rest.
 		d.answered(start)
 		d.settle(n, &d.written)
 		chunk = chunk[n:]
 	}
-	kind, retryAfter := Classify(err)
+	kind, retryAfter := agent.Classify(err)
 	switch kind {
-	case Permanent:
-		var se *SinkError
+	case agent.Permanent:
+		var se *agent.SinkError
 		if len(chunk) > 1 && (!errors.As(err, &se) || se.Rejected != len(chunk)) {
 			// The sink will never take some of these points: write
 			// halves until they are found.
@@ -342,7 +344,7 @@ func (d *Delivery) FlushOnce(ctx context.Context) (wait time.Duration, more bool
 		}
 		d.refuse(chunk, err)
 		return 0, d.hasMore()
-	case TooLarge:
+	case agent.TooLarge:
 		if len(chunk) > 1 {
 			cur.limit = len(chunk) / 2
 			cur.maxLimit = cur.limit
@@ -354,7 +356,7 @@ func (d *Delivery) FlushOnce(ctx context.Context) (wait time.Duration, more bool
 	}
 	d.attempt++
 	wait = d.backoff(d.attempt)
-	if kind == Throttled && retryAfter > 0 {
+	if kind == agent.Throttled && retryAfter > 0 {
 		wait = min(retryAfter, 10*time.Minute)
 	}
 	if !d.failing {

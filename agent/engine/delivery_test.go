@@ -1,4 +1,4 @@
-package agent
+package engine
 
 import (
 	"context"
@@ -8,19 +8,23 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/pmta-agent/pmta-agent/agent/queue"
+
+	"github.com/pmta-agent/pmta-agent/agent"
 )
 
 // fakeSink is a hand-written fake: its behaviour is a function field.
 type fakeSink struct {
 	mu    sync.Mutex
-	write func(n int, points []Point) error // n counts calls from 0
+	write func(n int, points []agent.Point) error // n counts calls from 0
 	calls int
-	got   []Point
+	got   []agent.Point
 }
 
 func (f *fakeSink) Name() string { return "fake" }
 
-func (f *fakeSink) Write(_ context.Context, points []Point) error {
+func (f *fakeSink) Write(_ context.Context, points []agent.Point) error {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	n := f.calls
@@ -34,15 +38,15 @@ func (f *fakeSink) Write(_ context.Context, points []Point) error {
 	return nil
 }
 
-func pts(n int) []Point {
-	out := make([]Point, n)
+func pts(n int) []agent.Point {
+	out := make([]agent.Point, n)
 	for i := range out {
-		out[i] = NewPoint("m", nil, []Field{{"i", int64(i)}}, time.Unix(int64(i), 0))
+		out[i] = agent.NewPoint("m", nil, []agent.Field{{Key: "i", Value: int64(i)}}, time.Unix(int64(i), 0))
 	}
 	return out
 }
 
-func values(p []Point) []int64 {
+func values(p []agent.Point) []int64 {
 	var out []int64
 	for _, x := range p {
 		v, _ := x.FieldValue("i")
@@ -56,13 +60,13 @@ func discard() *slog.Logger { return slog.New(slog.DiscardHandler) }
 func TestDeliveryOutcomes(t *testing.T) {
 	ctx := context.Background()
 	t.Run("retryable keeps order and data", func(t *testing.T) {
-		s := &fakeSink{write: func(n int, _ []Point) error {
+		s := &fakeSink{write: func(n int, _ []agent.Point) error {
 			if n < 2 {
 				return errors.New("connection refused")
 			}
 			return nil
 		}}
-		d := NewDelivery(s, NewMemoryStore(100), DeliveryConfig{BatchSize: 3, MinBackoff: time.Millisecond, MaxBackoff: 4 * time.Millisecond}, discard())
+		d := NewDelivery(s, queue.NewMemory(100), DeliveryConfig{BatchSize: 3, MinBackoff: time.Millisecond, MaxBackoff: 4 * time.Millisecond}, discard())
 		d.Enqueue(pts(7), nil)
 		for range 10 {
 			if _, more := d.FlushOnce(ctx); !more {
@@ -74,13 +78,13 @@ func TestDeliveryOutcomes(t *testing.T) {
 		}
 	})
 	t.Run("throttled honours Retry-After", func(t *testing.T) {
-		s := &fakeSink{write: func(n int, _ []Point) error {
+		s := &fakeSink{write: func(n int, _ []agent.Point) error {
 			if n == 0 {
-				return &SinkError{Kind: Throttled, RetryAfter: 7 * time.Second, Err: errors.New("429")}
+				return &agent.SinkError{Kind: agent.Throttled, RetryAfter: 7 * time.Second, Err: errors.New("429")}
 			}
 			return nil
 		}}
-		d := NewDelivery(s, NewMemoryStore(100), DeliveryConfig{MinBackoff: time.Millisecond}, discard())
+		d := NewDelivery(s, queue.NewMemory(100), DeliveryConfig{MinBackoff: time.Millisecond}, discard())
 		d.Enqueue(pts(2), nil)
 		wait, more := d.FlushOnce(ctx)
 		if wait != 7*time.Second || !more {
@@ -88,13 +92,13 @@ func TestDeliveryOutcomes(t *testing.T) {
 		}
 	})
 	t.Run("permanent for every point drops and counts", func(t *testing.T) {
-		s := &fakeSink{write: func(n int, p []Point) error {
+		s := &fakeSink{write: func(n int, p []agent.Point) error {
 			if values(p)[0] < 2 {
-				return &SinkError{Kind: Permanent, Err: errors.New("400 bad request")}
+				return &agent.SinkError{Kind: agent.Permanent, Err: errors.New("400 bad request")}
 			}
 			return nil
 		}}
-		d := NewDelivery(s, NewMemoryStore(100), DeliveryConfig{BatchSize: 2}, discard())
+		d := NewDelivery(s, queue.NewMemory(100), DeliveryConfig{BatchSize: 2}, discard())
 		d.Enqueue(pts(4), nil)
 		for range 10 {
 			d.FlushOnce(ctx)
@@ -104,13 +108,13 @@ func TestDeliveryOutcomes(t *testing.T) {
 		}
 	})
 	t.Run("too large splits until it fits", func(t *testing.T) {
-		s := &fakeSink{write: func(_ int, p []Point) error {
+		s := &fakeSink{write: func(_ int, p []agent.Point) error {
 			if len(p) > 2 {
-				return &SinkError{Kind: TooLarge, Err: errors.New("413")}
+				return &agent.SinkError{Kind: agent.TooLarge, Err: errors.New("413")}
 			}
 			return nil
 		}}
-		d := NewDelivery(s, NewMemoryStore(100), DeliveryConfig{BatchSize: 8}, discard())
+		d := NewDelivery(s, queue.NewMemory(100), DeliveryConfig{BatchSize: 8}, discard())
 		d.Enqueue(pts(7), nil)
 		for range 20 {
 			if _, more := d.FlushOnce(ctx); !more {
@@ -123,14 +127,14 @@ func TestDeliveryOutcomes(t *testing.T) {
 	})
 	t.Run("overflow drops the oldest", func(t *testing.T) {
 		s := &fakeSink{}
-		st := NewMemoryStore(4)
+		st := queue.NewMemory(4)
 		d := NewDelivery(s, st, DeliveryConfig{BatchSize: 2}, discard())
 		d.Enqueue(pts(8), nil)
 		for range 5 {
 			d.FlushOnce(ctx)
 		}
-		if !slices.Equal(values(s.got), []int64{4, 5, 6, 7}) || st.dropped.Load() != 4 {
-			t.Fatalf("got %v dropped %d", values(s.got), st.dropped.Load())
+		if !slices.Equal(values(s.got), []int64{4, 5, 6, 7}) || st.Stats()[0].Value != int64(4) {
+			t.Fatalf("got %v dropped %d", values(s.got), st.Stats()[0].Value)
 		}
 		if f := st.Stats(); f[2].Value != int64(0) || f[3].Value != int64(3) {
 			t.Errorf("dropped time range %v, want 0..3", f)
@@ -139,7 +143,7 @@ func TestDeliveryOutcomes(t *testing.T) {
 }
 
 func TestBackoffBounds(t *testing.T) {
-	d := NewDelivery(&fakeSink{}, NewMemoryStore(1), DeliveryConfig{MinBackoff: time.Second, MaxBackoff: time.Minute}, discard())
+	d := NewDelivery(&fakeSink{}, queue.NewMemory(1), DeliveryConfig{MinBackoff: time.Second, MaxBackoff: time.Minute}, discard())
 	for n := 1; n < 20; n++ {
 		ceil := min(time.Second<<(n-1), time.Minute)
 		if n > 8 {
@@ -155,15 +159,15 @@ func TestBackoffBounds(t *testing.T) {
 
 func TestEngineDrainsOnShutdown(t *testing.T) {
 	s := &fakeSink{}
-	d := NewDelivery(s, NewMemoryStore(100), DeliveryConfig{}, discard())
+	d := NewDelivery(s, queue.NewMemory(100), DeliveryConfig{}, discard())
 	p := NewPipeline(PipelineConfig{Server: "s", MaxValues: map[string]int{"domain": 10}}, d)
-	src := sourceFunc(func(ctx context.Context, emit func(Batch)) error {
-		emit(Batch{Points: pts(3)})
+	src := sourceFunc(func(ctx context.Context, emit func(agent.Batch)) error {
+		emit(agent.Batch{Points: pts(3)})
 		<-ctx.Done()
-		emit(Batch{Points: pts(2)}) // emitted while stopping: must still be written
+		emit(agent.Batch{Points: pts(2)}) // emitted while stopping: must still be written
 		return nil
 	})
-	e := NewEngine(EngineConfig{SelfInterval: time.Hour, ShutdownTimeout: 5 * time.Second}, p, []*Delivery{d}, []Source{src}, discard())
+	e := NewEngine(EngineConfig{SelfInterval: time.Hour, ShutdownTimeout: 5 * time.Second}, p, []*Delivery{d}, []agent.Source{src}, discard())
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error)
 	go func() { done <- e.Run(ctx) }()
@@ -186,19 +190,19 @@ func TestEngineDrainsOnShutdown(t *testing.T) {
 	}
 }
 
-type sourceFunc func(ctx context.Context, emit func(Batch)) error
+type sourceFunc func(ctx context.Context, emit func(agent.Batch)) error
 
-func (sourceFunc) Name() string                                      { return "func" }
-func (f sourceFunc) Run(ctx context.Context, emit func(Batch)) error { return f(ctx, emit) }
+func (sourceFunc) Name() string                                            { return "func" }
+func (f sourceFunc) Run(ctx context.Context, emit func(agent.Batch)) error { return f(ctx, emit) }
 
 func TestDeliveryPartialWriteResendsOnlyTheRest(t *testing.T) {
-	s := &fakeSink{write: func(n int, p []Point) error {
+	s := &fakeSink{write: func(n int, p []agent.Point) error {
 		if n == 0 {
-			return WithProgress(&SinkError{Kind: Retryable, Err: errors.New("timeout")}, 3)
+			return agent.WithProgress(&agent.SinkError{Kind: agent.Retryable, Err: errors.New("timeout")}, 3)
 		}
 		return nil
 	}}
-	d := NewDelivery(s, NewMemoryStore(100), DeliveryConfig{BatchSize: 5, MinBackoff: time.Millisecond}, discard())
+	d := NewDelivery(s, queue.NewMemory(100), DeliveryConfig{BatchSize: 5, MinBackoff: time.Millisecond}, discard())
 	d.Enqueue(pts(5), nil)
 	d.FlushOnce(context.Background())
 	d.FlushOnce(context.Background())
@@ -211,13 +215,13 @@ func TestDeliveryPartialWriteResendsOnlyTheRest(t *testing.T) {
 // behind at most one backlog entry.
 func TestDeliveryFreshDataIsNotStarved(t *testing.T) {
 	s := &fakeSink{}
-	d := NewDelivery(s, NewMemoryStore(100), DeliveryConfig{BatchSize: 1}, discard())
+	d := NewDelivery(s, queue.NewMemory(100), DeliveryConfig{BatchSize: 1}, discard())
 	d.Enqueue(pts(4), nil) // backlog: 0 1 2 3
 	ctx := context.Background()
 	d.FlushOnce(ctx) // 0
 	d.FlushOnce(ctx) // 1
-	fresh := NewPoint("m", nil, []Field{{"i", int64(100)}}, time.Unix(100, 0))
-	d.Enqueue([]Point{fresh}, nil)
+	fresh := agent.NewPoint("m", nil, []agent.Field{{Key: "i", Value: int64(100)}}, time.Unix(100, 0))
+	d.Enqueue([]agent.Point{fresh}, nil)
 	for range 10 {
 		if _, more := d.FlushOnce(ctx); !more {
 			break
@@ -229,7 +233,7 @@ func TestDeliveryFreshDataIsNotStarved(t *testing.T) {
 }
 
 func TestEnqueueCallsDurableOnceAllChunksAre(t *testing.T) {
-	d := NewDelivery(&fakeSink{}, NewMemoryStore(100), DeliveryConfig{BatchSize: 2}, discard())
+	d := NewDelivery(&fakeSink{}, queue.NewMemory(100), DeliveryConfig{BatchSize: 2}, discard())
 	calls := 0
 	d.Enqueue(pts(5), func() { calls++ })
 	d.FlushOnce(context.Background())
@@ -243,24 +247,24 @@ func TestEnqueueCallsDurableOnceAllChunksAre(t *testing.T) {
 	}
 }
 
-// refusingStore is a MemoryStore whose Append fails while full is set.
+// refusingStore is a queue.Memory whose Append fails while full is set.
 type refusingStore struct {
-	*MemoryStore
+	*queue.Memory
 	full bool
 }
 
-func (r *refusingStore) Append(p []Point, durable func()) error {
+func (r *refusingStore) Append(p []agent.Point, durable func()) error {
 	if r.full {
 		return errors.New("no space left on device")
 	}
-	return r.MemoryStore.Append(p, durable)
+	return r.Memory.Append(p, durable)
 }
 
 // A store that refuses appends (a full disk) does not lose the points nor
 // the source's Done: they wait in memory, in order, and go in when it has
 // room again.
 func TestEnqueueRetriesRefusedAppends(t *testing.T) {
-	st := &refusingStore{MemoryStore: NewMemoryStore(100), full: true}
+	st := &refusingStore{Memory: queue.NewMemory(100), full: true}
 	s := &fakeSink{}
 	d := NewDelivery(s, st, DeliveryConfig{BatchSize: 10}, discard())
 	var done []int
@@ -281,12 +285,12 @@ func TestEnqueueRetriesRefusedAppends(t *testing.T) {
 
 func TestInOrderDeliveryNeverJumpsAhead(t *testing.T) {
 	s := &fakeSink{}
-	d := NewDelivery(s, NewMemoryStore(100), DeliveryConfig{BatchSize: 1, InOrder: true}, discard())
+	d := NewDelivery(s, queue.NewMemory(100), DeliveryConfig{BatchSize: 1, InOrder: true}, discard())
 	d.Enqueue(pts(4), nil)
 	ctx := context.Background()
 	d.FlushOnce(ctx)
 	d.FlushOnce(ctx)
-	d.Enqueue([]Point{NewPoint("m", nil, []Field{{"i", int64(100)}}, time.Unix(100, 0))}, nil)
+	d.Enqueue([]agent.Point{agent.NewPoint("m", nil, []agent.Field{{Key: "i", Value: int64(100)}}, time.Unix(100, 0))}, nil)
 	for range 10 {
 		if _, more := d.FlushOnce(ctx); !more {
 			break
@@ -298,13 +302,13 @@ func TestInOrderDeliveryNeverJumpsAhead(t *testing.T) {
 }
 
 func TestDeliveryPartialThenPermanentDropsOnlyTheRest(t *testing.T) {
-	s := &fakeSink{write: func(n int, p []Point) error {
+	s := &fakeSink{write: func(n int, p []agent.Point) error {
 		if n == 0 {
-			return WithProgress(&SinkError{Kind: Permanent, Rejected: 2, Err: errors.New("400")}, 2)
+			return agent.WithProgress(&agent.SinkError{Kind: agent.Permanent, Rejected: 2, Err: errors.New("400")}, 2)
 		}
 		return nil
 	}}
-	d := NewDelivery(s, NewMemoryStore(100), DeliveryConfig{BatchSize: 4}, discard())
+	d := NewDelivery(s, queue.NewMemory(100), DeliveryConfig{BatchSize: 4}, discard())
 	d.Enqueue(pts(6), nil) // entries [0 1 2 3] and [4 5]
 	for range 5 {
 		d.FlushOnce(context.Background())

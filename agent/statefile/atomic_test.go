@@ -1,4 +1,4 @@
-package agent
+package statefile
 
 import (
 	"bytes"
@@ -27,12 +27,12 @@ func dirNames(t *testing.T, dir string) []string {
 	return names
 }
 
-func TestWriteFileAtomic(t *testing.T) {
+func TestWriteAtomic(t *testing.T) {
 	t.Run("creates and replaces", func(t *testing.T) {
 		dir := t.TempDir()
 		path := filepath.Join(dir, "state.json")
 		for _, content := range []string{`{"v":1}`, `{"v":2,"longer":true}`, "short"} {
-			if err := WriteFileAtomic(path, []byte(content), 0o600); err != nil {
+			if err := WriteAtomic(path, []byte(content), 0o600); err != nil {
 				t.Fatalf("write %q: %v", content, err)
 			}
 			got, err := os.ReadFile(path)
@@ -54,7 +54,7 @@ func TestWriteFileAtomic(t *testing.T) {
 
 	t.Run("mode is perm less the umask", func(t *testing.T) {
 		path := filepath.Join(t.TempDir(), "meta")
-		if err := WriteFileAtomic(path, []byte("x"), 0o640); err != nil {
+		if err := WriteAtomic(path, []byte("x"), 0o640); err != nil {
 			t.Fatal(err)
 		}
 		fi, err := os.Stat(path)
@@ -68,7 +68,7 @@ func TestWriteFileAtomic(t *testing.T) {
 
 	t.Run("missing directory", func(t *testing.T) {
 		dir := t.TempDir()
-		err := WriteFileAtomic(filepath.Join(dir, "no", "such", "file"), []byte("x"), 0o600)
+		err := WriteAtomic(filepath.Join(dir, "no", "such", "file"), []byte("x"), 0o600)
 		var pe *fs.PathError
 		if !errors.As(err, &pe) || !errors.Is(err, fs.ErrNotExist) {
 			t.Fatalf("error %v (%T), want a *fs.PathError for a missing file", err, err)
@@ -86,7 +86,7 @@ func TestWriteFileAtomic(t *testing.T) {
 		if err := os.Mkdir(target, 0o700); err != nil {
 			t.Fatal(err)
 		}
-		err := WriteFileAtomic(target, []byte("x"), 0o600)
+		err := WriteAtomic(target, []byte("x"), 0o600)
 		var le *os.LinkError
 		if !errors.As(err, &le) {
 			t.Fatalf("error %v (%T), want the rename's *os.LinkError", err, err)
@@ -106,7 +106,7 @@ func TestWriteFileAtomic(t *testing.T) {
 		var wg sync.WaitGroup
 		for _, c := range contents {
 			wg.Go(func() {
-				if err := WriteFileAtomic(path, c, 0o600); err != nil {
+				if err := WriteAtomic(path, c, 0o600); err != nil {
 					t.Errorf("write: %v", err)
 				}
 			})

@@ -1,6 +1,6 @@
 //go:build unix
 
-package agent
+package statefile
 
 import (
 	"os"
@@ -41,16 +41,16 @@ func TestLockFileIsPrivate(t *testing.T) {
 
 // The temporary file, and so the file it becomes, has exactly the mode asked
 // for: not os.CreateTemp's fixed 0600.
-func TestWriteFileAtomicUsesPerm(t *testing.T) {
+func TestWriteAtomicUsesPerm(t *testing.T) {
 	zeroUmask(t)
 	dir := t.TempDir()
 	for _, perm := range []os.FileMode{0o600, 0o640, 0o644} {
 		path := filepath.Join(dir, "state-"+perm.String())
-		if err := WriteFileAtomic(path, []byte("x"), perm); err != nil {
+		if err := WriteAtomic(path, []byte("x"), perm); err != nil {
 			t.Fatal(err)
 		}
 		if m := mode(t, path); m != perm {
-			t.Errorf("WriteFileAtomic(%v) made a file of mode %v", perm, m)
+			t.Errorf("WriteAtomic(%v) made a file of mode %v", perm, m)
 		}
 	}
 }

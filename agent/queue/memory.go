@@ -1,19 +1,21 @@
-package agent
+package queue
 
 import (
 	"cmp"
 	"slices"
 	"sync"
 	"sync/atomic"
+
+	"github.com/pmta-agent/pmta-agent/agent"
 )
 
-// MemoryStore is a Store in memory, bounded in points: when an Append would
+// Memory is a Store in memory, bounded in points: when an Append would
 // exceed the bound, the oldest entries are dropped and counted. It is for the
 // stdout sink, backfills and tests. Memory survives nothing, so an entry
 // counts as durable only once the sink acknowledged it (or the bound dropped
 // it, a counted loss): a source's position never moves past points that
 // exist only here, and a crash makes it read them again.
-type MemoryStore struct {
+type Memory struct {
 	max int
 
 	mu      sync.Mutex
@@ -28,25 +30,25 @@ type MemoryStore struct {
 	droppedLast    atomic.Int64 // unix seconds of the newest dropped point
 }
 
-var _ Store = (*MemoryStore)(nil)
+var _ agent.Store = (*Memory)(nil)
 
 type memEntry struct {
-	Entry
+	agent.Entry
 	durable func()
 }
 
-// NewMemoryStore returns a store holding at most maxPoints points (at least
+// NewMemory returns a store holding at most maxPoints points (at least
 // one entry is always kept, however large).
-func NewMemoryStore(maxPoints int) *MemoryStore {
-	return &MemoryStore{max: maxPoints, nextSeq: 1, notify: make(chan struct{}, 1)}
+func NewMemory(maxPoints int) *Memory {
+	return &Memory{max: maxPoints, nextSeq: 1, notify: make(chan struct{}, 1)}
 }
 
 // Append adds points; durable is called when the entry is acknowledged or
 // dropped by the bound.
-func (m *MemoryStore) Append(points []Point, durable func()) error {
+func (m *Memory) Append(points []agent.Point, durable func()) error {
 	var dropped []func()
 	m.mu.Lock()
-	m.entries = append(m.entries, memEntry{Entry: Entry{Seq: m.nextSeq, Points: points}, durable: durable})
+	m.entries = append(m.entries, memEntry{Entry: agent.Entry{Seq: m.nextSeq, Points: points}, durable: durable})
 	m.nextSeq++
 	m.points += len(points)
 	for m.points > m.max && len(m.entries) > 1 {
@@ -70,7 +72,7 @@ func (m *MemoryStore) Append(points []Point, durable func()) error {
 	return nil
 }
 
-func (m *MemoryStore) countDrop(pts []Point) {
+func (m *Memory) countDrop(pts []agent.Point) {
 	m.dropped.Add(int64(len(pts)))
 	first := m.droppedEntries.Add(1) == 1
 	for i, p := range pts {
@@ -89,27 +91,27 @@ func (m *MemoryStore) countDrop(pts []Point) {
 }
 
 // Oldest returns the oldest entry.
-func (m *MemoryStore) Oldest() (Entry, bool) {
+func (m *Memory) Oldest() (agent.Entry, bool) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	if len(m.entries) == 0 {
-		return Entry{}, false
+		return agent.Entry{}, false
 	}
 	return m.entries[0].Entry, true
 }
 
 // Newest returns the newest entry.
-func (m *MemoryStore) Newest() (Entry, bool) {
+func (m *Memory) Newest() (agent.Entry, bool) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	if len(m.entries) == 0 {
-		return Entry{}, false
+		return agent.Entry{}, false
 	}
 	return m.entries[len(m.entries)-1].Entry, true
 }
 
 // After returns the oldest entry above seq.
-func (m *MemoryStore) After(seq uint64) (Entry, bool) {
+func (m *Memory) After(seq uint64) (agent.Entry, bool) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	for _, e := range m.entries {
@@ -117,11 +119,11 @@ func (m *MemoryStore) After(seq uint64) (Entry, bool) {
 			return e.Entry, true
 		}
 	}
-	return Entry{}, false
+	return agent.Entry{}, false
 }
 
 // Holds reports whether entry seq still waits.
-func (m *MemoryStore) Holds(seq uint64) bool {
+func (m *Memory) Holds(seq uint64) bool {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	_, found := slices.BinarySearchFunc(m.entries, seq, func(e memEntry, s uint64) int { return cmp.Compare(e.Seq, s) })
@@ -129,7 +131,7 @@ func (m *MemoryStore) Holds(seq uint64) bool {
 }
 
 // Ack removes entry seq and calls its durable callback.
-func (m *MemoryStore) Ack(seq uint64) error {
+func (m *Memory) Ack(seq uint64) error {
 	m.mu.Lock()
 	for i, e := range m.entries {
 		if e.Seq == seq {
@@ -147,18 +149,18 @@ func (m *MemoryStore) Ack(seq uint64) error {
 }
 
 // Notify is signalled after every Append.
-func (m *MemoryStore) Notify() <-chan struct{} { return m.notify }
+func (m *Memory) Notify() <-chan struct{} { return m.notify }
 
 // Pending returns what waits; the byte size is unknown (0).
-func (m *MemoryStore) Pending() (entries, points int, bytes int64) {
+func (m *Memory) Pending() (entries, points int, bytes int64) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	return len(m.entries), m.points, 0
 }
 
 // Stats reports what the bound dropped.
-func (m *MemoryStore) Stats() []Field {
-	return []Field{
+func (m *Memory) Stats() []agent.Field {
+	return []agent.Field{
 		{Key: "dropped_points", Value: m.dropped.Load()},
 		{Key: "dropped_entries", Value: m.droppedEntries.Load()},
 		{Key: "dropped_first_unix", Value: m.droppedFirst.Load()},

@@ -1,8 +1,10 @@
-package agent
+package redact
 
 import (
 	"errors"
 	"strings"
+
+	"github.com/pmta-agent/pmta-agent/agent"
 )
 
 // redacted replaces each secret in scrubbed text.
@@ -22,7 +24,7 @@ type Redactor struct {
 // NewRedactor returns a Redactor for the given secrets, replaced in this
 // order (list a credential before a part of it). Empty strings are dropped:
 // one would match between every two characters.
-func NewRedactor(secrets ...string) Redactor {
+func New(secrets ...string) Redactor {
 	var s []string
 	for _, v := range secrets {
 		if v != "" {
@@ -60,21 +62,21 @@ func (r Redactor) RedactError(err error) error {
 	return errors.New(r.Scrub(err.Error()))
 }
 
-// RedactSinkError returns a sink's classified write error as a *SinkError
+// RedactSinkError returns a sink's classified write error as a *agent.SinkError
 // whose text holds no secret, keeping its kind and requested delay. An error
-// that is not a SinkError is Retryable, as Classify takes it; nil (or a nil
-// *SinkError) is nil. An error without secrets is returned as it is; one
+// that is not a agent.SinkError is agent.Retryable, as Classify takes it; nil (or a nil
+// *agent.SinkError) is nil. An error without secrets is returned as it is; one
 // with secrets gets a plain cause with the scrubbed text.
-func (r Redactor) RedactSinkError(err error) *SinkError {
+func (r Redactor) RedactSinkError(err error) *agent.SinkError {
 	if err == nil {
 		return nil
 	}
-	var se *SinkError
+	var se *agent.SinkError
 	if !errors.As(err, &se) {
-		se = &SinkError{Kind: Retryable, Err: err}
+		se = &agent.SinkError{Kind: agent.Retryable, Err: err}
 	}
 	if se == nil || !r.contained(se.Err.Error()) {
 		return se
 	}
-	return &SinkError{Kind: se.Kind, RetryAfter: se.RetryAfter, Rejected: se.Rejected, Err: errors.New(r.Scrub(se.Err.Error()))}
+	return &agent.SinkError{Kind: se.Kind, RetryAfter: se.RetryAfter, Rejected: se.Rejected, Err: errors.New(r.Scrub(se.Err.Error()))}
 }

@@ -1,4 +1,4 @@
-package agent
+package ratelog
 
 import (
 	"context"
@@ -8,6 +8,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/pmta-agent/pmta-agent/agent"
 )
 
 // recordingHandler is a slog.Handler that keeps each record.
@@ -55,12 +57,12 @@ func TestFailureLogStateChanges(t *testing.T) {
 	now := time.Date(2024, 5, 1, 0, 0, 0, 0, time.UTC)
 	const repeat = 5 * time.Minute
 	l := NewFailureLog(slog.New(rec), "test write", repeat, func() time.Time { return now })
-	retry := &SinkError{Kind: Retryable, Err: errors.New("connection refused")}
-	throttled := &SinkError{Kind: Throttled, RetryAfter: time.Second, Err: errors.New("HTTP 429")}
+	retry := &agent.SinkError{Kind: agent.Retryable, Err: errors.New("connection refused")}
+	throttled := &agent.SinkError{Kind: agent.Throttled, RetryAfter: time.Second, Err: errors.New("HTTP 429")}
 	failing := line{slog.LevelWarn, "test write failing", []string{"endpoint", "kind", "retry_after", "err"}}
 	still := line{slog.LevelWarn, "test write still failing", []string{"endpoint", "kind", "failures", "err"}}
 	recovered := line{slog.LevelInfo, "test write recovered", []string{"failures"}}
-	fail := func(se *SinkError) func() { return func() { l.Failed(se, "endpoint", "db:8086") } }
+	fail := func(se *agent.SinkError) func() { return func() { l.Failed(se, "endpoint", "db:8086") } }
 
 	steps := []struct {
 		name    string
@@ -95,7 +97,7 @@ func TestFailureLogCountsFailures(t *testing.T) {
 	rec := &recordingHandler{}
 	now := time.Date(2024, 5, 1, 0, 0, 0, 0, time.UTC)
 	l := NewFailureLog(slog.New(rec), "w", time.Minute, func() time.Time { return now })
-	se := &SinkError{Kind: Retryable, Err: errors.New("down")}
+	se := &agent.SinkError{Kind: agent.Retryable, Err: errors.New("down")}
 	for range 7 {
 		l.Failed(se)
 		now = now.Add(20 * time.Second)
@@ -116,7 +118,7 @@ func TestFailureLogLeavesCallerAttrs(t *testing.T) {
 	l := NewFailureLog(slog.New(&recordingHandler{}), "w", time.Minute, time.Now)
 	attrs := make([]any, 2, 8)
 	attrs[0], attrs[1] = "endpoint", "c:4317"
-	l.Failed(&SinkError{Kind: Retryable, Err: errors.New("down")}, attrs...)
+	l.Failed(&agent.SinkError{Kind: agent.Retryable, Err: errors.New("down")}, attrs...)
 	for i, v := range attrs[:cap(attrs)] {
 		if i >= 2 && v != nil {
 			t.Fatalf("attrs[%d] = %v: the caller's array was written to", i, v)

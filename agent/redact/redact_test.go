@@ -1,4 +1,4 @@
-package agent
+package redact
 
 import (
 	"errors"
@@ -6,6 +6,8 @@ import (
 	"io/fs"
 	"strings"
 	"testing"
+
+	"github.com/pmta-agent/pmta-agent/agent"
 )
 
 func TestRedactorScrub(t *testing.T) {
@@ -15,11 +17,11 @@ func TestRedactorScrub(t *testing.T) {
 		in, out string
 	}{
 		{"zero redactor", Redactor{}, "token abc", "token abc"},
-		{"every occurrence", NewRedactor("s3cret"), "s3cret and s3cret", "[redacted] and [redacted]"},
-		{"whole credential before its part", NewRedactor("u:pw-123", "pw-123"),
+		{"every occurrence", New("s3cret"), "s3cret and s3cret", "[redacted] and [redacted]"},
+		{"whole credential before its part", New("u:pw-123", "pw-123"),
 			"Token u:pw-123, then pw-123", "Token [redacted], then [redacted]"},
-		{"empty secret dropped", NewRedactor("", "abcd"), "xyz abcd", "xyz [redacted]"},
-		{"only empty secrets", NewRedactor(""), "left as it is", "left as it is"},
+		{"empty secret dropped", New("", "abcd"), "xyz abcd", "xyz [redacted]"},
+		{"only empty secrets", New(""), "left as it is", "left as it is"},
 	}
 	for _, tt := range tests {
 		if got := tt.r.Scrub(tt.in); got != tt.out {
@@ -29,45 +31,45 @@ func TestRedactorScrub(t *testing.T) {
 }
 
 func TestRedactorKeepsKindAndDelay(t *testing.T) {
-	sec := NewRedactor("u:pw-123", "pw-123")
-	se := sec.RedactSinkError(&SinkError{Kind: Throttled, RetryAfter: 5, Err: fmt.Errorf("echo Token u:pw-123")})
-	if se.Kind != Throttled || se.RetryAfter != 5 || strings.Contains(se.Error(), "pw-123") {
+	sec := New("u:pw-123", "pw-123")
+	se := sec.RedactSinkError(&agent.SinkError{Kind: agent.Throttled, RetryAfter: 5, Err: fmt.Errorf("echo Token u:pw-123")})
+	if se.Kind != agent.Throttled || se.RetryAfter != 5 || strings.Contains(se.Error(), "pw-123") {
 		t.Errorf("redact = %+v", se)
 	}
-	plain := &SinkError{Kind: Permanent, Err: fmt.Errorf("nothing secret")}
+	plain := &agent.SinkError{Kind: agent.Permanent, Err: fmt.Errorf("nothing secret")}
 	if got := sec.RedactSinkError(plain); got != plain {
 		t.Errorf("an error without secrets was rebuilt")
 	}
 	if sec.RedactSinkError(nil) != nil {
 		t.Error("redact(nil) is not nil")
 	}
-	var none *SinkError
+	var none *agent.SinkError
 	if sec.RedactSinkError(none) != nil {
-		t.Error("a nil *SinkError is not nil")
+		t.Error("a nil *agent.SinkError is not nil")
 	}
 }
 
 func TestRedactSinkErrorOfOtherErrors(t *testing.T) {
-	sec := NewRedactor("pw-123")
-	// Not a SinkError: retryable, as Classify takes it.
+	sec := New("pw-123")
+	// Not a agent.SinkError: retryable, as Classify takes it.
 	cause := errors.New("dial: refused")
 	se := sec.RedactSinkError(cause)
-	if se == nil || se.Kind != Retryable || se.Err != cause {
-		t.Errorf("plain error: %+v, want a retryable SinkError around it", se)
+	if se == nil || se.Kind != agent.Retryable || se.Err != cause {
+		t.Errorf("plain error: %+v, want a retryable agent.SinkError around it", se)
 	}
 	se = sec.RedactSinkError(fmt.Errorf("proxy said pw-123"))
-	if se == nil || se.Kind != Retryable || strings.Contains(se.Error(), "pw-123") {
+	if se == nil || se.Kind != agent.Retryable || strings.Contains(se.Error(), "pw-123") {
 		t.Errorf("plain error with a secret: %+v", se)
 	}
-	// A wrapped SinkError is found and judged by its own text.
-	inner := &SinkError{Kind: Permanent, Err: errors.New("bad point")}
+	// A wrapped agent.SinkError is found and judged by its own text.
+	inner := &agent.SinkError{Kind: agent.Permanent, Err: errors.New("bad point")}
 	if got := sec.RedactSinkError(fmt.Errorf("context: %w", inner)); got != inner {
-		t.Errorf("wrapped SinkError: %+v, want the inner one", got)
+		t.Errorf("wrapped agent.SinkError: %+v, want the inner one", got)
 	}
 }
 
 func TestRedactError(t *testing.T) {
-	sec := NewRedactor("pw-123")
+	sec := New("pw-123")
 	if sec.RedactError(nil) != nil {
 		t.Error("RedactError(nil) is not nil")
 	}
@@ -86,8 +88,8 @@ func TestRedactError(t *testing.T) {
 }
 
 func TestRedactSinkErrorKeepsRejected(t *testing.T) {
-	r := NewRedactor("s3cret-token")
-	se := r.RedactSinkError(&SinkError{Kind: Permanent, Rejected: 3, Err: errors.New("HTTP 400 (token s3cret-token) dropped=3")})
+	r := New("s3cret-token")
+	se := r.RedactSinkError(&agent.SinkError{Kind: agent.Permanent, Rejected: 3, Err: errors.New("HTTP 400 (token s3cret-token) dropped=3")})
 	if se.Rejected != 3 || strings.Contains(se.Error(), "s3cret") {
 		t.Errorf("redacted %+v: Rejected lost or secret kept", se)
 	}

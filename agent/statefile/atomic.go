@@ -1,4 +1,4 @@
-package agent
+package statefile
 
 import (
 	"errors"
@@ -9,7 +9,7 @@ import (
 	"strconv"
 )
 
-// WriteFileAtomic replaces the file at path with data so that a crash or a
+// WriteAtomic replaces the file at path with data so that a crash or a
 // power cut leaves either the old content or the new one, never a torn mix:
 // it writes a temporary file in the same directory, fsyncs it, renames it
 // over path and fsyncs the directory, without which the rename itself may
@@ -25,7 +25,7 @@ import (
 // *os.LinkError), without further context, for the caller to add its own.
 // When only the directory sync failed, the error is a *DirSyncError: the new
 // content is in place, but may not be after a power cut.
-func WriteFileAtomic(path string, data []byte, perm os.FileMode) error {
+func WriteAtomic(path string, data []byte, perm os.FileMode) error {
 	tmp, f, err := createTemp(path, perm)
 	if err != nil {
 		return err
@@ -66,7 +66,7 @@ func createTemp(path string, perm os.FileMode) (string, *os.File, error) {
 	return "", nil, &fs.PathError{Op: "createtemp", Path: filepath.Join(dir, "."+base+".*.tmp"), Err: fs.ErrExist}
 }
 
-// DirSyncError is WriteFileAtomic's error when the file was replaced but the
+// DirSyncError is WriteAtomic's error when the file was replaced but the
 // directory could not be synced: readers see the new content now, yet a
 // power cut may bring the old one back. Its text is the cause's alone, so a
 // caller that does not care about the difference reports it like any other
