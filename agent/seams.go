@@ -24,6 +24,16 @@ type Sink interface {
 	Write(ctx context.Context, points []Point) error
 }
 
+// DefaultBatchSize is how many points one Write hands a sink when its
+// configuration does not say.
+const DefaultBatchSize = 5000
+
+// Endpointer is an optional ability of a Sink: where it writes, for log
+// lines (credentials removed).
+type Endpointer interface {
+	Endpoint() string
+}
+
 // Closer is an optional ability of a Source or Sink that holds resources.
 type Closer interface {
 	Close() error
