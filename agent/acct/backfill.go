@@ -12,24 +12,32 @@ import (
 	"github.com/pmta-agent/pmta-agent/agent"
 )
 
-// BackfillOptions configures Backfill. Zero values take the tailer's defaults.
+// BackfillOptions configures Backfill.
 type BackfillOptions struct {
-	// Interval is the aggregation window (default 10 s).
-	Interval time.Duration
-	// TopDiag is how many diag patterns per (type, isp) and interval are kept.
-	TopDiag int
-	// MaxLineBytes bounds one record (default 1 MiB).
-	MaxLineBytes int
+	// Config gives the aggregation: Interval, TopDiag, MaxLineBytes and
+	// MaxClockSkew, checked as Config.Validate checks them; zero fields
+	// take DefaultConfig's. Its other settings take no part: a backfill
+	// reads the files it is given, whole, with no checkpoint, and takes
+	// records of any age.
+	Config Config
 	// Lag is how far the data must have moved past an interval's end before
 	// the interval closes; records more out of order than this are late
 	// (default 1 min).
 	Lag time.Duration
-	// MaxClockSkew is how far past the clock a record may be (default 5
-	// min): later ones, and those before 1990 or after 2200, are counted as
-	// out of range. A backfill takes records of any age.
-	MaxClockSkew time.Duration
 	// Logger receives the rate-limited malformed-line warnings; nil drops them.
 	Logger *slog.Logger
+}
+
+// defaultBackfillLag is BackfillOptions.Lag's default, a setting of the
+// backfill command alone.
+const defaultBackfillLag = time.Minute
+
+// config is the Config a backfill runs with: the aggregation settings of
+// o.Config, the defaults for the rest, which only tailing uses.
+func (o BackfillOptions) config() Config {
+	c := DefaultConfig()
+	c.Interval, c.TopDiag, c.MaxLineBytes, c.MaxClockSkew = o.Config.Interval, o.Config.TopDiag, o.Config.MaxLineBytes, o.Config.MaxClockSkew
+	return c.withDefaults()
 }
 
 // BackfillStats reports a backfill's progress and result.
@@ -47,9 +55,7 @@ type BackfillStats struct {
 // backfillFile is one input file and where reading it stands.
 type backfillFile struct {
 	fileCursor
-	f    *os.File
-	next int64 // timeLogged of the first unread record
-	done bool
+	f *os.File
 }
 
 // Backfill reads whole accounting files, with no checkpoint, and emits their
@@ -63,24 +69,16 @@ type backfillFile struct {
 func Backfill(ctx context.Context, files []string, opts BackfillOptions, isp *agent.ISPMap,
 	emit func(agent.Batch), progress func(BackfillStats)) (BackfillStats, error) {
 	start := time.Now()
-	if opts.Interval == 0 {
-		opts.Interval = DefaultInterval
-	}
-	if opts.TopDiag == 0 {
-		opts.TopDiag = DefaultTopDiag
-	}
-	if opts.MaxLineBytes == 0 {
-		opts.MaxLineBytes = DefaultMaxLineBytes
-	}
+	cfg := opts.config()
 	if opts.Lag == 0 {
-		opts.Lag = time.Minute
+		opts.Lag = defaultBackfillLag
 	}
-	if opts.MaxClockSkew == 0 {
-		opts.MaxClockSkew = DefaultMaxClockSkew
+	errs := cfg.Validate()
+	if opts.Lag < 0 {
+		errs = append(errs, fmt.Errorf("lag: (%s) must be 0 (the default) or more", opts.Lag))
 	}
-	if opts.Interval < time.Second || opts.Interval%time.Second != 0 || opts.Lag < 0 || opts.MaxLineBytes < 1024 {
-		return BackfillStats{}, fmt.Errorf("backfill: interval %s must be whole seconds, lag %s >= 0, max line bytes %d >= 1024",
-			opts.Interval, opts.Lag, opts.MaxLineBytes)
+	if len(errs) > 0 {
+		return BackfillStats{}, fmt.Errorf("backfill: %w", errors.Join(errs...))
 	}
 	if isp == nil || emit == nil {
 		return BackfillStats{}, errors.New("backfill: nil ISP map or emit function")
@@ -92,9 +90,9 @@ func Backfill(ctx context.Context, files []string, opts BackfillOptions, isp *ag
 	if logger == nil {
 		logger = slog.New(slog.DiscardHandler)
 	}
-	agg := newAggregator(opts.Interval, opts.TopDiag, isp)
-	p := newLineParser(agg, opts.MaxLineBytes, timeRange{now: time.Now, skew: int64(opts.MaxClockSkew / time.Second)},
-		&rateLog{logger: logger, period: 10 * time.Second, now: time.Now})
+	agg := newAggregator(cfg.Interval, cfg.TopDiag, isp)
+	p := newLineParser(agg, cfg.MaxLineBytes, timeRange{now: time.Now, skew: int64(cfg.MaxClockSkew / time.Second)},
+		logger, time.Now)
 	var st BackfillStats
 	stats := func() BackfillStats {
 		st.Records, st.Malformed, st.OutOfRange, st.Elapsed = agg.records, p.malformed, p.outOfRangeTotal(), time.Since(start)
@@ -114,47 +112,32 @@ func Backfill(ctx context.Context, files []string, opts BackfillOptions, isp *ag
 		}
 	}
 
-	var errs []error
-	in := make([]*backfillFile, 0, len(files))
-	for _, name := range files {
-		bf := &backfillFile{fileCursor: fileCursor{name: name}}
-		if err := bf.advance(p, math.MinInt64, tick); err != nil {
-			errs = append(errs, err)
-			continue
-		}
-		in = append(in, bf)
-		st.Files += boolInt(bf.done)
+	var readErrs []error
+	in := make([]*backfillFile, len(files))
+	for i, name := range files {
+		in[i] = &backfillFile{fileCursor: fileCursor{name: name}}
 	}
-	window := max(int64(opts.Interval/time.Second), 60)
 	lag := int64(opts.Lag / time.Second)
-	for {
-		if err := ctx.Err(); err != nil {
-			closeAll(in)
-			return stats(), fmt.Errorf("backfill: %w", err)
-		}
-		lo, active := int64(math.MaxInt64), false
-		for _, bf := range in {
-			if !bf.done {
-				lo, active = min(lo, bf.next), true
+	w := windowReader{
+		iv: agg.iv,
+		read: func(i int, until int64) (bool, int64, error) {
+			stopped, next, err := in[i].advance(p, until, tick)
+			if err != nil {
+				readErrs = append(readErrs, err)
+			} else if !stopped {
+				st.Files++
 			}
-		}
-		if !active {
-			break
-		}
-		until := floorDiv(lo, agg.iv)*agg.iv + window
-		for _, bf := range in {
-			if bf.done || bf.next >= until {
-				continue
-			}
-			if err := bf.advance(p, until, tick); err != nil {
-				errs = append(errs, err)
-				continue
-			}
-			st.Files += boolInt(bf.done)
-		}
-		pts, _ := agg.closeBefore(until - lag)
-		send(pts)
-		tick()
+			return stopped, next, err
+		},
+		windowDone: func(_, until int64) {
+			pts, _ := agg.closeBefore(until - lag)
+			send(pts)
+			tick()
+		},
+	}
+	if err := w.run(ctx, len(in)); err != nil {
+		closeAll(in)
+		return stats(), fmt.Errorf("backfill: %w", err)
 	}
 	pts, _ := agg.closeAll()
 	send(pts)
@@ -162,39 +145,36 @@ func Backfill(ctx context.Context, files []string, opts BackfillOptions, isp *ag
 	if progress != nil {
 		progress(out)
 	}
-	return out, errors.Join(errs...)
+	return out, errors.Join(readErrs...)
 }
 
 // advance reads bf up to its first record logged at or after until, and
-// closes it at its end. A read error ends the file: it is reported and the
-// backfill goes on with the others.
-func (bf *backfillFile) advance(p *lineParser, until int64, tick func()) error {
+// closes it at its end (stopped = false). A read error ends the file: it is
+// reported and the backfill goes on with the others.
+func (bf *backfillFile) advance(p *lineParser, until int64, tick func()) (stopped bool, next int64, err error) {
 	if bf.f == nil {
 		f, err := os.Open(bf.name)
 		if err != nil {
-			bf.done = true
-			return fmt.Errorf("backfill: %w", err)
+			return false, 0, fmt.Errorf("backfill: %w", err)
 		}
 		bf.f = f
 	}
-	stopped, next, err := p.readFile(bf.f, &bf.fileCursor, noLimit, true, until, tick)
+	stopped, next, err = p.readUntil(bf.f, &bf.fileCursor, until, true, tick)
 	if err != nil || !stopped {
-		bf.done = true
 		_ = bf.f.Close()
 		bf.f = nil
 		if err != nil {
-			return fmt.Errorf("backfill: %w", err)
+			return false, 0, fmt.Errorf("backfill: %w", err)
 		}
-		return nil
+		return false, 0, nil
 	}
-	bf.next = next
 	if until == math.MinInt64 {
 		// Only looking for where the file starts: do not hold its descriptor
 		// until the data reaches it.
 		_ = bf.f.Close()
 		bf.f = nil
 	}
-	return nil
+	return true, next, nil
 }
 
 // distinctFiles refuses a file given twice — under the same name, another
@@ -228,11 +208,4 @@ func closeAll(in []*backfillFile) {
 			bf.f = nil
 		}
 	}
-}
-
-func boolInt(b bool) int {
-	if b {
-		return 1
-	}
-	return 0
 }

@@ -18,7 +18,7 @@ func benchData(b *testing.B, n int) ([]byte, int) {
 // BenchmarkParse measures scanning and mapping records onto the header.
 func BenchmarkParse(b *testing.B) {
 	data, n := benchData(b, 20000)
-	s := newScanner(DefaultMaxLineBytes)
+	s := newScanner(DefaultConfig().MaxLineBytes)
 	var r record
 	b.SetBytes(int64(len(data)) / int64(n))
 	b.ReportAllocs()
@@ -48,7 +48,7 @@ func BenchmarkParse(b *testing.B) {
 // BenchmarkAggregate measures adding parsed records to intervals.
 func BenchmarkAggregate(b *testing.B) {
 	data, _ := benchData(b, 20000)
-	s := newScanner(DefaultMaxLineBytes)
+	s := newScanner(DefaultConfig().MaxLineBytes)
 	var recs []record
 	var h *header
 	for pos := 0; pos < len(data); {
@@ -68,7 +68,7 @@ func BenchmarkAggregate(b *testing.B) {
 		}
 		recs = append(recs, r)
 	}
-	a := newAggregator(DefaultInterval, DefaultTopDiag, agent.NewISPMap(nil))
+	a := newAggregator(DefaultConfig().Interval, DefaultConfig().TopDiag, agent.NewISPMap(nil))
 	b.ReportAllocs()
 	b.ResetTimer()
 	i := 0
@@ -90,8 +90,8 @@ func BenchmarkAggregate(b *testing.B) {
 // ns/record are the figures to read.
 func BenchmarkParseAggregate(b *testing.B) {
 	data, n := benchData(b, 20000)
-	a := newAggregator(DefaultInterval, DefaultTopDiag, agent.NewISPMap(nil))
-	p := newLineParser(a, DefaultMaxLineBytes, timeRange{}, nil)
+	a := newAggregator(DefaultConfig().Interval, DefaultConfig().TopDiag, agent.NewISPMap(nil))
+	p := newLineParser(a, DefaultConfig().MaxLineBytes, timeRange{}, nil, nil)
 	b.SetBytes(int64(len(data)))
 	b.ReportAllocs()
 	b.ResetTimer()
@@ -117,8 +117,8 @@ func BenchmarkParseAggregate(b *testing.B) {
 // allocation at all.
 func TestParseAggregateNoAllocs(t *testing.T) {
 	data, _ := genFile(42, 2000, testStart, 10*time.Millisecond, true)
-	a := newAggregator(DefaultInterval, DefaultTopDiag, agent.NewISPMap(nil))
-	p := newLineParser(a, DefaultMaxLineBytes, timeRange{}, nil)
+	a := newAggregator(DefaultConfig().Interval, DefaultConfig().TopDiag, agent.NewISPMap(nil))
+	p := newLineParser(a, DefaultConfig().MaxLineBytes, timeRange{}, nil, nil)
 	hdrEnd := len(header23) + 2
 	c := &fileCursor{name: "alloc"}
 	p.consume(c, data, false, noUntil) // warm up

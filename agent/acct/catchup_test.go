@@ -45,7 +45,7 @@ func backlogFiles(t *testing.T, h *harness, iv int64) ([]genRecord, map[int64]in
 }
 
 // maxOpenBound is how many 10 s intervals a catch-up may hold open: a
-// window of records (catchUpWindow, 60 s), the interval of slack behind it
+// window of records (readWindow, 60 s), the interval of slack behind it
 // and the next window.
 const maxOpenBound = 2*60/10 + 2
 
@@ -57,7 +57,7 @@ func TestTailerCatchUpSideBySide(t *testing.T) {
 	h := newHarness(t)
 	h.diag = true
 	h.now = testStart.Add(3 * time.Hour)
-	written, perIv := backlogFiles(t, h, int64(DefaultInterval/time.Second))
+	written, perIv := backlogFiles(t, h, int64(DefaultConfig().Interval/time.Second))
 	h.start()
 	maxOpen := 0
 	h.tl.SetEmit(func(b agent.Batch) {
@@ -111,10 +111,10 @@ func TestTailerCatchUpSideBySide(t *testing.T) {
 	h.now = testStart.Add(2*time.Hour + 30*time.Second)
 	live, recs := records(8, 3, h.now.Add(-time.Second))
 	appendFile(t, filepath.Join(h.dirA, "acct-2024-01-15-0000.csv"), live)
-	if err := h.tl.discover(h.now); err != nil {
+	if _, err := h.tl.files.discover(h.now); err != nil {
 		t.Fatal(err)
 	}
-	if h.tl.backlog(h.tl.files, h.now.Unix()) {
+	if h.tl.backlog(h.tl.files.entries, h.now.Unix()) {
 		t.Error("a second's records taken for a backlog")
 	}
 	h.poll()
@@ -131,7 +131,7 @@ func TestTailerCatchUpCrashReplay(t *testing.T) {
 	h.diag = true
 	h.ackBatches = false
 	h.now = testStart.Add(3 * time.Hour)
-	written, _ := backlogFiles(t, h, int64(DefaultInterval/time.Second))
+	written, _ := backlogFiles(t, h, int64(DefaultConfig().Interval/time.Second))
 	h.start()
 	h.poll()
 	first := h.batches

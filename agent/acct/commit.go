@@ -4,33 +4,18 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"time"
 
 	"github.com/pmta-agent/pmta-agent/agent"
 )
 
-// pendingCut is a cut not committed yet: its batch or an earlier one is not
-// confirmed. snap is the state right after the cut, committed once this
-// batch and every earlier one are done; it is nil for a cut loaded from disk
-// until the replay reaches it. at is when the cut was made (or replayed),
-// for the age in the stuck-checkpoint log.
-type pendingCut struct {
-	c    cut
-	snap []byte
-	done bool
-	at   time.Time
-}
+// The tailer's side of the journal: the snapshots it hands the journal, the
+// cuts it makes when it closes intervals, and their replay after a crash,
+// which needs the files and the aggregator the journal knows nothing of.
 
+// snapshotJSON is the tailer's whole resumable state: the files and the
+// aggregator's open intervals.
 func (t *Tailer) snapshotJSON() ([]byte, error) {
-	s := snapshot{Agg: t.agg.state(), Files: make([]fileState, 0, len(t.files))}
-	for _, e := range t.sortedFiles() {
-		fs := fileState{FP: e.fp, Path: e.path, Offset: e.offset, Dev: e.dev, Ino: e.ino, Skipping: e.skipping}
-		if e.hdr != nil {
-			fs.Header = e.hdr.names
-		}
-		s.Files = append(s.Files, fs)
-	}
-	b, err := json.Marshal(s)
+	b, err := json.Marshal(snapshot{Agg: t.agg.state(), Files: t.files.state()})
 	if err != nil {
 		return nil, fmt.Errorf("encode checkpoint: %w", err)
 	}
@@ -44,13 +29,8 @@ func (t *Tailer) commitInitial() error {
 	if err != nil {
 		return err
 	}
-	for _, e := range t.files {
-		e.cutOffset = e.offset
-	}
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	t.committed, t.commitUnsaved = snap, true
-	return t.saveLocked()
+	t.files.markCut()
+	return t.journal.commit(snap)
 }
 
 // closeAndEmit closes the intervals before boundary and emits their points.
@@ -67,65 +47,12 @@ func (t *Tailer) closeAndEmit(boundary int64, replayed *cut) error {
 	if err != nil {
 		return err
 	}
-	t.mu.Lock()
-	var pc *pendingCut
-	if replayed != nil {
-		for _, p := range t.pending {
-			if p.c.Seq == replayed.Seq {
-				pc = p
-			}
-		}
-	}
-	if pc == nil {
-		t.seq++
-		pc = &pendingCut{c: cut{Seq: t.seq, ClosedUpTo: t.agg.closedUpTo, Files: t.cutFiles()}, at: t.now()}
-		t.pending = append(t.pending, pc)
-		t.thinLocked()
-	}
-	for _, e := range t.files {
-		e.cutOffset = e.offset
-	}
-	pc.snap = snap
-	pc.done = len(pts) == 0
-	t.pruneSnapsLocked()
-	t.advanceLocked()
-	t.boundPendingLocked()
-	err = t.saveLocked()
-	t.countPendingLocked()
-	t.mu.Unlock()
+	seq, err := t.journal.cut(replayed, t.agg.closedUpTo, t.files.cutFiles, snap, len(pts) == 0)
+	t.files.markCut()
 	if len(pts) > 0 {
-		seq := pc.c.Seq
-		t.emit(agent.Batch{Source: "acct", Points: pts, Done: func() { t.done(seq) }})
+		t.emit(agent.Batch{Source: "acct", Points: pts, Done: func() { t.journal.done(seq) }})
 	}
 	return err
-}
-
-func (t *Tailer) cutFiles() []cutFile {
-	var cf []cutFile
-	for _, e := range t.sortedFiles() {
-		if e.offset != e.cutOffset {
-			cf = append(cf, cutFile{FPLen: len(e.fp), FPSum: fpSum(e.fp), Offset: e.offset})
-		}
-	}
-	return cf
-}
-
-// maxPendingSnaps bounds the snapshots held for unconfirmed batches while a
-// sink is slow: beyond it the second newest is dropped, so commits still go
-// through the oldest ones in order and then jump to the newest.
-const maxPendingSnaps = 32
-
-func (t *Tailer) thinLocked() {
-	n := 0
-	for _, p := range t.pending {
-		if p.snap != nil {
-			n++
-		}
-	}
-	// A jump keeps its snapshot in its journal entry anyway.
-	if k := len(t.pending) - 2; n > maxPendingSnaps && k > 0 && t.pending[k].c.Snapshot == nil {
-		t.pending[k].snap = nil
-	}
 }
 
 // replayCut re-does a cut journaled before a crash: each file is read up to
@@ -137,7 +64,7 @@ func (t *Tailer) replayCut(c cut) error {
 	}
 	used := make([]bool, len(c.Files))
 	var errs []error
-	for _, e := range t.sortedFiles() {
+	for _, e := range t.files.sorted() {
 		if !e.seen {
 			continue
 		}
@@ -146,7 +73,7 @@ func (t *Tailer) replayCut(c cut) error {
 				continue
 			}
 			used[i] = true
-			if err := t.readEntry(e, cf.Offset, false); err != nil {
+			if err := t.readToOffset(e, cf.Offset); err != nil {
 				errs = append(errs, err)
 			}
 			break
@@ -159,66 +86,43 @@ func (t *Tailer) replayCut(c cut) error {
 	return nil
 }
 
-// done is a batch's Done: the pipeline holds its points safely.
-func (t *Tailer) done(seq uint64) {
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	for _, p := range t.pending {
-		if p.c.Seq == seq {
-			p.done = true
-		}
+// replayJump replays a jump after a restart: the state becomes the one
+// saved in it, as at a restart from that snapshot — the aggregator's open
+// intervals, and the files bound again by inode or fingerprint — and nothing
+// is emitted, as every batch it stands for was confirmed.
+func (t *Tailer) replayJump(c cut) error {
+	var s snapshot
+	if err := json.Unmarshal(c.Snapshot, &s); err != nil {
+		return fmt.Errorf("replay accounting jump %d: %w", c.Seq, err)
 	}
-	t.pruneSnapsLocked()
-	if t.advanceLocked() {
-		if err := t.saveLocked(); err != nil {
-			t.errLog.log("accounting checkpoint write failed", "err", err)
-		}
+	if err := t.agg.restore(s.Agg); err != nil {
+		return fmt.Errorf("replay accounting jump %d: %w", c.Seq, err)
 	}
-	t.countPendingLocked()
+	errs := []error{t.files.restore(s.Files)}
+	_, err := t.files.discover(t.now())
+	errs = append(errs, err, t.journal.jumped(c))
+	if err := errors.Join(errs...); err != nil {
+		return fmt.Errorf("replay accounting jump %d: %w", c.Seq, err)
+	}
+	return nil
 }
 
-// advanceLocked commits the newest snapshot among the leading done cuts: a
-// snapshot is only committed when its batch and all earlier ones are safe.
-func (t *Tailer) advanceLocked() bool {
-	last := -1
-	for i, p := range t.pending {
-		if !p.done {
-			break
+// checkJumps checks at load that the snapshots of the journaled jumps can be
+// restored, so that a damaged one is a corrupt checkpoint rather than a
+// replay that fails half-way.
+func (t *Tailer) checkJumps(cuts []cut) error {
+	for _, c := range cuts {
+		if c.Snapshot == nil {
+			continue
 		}
-		if p.snap != nil {
-			last = i
+		var s snapshot
+		if err := json.Unmarshal(c.Snapshot, &s); err != nil {
+			return fmt.Errorf("%w: jump %d: %w", errCorrupt, c.Seq, err)
 		}
-	}
-	if last < 0 {
-		return false
-	}
-	t.committed, t.committedSeq = t.pending[last].snap, t.pending[last].c.Seq
-	t.commitUnsaved = true
-	t.pending = t.pending[last+1:]
-	return true
-}
-
-func (t *Tailer) saveLocked() error {
-	if t.committed == nil {
-		return nil
-	}
-	cf := checkpointFile{Version: checkpointVersion, Seq: t.committedSeq, Snapshot: t.committed, TimesChecked: true}
-	for _, p := range t.pending {
-		cf.Pending = append(cf.Pending, p.c)
-	}
-	data, err := json.Marshal(cf)
-	if err == nil {
-		err = writeFileAtomic(t.cfg.StateDir, checkpointName, data)
-	}
-	if err != nil {
-		t.st.checkpointErrors.Add(1)
-		return fmt.Errorf("accounting checkpoint: %w", err)
-	}
-	now := t.now().Unix()
-	t.st.lastCheckpoint.Store(now)
-	if t.commitUnsaved {
-		t.commitUnsaved = false
-		t.st.lastCommit.Store(now)
+		scratch := newAggregator(t.cfg.Interval, t.cfg.TopDiag, t.agg.isp)
+		if err := scratch.restore(s.Agg); err != nil {
+			return fmt.Errorf("%w: jump %d: %w", errCorrupt, c.Seq, err)
+		}
 	}
 	return nil
 }

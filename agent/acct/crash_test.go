@@ -112,7 +112,7 @@ func TestTailerFingerprintMatch(t *testing.T) {
 	f0 := filepath.Join(h.dirA, "acct-2024-01-15-0000.csv")
 	data, written := records(1, 1, testStart)
 	appendFile(t, f0, append([]byte(header23+"\r\n"), data...))
-	if fi, _ := os.Stat(f0); fi.Size() >= DefaultFingerprintSize {
+	if fi, _ := os.Stat(f0); fi.Size() >= int64(DefaultConfig().FingerprintSize) {
 		t.Fatalf("fixture of %d bytes is not shorter than the fingerprint", fi.Size())
 	}
 	h.start()
@@ -285,16 +285,16 @@ func TestTailerManyPendingCuts(t *testing.T) {
 		data, recs := records(uint64(i), 10, h.now)
 		appendFile(t, f0, data)
 		written = append(written, recs...)
-		h.now = h.now.Add(DefaultInterval)
+		h.now = h.now.Add(DefaultConfig().Interval)
 		h.poll()
 	}
-	if len(h.tl.pending) <= maxPendingSnaps {
-		t.Fatalf("only %d cuts pending", len(h.tl.pending))
+	if len(h.tl.journal.pending) <= maxPendingSnaps {
+		t.Fatalf("only %d cuts pending", len(h.tl.journal.pending))
 	}
 	for _, b := range h.batches {
 		b.Done()
 	}
-	if n := len(h.tl.pending); n != 0 {
+	if n := len(h.tl.journal.pending); n != 0 {
 		t.Fatalf("%d cuts still pending after every Done", n)
 	}
 	h.now = h.now.Add(time.Hour)

@@ -1,15 +1,37 @@
 // Package acct reads PowerMTA's accounting CSV files and turns them into
 // pmta_acct and pmta_acct_diag points.
 //
-// The work is split the way the data flows: scanner splits RFC 4180 records
-// out of a byte buffer; parseRecord maps one record onto the few columns the
-// agent uses, through the header of the file it came from; the aggregator sums
-// records per interval and tag set. None of these does I/O. The Tailer follows
-// live files (by content fingerprint, through rotation, moves and deletion)
-// and keeps a checkpoint that only advances once emitted points are safe;
-// it reads a backlog (hours of acct and diag records for the same times) in
-// windows of time across all files, as Backfill does for whole files on
-// demand, so that the files' records for one interval meet in it.
+// The work is split the way the data flows, in parts that each do one thing
+// (the lines OpenTelemetry's fileconsumer draws between its fileset,
+// checkpoint, reader and scanner):
+//
+//   - scanner (scanner.go) splits RFC 4180 records out of a byte buffer;
+//     parseRecord (record.go, timeparse.go) maps one record onto the few
+//     columns the agent uses, through the header of the file it came from;
+//     the aggregator (aggregate.go, diag.go) sums records per interval and
+//     tag set; timeRange (timerange.go) refuses implausible times. None of
+//     these does I/O.
+//   - lineParser (reader.go) feeds a file's bytes through them, from a
+//     fileCursor: to the end (readAll), up to a byte offset (readTo) or
+//     until a time (readUntil).
+//   - windowReader (window.go) reads several files side by side in windows
+//     of timeLogged, so that acct and diag files holding the same times
+//     aggregate as if read live. The tailer's catch-up of a backlog and
+//     Backfill (backfill.go) both read through it.
+//   - fileset (fileset.go) is the tailer's files: found by glob, known by
+//     device and inode or by fingerprint through renames, moves, copies and
+//     links, truncated, missing or deleted, idle; problems.go reports what
+//     cannot be read.
+//   - journal (journal.go, journal_fold.go) is the checkpoint and its
+//     pending cuts — commit in order, replay after a crash, thin, prune and
+//     fold into jumps while a batch is unconfirmed — under its own lock;
+//     checkpoint.go holds the format on disk.
+//   - Tailer (tailer.go) is the Source: it owns the state directory (and its
+//     lock), composes the parts and steps them in PollOnce; catchup.go is
+//     how it reads the fileset's files, commit.go how it cuts, emits and
+//     replays; stats.go is its health.
+//   - Config (config.go) is the acct: section of the configuration, with
+//     its defaults (DefaultConfig) and checks (Validate), written once.
 //
 // Guarantee: every record read is counted exactly once — the sum of count
 // over all pmta_acct points equals the records read — across restarts, late

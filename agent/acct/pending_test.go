@@ -1,46 +1,15 @@
 package acct
 
 import (
-	"context"
-	"log/slog"
 	"os"
 	"path/filepath"
-	"strings"
-	"sync"
 	"testing"
 	"time"
 
+	"github.com/pmta-agent/pmta-agent/agent/logtest"
+
 	"github.com/pmta-agent/pmta-agent/agent"
 )
-
-// logRecorder is a slog handler that keeps the level and message of every
-// record.
-type logRecorder struct {
-	mu   sync.Mutex
-	msgs []string
-}
-
-func (r *logRecorder) Enabled(context.Context, slog.Level) bool { return true }
-func (r *logRecorder) Handle(_ context.Context, rec slog.Record) error {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	r.msgs = append(r.msgs, rec.Level.String()+" "+rec.Message)
-	return nil
-}
-func (r *logRecorder) WithAttrs([]slog.Attr) slog.Handler { return r }
-func (r *logRecorder) WithGroup(string) slog.Handler      { return r }
-
-func (r *logRecorder) count(s string) int {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	n := 0
-	for _, m := range r.msgs {
-		if strings.Contains(m, s) {
-			n++
-		}
-	}
-	return n
-}
 
 const stuckMsg = "ERROR a sink has not confirmed an accounting batch"
 
@@ -50,7 +19,7 @@ const stuckMsg = "ERROR a sink has not confirmed an accounting batch"
 // way.
 type stuckRun struct {
 	h       *harness
-	log     *logRecorder
+	log     *logtest.Recorder
 	first   agent.Batch   // the batch whose Done is held back
 	emitted []agent.Batch // every batch, in order
 	written []genRecord
@@ -60,15 +29,15 @@ func runStuck(t *testing.T) *stuckRun {
 	// maxPending above maxPendingSnaps, as in production, so that thinning
 	// the snapshots is part of the run.
 	const maxPending, cuts = maxPendingSnaps + 8, 350
-	r := &stuckRun{h: newHarness(t), log: &logRecorder{}}
+	r := &stuckRun{h: newHarness(t), log: logtest.New()}
 	h := r.h
-	h.log = slog.New(r.log)
+	h.log = r.log.Logger()
 	f0 := filepath.Join(h.dirA, "acct-2024-01-15-0000.csv")
 	f1 := filepath.Join(h.dirA, "acct-2024-01-15-0001.csv")
 	appendFile(t, f0, []byte(header23+"\r\n"))
 	h.now = testStart
 	h.start()
-	h.tl.maxPending = maxPending
+	h.tl.journal.maxPending = maxPending
 	h.tl.SetEmit(func(b agent.Batch) {
 		r.emitted = append(r.emitted, b)
 		h.db.write(b.Points)
@@ -104,9 +73,9 @@ func runStuck(t *testing.T) *stuckRun {
 			r.written = append(r.written, lrecs...)
 		}
 		appendFile(t, path, data)
-		h.now = h.now.Add(DefaultInterval)
+		h.now = h.now.Add(DefaultConfig().Interval)
 		h.poll()
-		n := len(h.tl.pending)
+		n := len(h.tl.journal.pending)
 		if n > maxPending {
 			t.Fatalf("cut %d: %d cuts pending, bound %d", i, n, maxPending)
 		}
@@ -135,8 +104,8 @@ func runStuck(t *testing.T) *stuckRun {
 	if c := h.stat("last_checkpoint_unix"); c != h.now.Unix() {
 		t.Fatalf("last_checkpoint_unix = %d, want %d (the last cut's write)", c, h.now.Unix())
 	}
-	if n := r.log.count(stuckMsg); n != 1 {
-		t.Fatalf("stuck batch reported %d times in %s, want once", n, cuts*DefaultInterval)
+	if n := r.log.Count(stuckMsg); n != 1 {
+		t.Fatalf("stuck batch reported %d times in %s, want once", n, cuts*DefaultConfig().Interval)
 	}
 	return r
 }
@@ -162,8 +131,8 @@ func TestTailerStuckBatch(t *testing.T) {
 		h.start()
 		h.poll()
 		got := h.batches
-		if len(got) == 0 || len(got) > h.tl.maxPending {
-			t.Fatalf("restart emitted %d batches, want the held-back one and at most %d more", len(got), h.tl.maxPending-1)
+		if len(got) == 0 || len(got) > h.tl.journal.maxPending {
+			t.Fatalf("restart emitted %d batches, want the held-back one and at most %d more", len(got), h.tl.journal.maxPending-1)
 		}
 		if a, b := sortedLP(r.first.Points), sortedLP(got[0].Points); a != b {
 			t.Fatalf("held-back batch emitted differently:\n--- before crash\n%s--- replay\n%s", a, b)
@@ -193,7 +162,7 @@ func TestTailerStuckBatch(t *testing.T) {
 		r := runStuck(t)
 		h := r.h
 		r.first.Done()
-		if n := len(h.tl.pending); n != 0 {
+		if n := len(h.tl.journal.pending); n != 0 {
 			t.Fatalf("%d cuts pending after the held-back Done", n)
 		}
 		if n := h.stat("pending_cuts"); n != 0 {

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"slices"
@@ -12,7 +13,8 @@ import (
 	"sync"
 )
 
-// problemState is what cannot be read, for /readyz and the log.
+// problemState is what cannot be read, for /readyz and the log. The
+// fileset sets it at every scan; Problems reads it from any goroutine.
 type problemState struct {
 	mu   sync.Mutex
 	list []string
@@ -21,29 +23,31 @@ type problemState struct {
 // Problems returns what keeps the tailer from reading its files — a glob's
 // directory that is missing or unreadable, a matched file it may not open —
 // one line each, naming the path. /readyz reports them.
-func (t *Tailer) Problems() []string {
-	t.probs.mu.Lock()
-	defer t.probs.mu.Unlock()
-	return slices.Clone(t.probs.list)
+func (t *Tailer) Problems() []string { return t.files.probs.get() }
+
+func (ps *problemState) get() []string {
+	ps.mu.Lock()
+	defer ps.mu.Unlock()
+	return slices.Clone(ps.list)
 }
 
-// setProblems replaces the problem list and logs what changed: a new
-// problem as an error, a solved one as information.
-func (t *Tailer) setProblems(list []string) {
+// set replaces the problem list and logs what changed: a new problem as an
+// error, a solved one as information.
+func (ps *problemState) set(list []string, log *slog.Logger) {
 	slices.Sort(list)
 	list = slices.Compact(list)
-	t.probs.mu.Lock()
-	old := t.probs.list
-	t.probs.list = list
-	t.probs.mu.Unlock()
+	ps.mu.Lock()
+	old := ps.list
+	ps.list = list
+	ps.mu.Unlock()
 	for _, p := range list {
 		if !slices.Contains(old, p) {
-			t.log.Error("accounting files cannot be read; records there are not counted until this is fixed", "problem", p)
+			log.Error("accounting files cannot be read; records there are not counted until this is fixed", "problem", p)
 		}
 	}
 	for _, p := range old {
 		if !slices.Contains(list, p) {
-			t.log.Info("accounting files readable again", "was", p)
+			log.Info("accounting files readable again", "was", p)
 		}
 	}
 }

@@ -2,13 +2,11 @@ package acct
 
 import (
 	"bytes"
-	"context"
 	"errors"
 	"fmt"
 	"io"
 	"log/slog"
 	"math"
-	"sync"
 	"time"
 )
 
@@ -30,11 +28,9 @@ const (
 	staleQuote = 300
 )
 
-// noLimit and noUntil switch off readFile's byte and time limits.
-const (
-	noLimit = int64(-1)
-	noUntil = int64(math.MaxInt64)
-)
+// noUntil is consume's until when no time stops it: no plausible timeLogged
+// reaches it (see timeRange).
+const noUntil = int64(math.MaxInt64)
 
 // fileCursor is where reading one file stands: the byte offset of the next
 // record, the columns in force there, and whether a broken over-long record
@@ -68,7 +64,7 @@ type lineParser struct {
 	buf      []byte
 	maxBytes int
 	times    timeRange
-	// discard makes readFile follow header rows but count no record: how the
+	// discard makes reading follow header rows but count no record: how the
 	// tailer skips what is already in the files at its very first start.
 	discard bool
 
@@ -76,21 +72,33 @@ type lineParser struct {
 	malformed  int64
 	outOfRange [numRangeReasons]int64 // records refused for their timeLogged
 	bytesRead  int64                  // bytes consumed (a pending partial line is not)
-	badLog     *rateLog
-	rangeLog   *rateLog
+	// badLog and rangeLog report malformed lines and implausible times,
+	// each with its own budget so that one kind does not silence the
+	// other; nil (benchmarks) logs nothing.
+	badLog   *limitedLog
+	rangeLog *limitedLog
 }
 
-func newLineParser(agg *aggregator, maxBytes int, times timeRange, badLog *rateLog) *lineParser {
-	return &lineParser{
+// badLineEvery rate-limits the reports of malformed lines and of implausible
+// times.
+const badLineEvery = 10 * time.Second
+
+// newLineParser returns a parser feeding agg. log receives the rate-limited
+// reports of bad lines, read from the clock now; a nil log drops them.
+func newLineParser(agg *aggregator, maxBytes int, times timeRange, log *slog.Logger, now func() time.Time) *lineParser {
+	p := &lineParser{
 		sc:       newScanner(maxBytes),
 		peek:     newScanner(maxBytes),
 		agg:      agg,
 		buf:      make([]byte, min(256<<10, maxBytes)),
 		maxBytes: maxBytes,
 		times:    times,
-		badLog:   badLog,
-		rangeLog: badLog.sibling(),
 	}
+	if log != nil {
+		p.badLog = newLimitedLog(log, slog.LevelWarn, badLineEvery, now)
+		p.rangeLog = newLimitedLog(log, slog.LevelWarn, badLineEvery, now)
+	}
+	return p
 }
 
 // outOfRangeTotal is the records refused for their timeLogged.
@@ -102,20 +110,50 @@ func (p *lineParser) outOfRangeTotal() int64 {
 	return n
 }
 
-// readFile feeds the records of f from c.offset on to the aggregator, until
-// the end of the file, until limit bytes (a record boundary) when limit is not
-// noLimit, or until the first record logged at or after until, which is left
-// unread and whose time is returned with stopped = true. final says no more
-// bytes will ever be written to f, so a last line without a line end counts.
-// afterChunk, if not nil, runs after each buffer's worth of records.
-func (p *lineParser) readFile(f io.ReaderAt, c *fileCursor, limit int64, final bool, until int64, afterChunk func()) (stopped bool, next int64, err error) {
+// readAll feeds the records of f from c.offset on to the aggregator, up to
+// the last complete line. final says no more bytes will ever be written to
+// f, so a last line without a line end counts. afterChunk, if not nil, runs
+// after each buffer's worth of records.
+func (p *lineParser) readAll(f io.ReaderAt, c *fileCursor, final bool, afterChunk func()) error {
+	_, _, err := p.read(f, c, readSpan{until: noUntil, final: final, afterChunk: afterChunk})
+	return err
+}
+
+// readTo feeds the records of f from c.offset up to the byte offset end, a
+// record boundary (where a cut left the file): a replay reads exactly the
+// records the cut had read.
+func (p *lineParser) readTo(f io.ReaderAt, c *fileCursor, end int64) error {
+	_, _, err := p.read(f, c, readSpan{toOffset: true, offset: end, until: noUntil})
+	return err
+}
+
+// readUntil feeds the records of f from c.offset on until the first one
+// logged at or after until, which is left unread and whose time is returned
+// with stopped = true; stopped = false means f was read to its last complete
+// line (final and afterChunk as for readAll). The offset it stops at is that
+// record's start, a record boundary.
+func (p *lineParser) readUntil(f io.ReaderAt, c *fileCursor, until int64, final bool, afterChunk func()) (stopped bool, next int64, err error) {
+	return p.read(f, c, readSpan{until: until, final: final, afterChunk: afterChunk})
+}
+
+// readSpan says where read ends besides the end of the file.
+type readSpan struct {
+	toOffset   bool  // stop at offset, a record boundary
+	offset     int64 // with toOffset: where to stop
+	until      int64 // stop before the first record logged at or after it; noUntil: never
+	final      bool  // the file never grows again
+	afterChunk func()
+}
+
+// read is the loop behind readAll, readTo and readUntil.
+func (p *lineParser) read(f io.ReaderAt, c *fileCursor, s readSpan) (stopped bool, next int64, err error) {
 	for {
 		want := len(p.buf)
-		if limit != noLimit {
-			if c.offset >= limit {
+		if s.toOffset {
+			if c.offset >= s.offset {
 				return false, 0, nil
 			}
-			want = int(min(int64(want), limit-c.offset))
+			want = int(min(int64(want), s.offset-c.offset))
 		}
 		n, rerr := f.ReadAt(p.buf[:want], c.offset)
 		if rerr != nil && !errors.Is(rerr, io.EOF) {
@@ -124,16 +162,16 @@ func (p *lineParser) readFile(f io.ReaderAt, c *fileCursor, limit int64, final b
 		if n == 0 {
 			return false, 0, nil
 		}
-		atLimit := limit != noLimit && c.offset+int64(n) == limit
+		atLimit := s.toOffset && c.offset+int64(n) == s.offset
 		short := n < want
 		if short {
 			c.eof = c.offset + int64(n)
 		}
-		used, stop, nextTS := p.consume(c, p.buf[:n], (final && short) || atLimit, until)
+		used, stop, nextTS := p.consume(c, p.buf[:n], (s.final && short) || atLimit, s.until)
 		c.offset += int64(used)
 		p.bytesRead += int64(used)
-		if afterChunk != nil {
-			afterChunk()
+		if s.afterChunk != nil {
+			s.afterChunk()
 		}
 		switch {
 		case stop:
@@ -331,45 +369,4 @@ func (p *lineParser) bad(c *fileCursor, pos int, err error) {
 	if p.badLog != nil {
 		p.badLog.log("skipped malformed accounting line", "file", c.name, "offset", c.offset+int64(pos), "reason", err.Error())
 	}
-}
-
-// rateLog logs at most once per period and says how many lines it held back,
-// so that a file full of garbage does not flood the log. It is safe for
-// concurrent use: batch Done callbacks log through it too.
-type rateLog struct {
-	mu         sync.Mutex
-	logger     *slog.Logger
-	loud       bool // log at Error, not Warn: the problem needs an operator
-	period     time.Duration
-	now        func() time.Time
-	last       time.Time
-	suppressed int64
-}
-
-// sibling returns a rateLog like r with its own budget, for another kind of
-// message that must not be silenced by the first.
-func (r *rateLog) sibling() *rateLog {
-	if r == nil {
-		return nil
-	}
-	return &rateLog{logger: r.logger, loud: r.loud, period: r.period, now: r.now}
-}
-
-func (r *rateLog) log(msg string, args ...any) {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	now := r.now()
-	if !r.last.IsZero() && now.Sub(r.last) < r.period {
-		r.suppressed++
-		return
-	}
-	if r.suppressed > 0 {
-		args = append(args, "suppressed_since_last", r.suppressed)
-	}
-	level := slog.LevelWarn
-	if r.loud {
-		level = slog.LevelError
-	}
-	r.logger.Log(context.Background(), level, msg, args...)
-	r.last, r.suppressed = now, 0
 }

@@ -7,14 +7,13 @@ import (
 	"github.com/pmta-agent/pmta-agent/agent"
 )
 
-// tailerStats are the tailer's counters, read by Stats from any goroutine.
+// tailerStats are the tailer's own counters, read by Stats from any
+// goroutine; the fileset and the journal keep theirs.
 type tailerStats struct {
 	// read holds what the polling goroutine counts, published whole so
 	// that a reader sees records, emitted and open of one moment.
-	read                                            atomic.Pointer[readCounts]
-	filesDone, truncations, lastCheckpoint          atomic.Int64
-	checkpointCorrupt, checkpointErrors, readErrors atomic.Int64
-	pendingCuts, lastCommit                         atomic.Int64
+	read                          atomic.Pointer[readCounts]
+	checkpointCorrupt, readErrors atomic.Int64
 }
 
 // readCounts are the parser's and aggregator's counts at the end of a poll
@@ -52,7 +51,7 @@ type readCounts struct {
 // is unread. problems counts the globs' directories and files that cannot
 // be read (see Problems).
 func (t *Tailer) Stats() []agent.Field {
-	s := &t.st
+	s, fs, j := &t.st, t.files, t.journal
 	r := s.read.Load()
 	if r == nil {
 		r = &readCounts{}
@@ -79,17 +78,17 @@ func (t *Tailer) Stats() []agent.Field {
 		{Key: "out_of_range_invalid", Value: r.outOfRange[implausible]},
 		{Key: "late", Value: r.late},
 		{Key: "files_open", Value: r.filesOpen},
-		{Key: "files_done", Value: s.filesDone.Load()},
-		{Key: "truncations", Value: s.truncations.Load()},
+		{Key: "files_done", Value: fs.filesDone.Load()},
+		{Key: "truncations", Value: fs.truncations.Load()},
 		{Key: "bytes_read", Value: r.bytesRead},
 		{Key: "tail_lag_bytes", Value: r.tailLagBytes},
 		{Key: "tail_lag_s", Value: lag},
 		{Key: "diag_folded", Value: r.diagFolded},
-		{Key: "last_checkpoint_unix", Value: s.lastCheckpoint.Load()},
-		{Key: "last_commit_unix", Value: s.lastCommit.Load()},
-		{Key: "pending_cuts", Value: s.pendingCuts.Load()},
+		{Key: "last_checkpoint_unix", Value: j.lastCheckpoint.Load()},
+		{Key: "last_commit_unix", Value: j.lastCommit.Load()},
+		{Key: "pending_cuts", Value: j.pendingCuts.Load()},
 		{Key: "checkpoint_corrupt", Value: s.checkpointCorrupt.Load()},
-		{Key: "checkpoint_errors", Value: s.checkpointErrors.Load()},
+		{Key: "checkpoint_errors", Value: j.checkpointErrors.Load()},
 		{Key: "read_errors", Value: s.readErrors.Load()},
 		{Key: "problems", Value: int64(len(t.Problems()))},
 	}
@@ -104,12 +103,12 @@ func (t *Tailer) updateStats(now time.Time) {
 		lines: p.lines, records: a.records, malformed: p.malformed, late: a.late, bytesRead: p.bytesRead,
 		diagFolded: a.folded, emitted: a.emitted, open: a.inOpen, restored: a.restored, outOfRange: p.outOfRange,
 	}
-	for _, e := range t.files {
+	for _, e := range t.files.entries {
 		if e.f != nil {
 			r.filesOpen++
 		}
 	}
-	r.tailLagBytes, r.lagFrom = t.noteLag(now)
+	r.tailLagBytes, r.lagFrom = t.files.noteLag(now)
 	t.st.read.Store(r)
 }
 
@@ -120,9 +119,9 @@ func (t *Tailer) updateStats(now time.Time) {
 // to its end forgets it. So the lag says how far behind the reading is,
 // whatever the newest record's time — a record from the future cannot pin
 // it at 0.
-func (t *Tailer) noteLag(now time.Time) (bytes, from int64) {
+func (s *fileset) noteLag(now time.Time) (bytes, from int64) {
 	nowMs := now.UnixMilli()
-	for _, e := range t.files {
+	for _, e := range s.entries {
 		// A last line not finished yet is seen, not unread: a file that
 		// ends in one — PowerMTA writing, or killed in the middle of a
 		// line — is not lagging.

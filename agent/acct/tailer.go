@@ -6,150 +6,43 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
-	"sync"
 	"time"
 
 	"github.com/pmta-agent/pmta-agent/agent"
+	"github.com/pmta-agent/pmta-agent/agent/statefile"
 )
 
-// Config configures a Tailer. Zero values take the defaults.
-type Config struct {
-	// Globs name the accounting files to follow; a move-to directory is just
-	// one more glob. Default /var/log/pmta/acct-*.csv and /var/log/pmta/diag-*.csv.
-	Globs []string
-	// StateDir holds the checkpoint. Required.
-	StateDir string
-	// StartAt is "beginning" or "end" (the default): where to start in the
-	// files present at the very first start, when there is no checkpoint.
-	StartAt string
-	// Interval is the aggregation window (default 10 s, whole seconds).
-	Interval time.Duration
-	// Grace is how long after an interval's end the tailer waits for its
-	// records before closing it (default 500 ms).
-	Grace time.Duration
-	// PollEvery is how often the files are scanned and read (default 500 ms).
-	PollEvery time.Duration
-	// FingerprintSize is how many leading bytes identify a file (default 1024).
-	FingerprintSize int
-	// TopDiag is how many dsnDiag patterns per (type, isp) and interval are
-	// kept; the rest fold into "other" (default 20).
-	TopDiag int
-	// MaxLineBytes bounds one record; longer ones are skipped (default 1 MiB).
-	MaxLineBytes int
-	// MaxClockSkew is how far past the clock a record's timeLogged may be
-	// (default 5 min); MaxAge how far behind it (0: any age). Records
-	// outside, and those before 1990 or after 2200, are counted per reason
-	// and not aggregated.
-	MaxClockSkew time.Duration
-	MaxAge       time.Duration
-}
-
-// Defaults of Config.
 const (
-	DefaultInterval        = 10 * time.Second
-	DefaultGrace           = 500 * time.Millisecond
-	DefaultPollEvery       = 500 * time.Millisecond
-	DefaultFingerprintSize = 1024
-	DefaultTopDiag         = 20
-	DefaultMaxLineBytes    = 1 << 20
-	DefaultMaxClockSkew    = 5 * time.Minute
-)
-
-// DefaultGlobs returns the stock PowerMTA accounting file locations.
-func DefaultGlobs() []string {
-	return []string{"/var/log/pmta/acct-*.csv", "/var/log/pmta/diag-*.csv"}
-}
-
-func (c Config) withDefaults() (Config, error) {
-	if len(c.Globs) == 0 {
-		c.Globs = DefaultGlobs()
-	}
-	if c.StartAt == "" {
-		c.StartAt = "end"
-	}
-	if c.Interval == 0 {
-		c.Interval = DefaultInterval
-	}
-	if c.Grace == 0 {
-		c.Grace = DefaultGrace
-	}
-	if c.PollEvery == 0 {
-		c.PollEvery = DefaultPollEvery
-	}
-	if c.FingerprintSize == 0 {
-		c.FingerprintSize = DefaultFingerprintSize
-	}
-	if c.TopDiag == 0 {
-		c.TopDiag = DefaultTopDiag
-	}
-	if c.MaxLineBytes == 0 {
-		c.MaxLineBytes = DefaultMaxLineBytes
-	}
-	if c.MaxClockSkew == 0 {
-		c.MaxClockSkew = DefaultMaxClockSkew
-	}
-	var errs []error
-	if c.StateDir == "" {
-		errs = append(errs, errors.New("acct.state_dir: required"))
-	}
-	if c.StartAt != "beginning" && c.StartAt != "end" {
-		errs = append(errs, fmt.Errorf("acct.start_at: %q is neither \"beginning\" nor \"end\"", c.StartAt))
-	}
-	if c.Interval < time.Second || c.Interval%time.Second != 0 {
-		errs = append(errs, fmt.Errorf("acct.interval: %s is not a whole number of seconds", c.Interval))
-	}
-	if c.Grace < 0 || c.PollEvery < 0 || c.FingerprintSize < 16 || c.TopDiag < 0 || c.MaxLineBytes < 1024 ||
-		c.MaxClockSkew < 0 || c.MaxAge < 0 {
-		errs = append(errs, errors.New("acct: grace, poll_every, max_clock_skew and max_age must be >= 0, fingerprint_size >= 16, top_diag >= 0, max_line_bytes >= 1024"))
-	}
-	return c, errors.Join(errs...)
-}
-
-const (
-	// missingPolls is how many scans in a row a file must be absent from the
-	// globs before it is drained and forgotten; one is not enough, as a file
-	// being moved between two watched directories can fall between globs.
-	missingPolls = 3
-	// idleClose is how long a fully read file may sit unchanged before its
-	// descriptor is closed; it is reopened by path when it grows.
-	idleClose = 5 * time.Minute
 	// maxOpenIntervals bounds memory should a backlog still open too many
 	// intervals (readSeen reads one side by side in windows, which keeps a
 	// dozen open): past it the oldest intervals are closed before the reader
 	// has caught up.
 	maxOpenIntervals = 360
+	// errLogEvery rate-limits the tailer's errors: failed polls, checkpoint
+	// writes, skips.
+	errLogEvery = 30 * time.Second
 )
 
 // Tailer follows PowerMTA's accounting files, counts every record exactly
 // once into per-interval pmta_acct and pmta_acct_diag points, and resumes
 // after a restart from a checkpoint that only moves once the emitted points
-// are safe (see Batch.Done).
+// are safe (see Batch.Done). It composes a fileset (which files), a
+// lineParser and an aggregator (their records, summed per interval) and a
+// journal (the checkpoint), and holds its state directory's lock.
 type Tailer struct {
-	cfg    Config
-	log    *slog.Logger
-	now    func() time.Time
-	open   func(name string) (*os.File, error) // os.Open; tests make files unreadable
-	agg    *aggregator
-	parser *lineParser
-	files  []*fileEntry
-	emit   func(agent.Batch)
-	first  bool  // no checkpoint: StartAt applies to the files found now
-	replay []cut // journaled cuts still to be replayed after a restart
-	seq    uint64
-	errLog *rateLog
-	// stuckLog reports a batch that is not confirmed for so long that the
-	// pending cuts pass maxPending.
-	stuckLog   *rateLog
-	maxPending int // see boundPendingLocked; a field so tests can lower it
+	cfg     Config
+	log     *slog.Logger
+	now     func() time.Time
+	lock    *statefile.DirLock // released by Close
+	files   *fileset
+	journal *journal
+	agg     *aggregator
+	parser  *lineParser
+	emit    func(agent.Batch)
+	first   bool // no checkpoint: StartAt applies to the files found now
+	errLog  *limitedLog
 
-	mu            sync.Mutex // guards the commit state below; Done runs anywhere
-	committed     []byte
-	committedSeq  uint64
-	commitUnsaved bool // committed moved since the last checkpoint write
-	pending       []*pendingCut
-
-	st    tailerStats
-	probs problemState
+	st tailerStats
 	// legacyTimes: the checkpoint loaded was written before times were
 	// checked, and may need unclampFuture once its cuts are replayed.
 	legacyTimes bool
@@ -161,13 +54,20 @@ var (
 	_ agent.Closer        = (*Tailer)(nil)
 )
 
-// NewTailer checks cfg, creates StateDir if needed and loads the checkpoint.
-// A corrupt checkpoint is moved aside and counted, and the tailer starts as on
-// its very first start.
+// NewTailer checks cfg (zero fields take DefaultConfig's, but for MaxAge,
+// whose zero is "any age"), creates StateDir (mode 0700) if needed, locks it
+// — two agents tailing into one checkpoint would each commit positions the
+// other has not sent — and loads the checkpoint. A corrupt checkpoint is
+// moved aside and counted, and the tailer starts as on its very first
+// start. Close releases the lock.
 func NewTailer(cfg Config, isp *agent.ISPMap, log *slog.Logger) (*Tailer, error) {
-	cfg, err := cfg.withDefaults()
-	if err != nil {
-		return nil, fmt.Errorf("acct tailer config: %w", err)
+	cfg = cfg.withDefaults()
+	var errs []error
+	if cfg.StateDir == "" {
+		errs = append(errs, errors.New("StateDir: required"))
+	}
+	if errs = append(errs, cfg.Validate()...); len(errs) > 0 {
+		return nil, fmt.Errorf("acct tailer config: %w", errors.Join(errs...))
 	}
 	if isp == nil {
 		return nil, errors.New("acct tailer: nil ISP map")
@@ -178,16 +78,21 @@ func NewTailer(cfg Config, isp *agent.ISPMap, log *slog.Logger) (*Tailer, error)
 	if err := os.MkdirAll(cfg.StateDir, 0o700); err != nil {
 		return nil, fmt.Errorf("acct tailer state dir: %w", err)
 	}
-	t := &Tailer{cfg: cfg, log: log, now: time.Now, open: os.Open, first: true}
-	t.agg = newAggregator(cfg.Interval, cfg.TopDiag, isp)
-	now := func() time.Time { return t.now() }
-	t.parser = newLineParser(t.agg, cfg.MaxLineBytes, timeRange{now: now, skew: int64(cfg.MaxClockSkew / time.Second),
-		maxAge: int64(cfg.MaxAge / time.Second)}, &rateLog{logger: log, period: 10 * time.Second, now: now})
-	t.errLog = &rateLog{logger: log, period: 30 * time.Second, now: now}
-	t.stuckLog = &rateLog{logger: log, loud: true, period: stuckLogEvery, now: now}
-	t.maxPending = maxPendingCuts
-	if err := t.load(); err != nil {
+	lock, err := statefile.LockDir(cfg.StateDir, "accounting state")
+	if err != nil {
 		return nil, err
+	}
+	t := &Tailer{cfg: cfg, log: log, now: time.Now, lock: lock, first: true}
+	// The parts read the clock through t.now, which tests replace.
+	now := func() time.Time { return t.now() }
+	t.errLog = newLimitedLog(log, slog.LevelWarn, errLogEvery, now)
+	t.files = newFileset(cfg.Globs, cfg.FingerprintSize, log)
+	t.journal = newJournal(cfg.StateDir, log, t.errLog, now)
+	t.agg = newAggregator(cfg.Interval, cfg.TopDiag, isp)
+	t.parser = newLineParser(t.agg, cfg.MaxLineBytes, timeRange{now: now, skew: int64(cfg.MaxClockSkew / time.Second),
+		maxAge: int64(cfg.MaxAge / time.Second)}, log, now)
+	if err := t.load(); err != nil {
+		return nil, errors.Join(err, lock.Release())
 	}
 	return t, nil
 }
@@ -195,13 +100,7 @@ func NewTailer(cfg Config, isp *agent.ISPMap, log *slog.Logger) (*Tailer, error)
 func (t *Tailer) load() error {
 	cf, snap, err := loadCheckpoint(t.cfg.StateDir)
 	if errors.Is(err, errCorrupt) {
-		to, qerr := quarantineCheckpoint(t.cfg.StateDir, t.now())
-		if qerr != nil {
-			return fmt.Errorf("acct tailer: %w (after: %w)", qerr, err)
-		}
-		t.st.checkpointCorrupt.Add(1)
-		t.log.Error("accounting checkpoint is corrupt; moved aside, starting afresh", "moved_to", to, "err", err)
-		return nil
+		return t.startAfresh(err)
 	}
 	if err != nil {
 		return fmt.Errorf("acct tailer: %w", err)
@@ -215,41 +114,25 @@ func (t *Tailer) load() error {
 	}
 	if err != nil {
 		t.agg.reset()
-		to, qerr := quarantineCheckpoint(t.cfg.StateDir, t.now())
-		if qerr != nil {
-			return fmt.Errorf("acct tailer: %w (after: %w)", qerr, err)
-		}
-		t.st.checkpointCorrupt.Add(1)
-		t.log.Error("accounting checkpoint is corrupt; moved aside, starting afresh", "moved_to", to, "err", err)
-		return nil
+		return t.startAfresh(err)
 	}
-	t.files = entriesFrom(snap.Files)
+	_ = t.files.restore(snap.Files) // no descriptor is open yet
 	t.first = false
 	t.legacyTimes = !cf.TimesChecked
-	t.committed, t.committedSeq, t.seq = cf.Snapshot, cf.Seq, cf.Seq
-	for _, c := range cf.Pending {
-		t.pending = append(t.pending, &pendingCut{c: c, at: t.now()})
-		t.replay = append(t.replay, c)
-		t.seq = max(t.seq, c.Seq)
-	}
-	t.st.pendingCuts.Store(int64(len(t.pending)))
+	t.journal.restore(cf)
 	return nil
 }
 
-// entriesFrom makes the file entries of a saved state; discover then binds
-// them to the files found.
-func entriesFrom(files []fileState) []*fileEntry {
-	out := make([]*fileEntry, 0, len(files))
-	for _, fs := range files {
-		e := &fileEntry{fp: fs.FP, dev: fs.Dev, ino: fs.Ino, hasID: fs.Ino != 0}
-		e.path, e.name, e.offset, e.skipping = fs.Path, fs.Path, fs.Offset, fs.Skipping
-		e.cutOffset = fs.Offset
-		if len(fs.Header) > 0 {
-			e.hdr = newHeader(fs.Header)
-		}
-		out = append(out, e)
+// startAfresh moves a checkpoint that cannot be used aside, for a human to
+// look at, and counts it; the tailer then starts as on its very first start.
+func (t *Tailer) startAfresh(cause error) error {
+	to, err := quarantineCheckpoint(t.cfg.StateDir, t.now())
+	if err != nil {
+		return fmt.Errorf("acct tailer: %w (after: %w)", err, cause)
 	}
-	return out
+	t.st.checkpointCorrupt.Add(1)
+	t.log.Error("accounting checkpoint is corrupt; moved aside, starting afresh", "moved_to", to, "err", cause)
+	return nil
 }
 
 // Name implements agent.Source.
@@ -292,33 +175,38 @@ func (t *Tailer) PollOnce(ctx context.Context) error {
 		return errors.New("acct tailer: no emit function; call Run or SetEmit first")
 	}
 	now := t.now()
-	errs := []error{t.discover(now)}
+	added, err := t.files.discover(now)
+	errs := []error{err}
+	if t.first && t.cfg.StartAt == "end" {
+		for _, e := range added {
+			t.skipExisting(e)
+		}
+	}
 	t.updateStats(now)
 	if t.first {
 		t.first = false
 		errs = append(errs, t.commitInitial())
 	}
-	for len(t.replay) > 0 {
-		errs = append(errs, t.replayCut(t.replay[0]))
-		t.replay = t.replay[1:]
+	for c, ok := t.journal.nextReplay(); ok; c, ok = t.journal.nextReplay() {
+		errs = append(errs, t.replayCut(c))
 	}
 	// A missing file is drained whole first: it will not grow, and a
 	// deleted one is only readable until its descriptor closes.
 	var seen []*fileEntry
 	caughtUp := true
-	for _, e := range t.sortedFiles() {
+	for _, e := range t.files.sorted() {
 		if e.seen {
 			seen = append(seen, e)
 			continue
 		}
-		if err := t.missing(e); err != nil {
+		if err := t.readMissing(e); err != nil {
 			caughtUp = false
 			t.st.readErrors.Add(1)
 			errs = append(errs, err)
 		}
 	}
 	boundary := t.wallBoundary(now)
-	if t.legacyTimes && len(t.replay) == 0 {
+	if t.legacyTimes {
 		t.legacyTimes = false
 		t.unclampFuture(boundary)
 	}
@@ -327,7 +215,7 @@ func (t *Tailer) PollOnce(ctx context.Context) error {
 	if caughtUp && ok {
 		errs = append(errs, t.closeAndEmit(boundary, nil))
 	}
-	t.closeIdle(now)
+	t.files.closeIdle(now)
 	t.updateStats(now)
 	return errors.Join(errs...)
 }
@@ -375,29 +263,23 @@ func (t *Tailer) unclampFuture(boundary int64) {
 
 // shutdown saves the current state when no emitted batch is outstanding, so
 // that a restart need not re-read the open intervals, and closes the files.
+// The lock stays until Close: the Done callbacks of the batches still being
+// drained write the checkpoint.
 func (t *Tailer) shutdown() {
-	t.mu.Lock()
-	if len(t.pending) == 0 {
-		if snap, err := t.snapshotJSON(); err == nil {
-			t.committed, t.commitUnsaved = snap, true
-			if err := t.saveLocked(); err != nil {
-				t.log.Warn("accounting checkpoint at shutdown failed", "err", err)
-			}
-		}
+	if err := t.journal.commitIfIdle(t.snapshotJSON); err != nil {
+		t.log.Warn("accounting checkpoint at shutdown failed", "err", err)
 	}
-	t.mu.Unlock()
-	_ = t.Close()
+	_ = t.files.closeAll()
 }
 
-// Close closes the files the tailer holds open. It is safe without Run and
-// more than once. Done callbacks of emitted batches still work after it.
+// Close closes the files the tailer holds open and releases the state
+// directory's lock. It is safe without Run and more than once. Done
+// callbacks of emitted batches still work after it.
 func (t *Tailer) Close() error {
-	var errs []error
-	for _, e := range t.files {
-		if e.f != nil {
-			errs = append(errs, e.f.Close())
-			e.f = nil
-		}
+	err := t.files.closeAll()
+	if t.lock != nil {
+		err = errors.Join(err, t.lock.Release())
+		t.lock = nil
 	}
-	return errors.Join(errs...)
+	return err
 }

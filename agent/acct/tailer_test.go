@@ -3,6 +3,7 @@ package acct
 import (
 	"cmp"
 	"context"
+	"fmt"
 	"log/slog"
 	"os"
 	"path/filepath"
@@ -92,8 +93,12 @@ func (h *harness) poll() {
 	}
 }
 
-// stop ends the tailer as Run does on cancellation.
-func (h *harness) stop() { h.tl.shutdown() }
+// stop ends the tailer as Run does on cancellation, then closes it as the
+// engine does, which releases the state directory's lock for the next start.
+func (h *harness) stop() {
+	h.tl.shutdown()
+	_ = h.tl.Close()
+}
 
 func (h *harness) stat(key string) int64 {
 	for _, f := range h.tl.Stats() {
@@ -256,4 +261,35 @@ func TestTailerRotation(t *testing.T) {
 	if total != int64(len(written)) {
 		t.Fatalf("counted %d records, wrote %d", total, len(written))
 	}
+}
+
+// TestTailerLocksStateDir: the tailer makes its state directory private and
+// locks it, so that a second agent on the same state fails to start; Close
+// lets the next one in.
+func TestTailerLocksStateDir(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "acct")
+	cfg := Config{Globs: []string{filepath.Join(t.TempDir(), "*.csv")}, StateDir: dir}
+	first, err := NewTailer(cfg, agent.NewISPMap(nil), discardLogger())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if fi, err := os.Stat(dir); err != nil || fi.Mode().Perm() != 0o700 {
+		t.Fatalf("state directory: %v, mode %v; want 0700", err, fi.Mode().Perm())
+	}
+	_, err = NewTailer(cfg, agent.NewISPMap(nil), discardLogger())
+	want := fmt.Sprintf("accounting state directory %s is locked by another process (pid %d)", dir, os.Getpid())
+	if err == nil || err.Error() != want {
+		t.Fatalf("second tailer: %v, want %q", err, want)
+	}
+	if err := first.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if err := first.Close(); err != nil {
+		t.Fatalf("second Close: %v", err)
+	}
+	next, err := NewTailer(cfg, agent.NewISPMap(nil), discardLogger())
+	if err != nil {
+		t.Fatalf("after Close: %v", err)
+	}
+	_ = next.Close()
 }

@@ -7,8 +7,6 @@ import (
 	"strings"
 	"testing"
 	"time"
-
-	"github.com/pmta-agent/pmta-agent/agent/engine"
 )
 
 func writeFile(t *testing.T, name, body string) string {
@@ -215,21 +213,6 @@ func TestLoadUnreadableFileIsOneProblem(t *testing.T) {
 	_, err := Load("/nonexistent/agent.yaml", nil)
 	if !errors.Is(err, ErrRead) || strings.Count(err.Error(), "\n") != 0 {
 		t.Errorf("got %v", err)
-	}
-}
-
-// Every tag the pipeline can bound has its cap, and no cap names a tag the
-// pipeline does not know (which would leave that tag unbounded).
-func TestPipelineCapsNameTheFoldedTags(t *testing.T) {
-	caps := Default().Pipeline.MaxValues()
-	tags := engine.FoldedTags()
-	if len(caps) != len(tags) {
-		t.Fatalf("caps %v, folded tags %v", caps, tags)
-	}
-	for _, tag := range tags {
-		if caps[tag] < 1 {
-			t.Errorf("no cap for %q in %v", tag, caps)
-		}
 	}
 }
 

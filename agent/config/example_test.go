@@ -50,7 +50,15 @@ func leaves(t reflect.Type, prefix string) []string {
 	var out []string
 	for i := 0; i < t.NumField(); i++ {
 		f := t.Field(i)
-		name := prefix + f.Tag.Get("koanf")
+		tag := f.Tag.Get("koanf")
+		switch {
+		case tag == "-":
+			continue // set by the wiring, not a key
+		case squashed(f):
+			out = append(out, leaves(f.Type, prefix)...)
+			continue
+		}
+		name := prefix + tag
 		if f.Type.Kind() == reflect.Struct && f.Type.String() != "time.Duration" {
 			out = append(out, leaves(f.Type, name+".")...)
 			continue

@@ -175,13 +175,30 @@ func fieldAt(t reflect.Type, path []string) (_ reflect.Type, n int, known bool) 
 	return t, n, true
 }
 
+// fieldByTag finds the field whose koanf tag is name, also inside embedded
+// structs squashed into t (a sink's settings and its buffer share one
+// section); fields tagged "-" are not keys.
 func fieldByTag(t reflect.Type, name string) (reflect.StructField, bool) {
 	for i := 0; i < t.NumField(); i++ {
-		if f := t.Field(i); f.Tag.Get("koanf") == name {
+		f := t.Field(i)
+		tag := f.Tag.Get("koanf")
+		if squashed(f) {
+			if g, ok := fieldByTag(f.Type, name); ok {
+				return g, true
+			}
+			continue
+		}
+		if tag == name && tag != "-" {
 			return f, true
 		}
 	}
 	return reflect.StructField{}, false
+}
+
+// squashed reports whether f is an embedded struct whose fields are keys of
+// the struct embedding it (koanf:",squash").
+func squashed(f reflect.StructField) bool {
+	return f.Anonymous && f.Type.Kind() == reflect.Struct && strings.HasSuffix(f.Tag.Get("koanf"), ",squash")
 }
 
 var textUnmarshaler = reflect.TypeFor[encoding.TextUnmarshaler]()

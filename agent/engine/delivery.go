@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/pmta-agent/pmta-agent/agent"
+	"github.com/pmta-agent/pmta-agent/agent/ratelog"
 )
 
 // DeliveryConfig paces one sink's writes.
@@ -35,6 +36,9 @@ type DeliveryConfig struct {
 	DeadLetters agent.DeadLetters
 }
 
+// logEvery is how often a continuing failure or refusal is logged again.
+const logEvery = 5 * time.Minute
+
 // Delivery owns one sink: the pipeline appends to its Store, and its loop
 // writes the store's entries to the sink and acknowledges them. It never
 // gives up on time; points leave the store only when the sink accepted them,
@@ -58,10 +62,15 @@ type Delivery struct {
 
 	mu         sync.Mutex // guards the write state below; FlushOnce runs one at a time
 	cur        *inflight
-	newestSeen uint64    // the newest entry at the last pick
-	dlLoud     time.Time // the last log line about refused points
-	dlQuiet    int64     // points refused since that line
-	dlFailLoud time.Time // the last log line about a dead-letter file that failed
+	newestSeen uint64 // the newest entry at the last pick
+
+	// The log: failures as state changes, refusals and a dead-letter file
+	// that fails at most every logEvery each.
+	fails         *ratelog.FailureLog
+	endpoint      []any // "endpoint", where the sink writes, for the failure lines
+	refusals      ratelog.Episode
+	refusedPoints int64 // refused since the last line about them
+	dlFails       ratelog.Episode
 
 	// The counts of Stats; storeMu guards them (see Counts).
 	recovered, droppedAtStart int64
@@ -78,9 +87,7 @@ type Delivery struct {
 	retained []retainedAppend // refused by the store, appended again before anything newer
 
 	attempt      int
-	failing      bool
 	failingSince atomic.Int64 // unix seconds of the first failure of the current episode, 0 when writing fine
-	lastLoud     time.Time
 	errs         atomic.Int64
 	splits       atomic.Int64
 	appendErr    atomic.Int64
@@ -110,7 +117,7 @@ type inflight struct {
 // NewDelivery returns the delivery loop for sink over store.
 func NewDelivery(sink agent.Sink, store agent.Store, cfg DeliveryConfig, log *slog.Logger) *Delivery {
 	if cfg.BatchSize <= 0 {
-		cfg.BatchSize = 5000
+		cfg.BatchSize = agent.DefaultBatchSize
 	}
 	if cfg.MinBackoff <= 0 {
 		cfg.MinBackoff = time.Second
@@ -119,6 +126,12 @@ func NewDelivery(sink agent.Sink, store agent.Store, cfg DeliveryConfig, log *sl
 		cfg.MaxBackoff = cfg.MinBackoff
 	}
 	d := &Delivery{sink: sink, store: store, cfg: cfg, log: log.With("sink", sink.Name()), now: time.Now}
+	if e, ok := sink.(agent.Endpointer); ok {
+		d.endpoint = []any{"endpoint", e.Endpoint()}
+	}
+	d.fails = ratelog.NewFailureLog(d.log.With(d.endpoint...), "sink "+sink.Name()+" write", logEvery,
+		func() time.Time { return d.now() })
+	d.refusals.Every, d.dlFails.Every = logEvery, logEvery
 	_, points, _ := store.Pending()
 	d.recovered = int64(points)
 	d.droppedAtStart = storeDropped(store)
@@ -359,15 +372,11 @@ func (d *Delivery) FlushOnce(ctx context.Context) (wait time.Duration, more bool
 	if kind == agent.Throttled && retryAfter > 0 {
 		wait = min(retryAfter, 10*time.Minute)
 	}
-	if !d.failing {
+	if d.failingSince.Load() == 0 {
 		d.failingSince.Store(d.now().Unix())
 	}
-	if !d.failing || d.now().Sub(d.lastLoud) > 10*time.Minute {
-		d.failing = true
-		d.lastLoud = d.now()
-		d.log.Warn("sink write failed; will retry", "kind", kind.String(), "retry_in", wait.Round(time.Millisecond),
-			"queued_points", d.Queued(), "err", err)
-	}
+	se := &agent.SinkError{Kind: kind, RetryAfter: retryAfter, Err: err}
+	d.fails.Failed(se, "retry_in", wait.Round(time.Millisecond), "queued_points", d.Queued())
 	return wait, true
 }
 
@@ -376,11 +385,8 @@ func (d *Delivery) answered(start time.Time) {
 	d.lastOK.Store(d.now().Unix())
 	d.lastWrite.Store(int64(d.now().Sub(start)))
 	d.attempt = 0
-	if d.failing {
-		d.failing = false
-		d.failingSince.Store(0)
-		d.log.Info("sink writes again")
-	}
+	d.failingSince.Store(0)
+	d.fails.Succeeded()
 }
 
 func (d *Delivery) hasMore() bool {

@@ -159,15 +159,17 @@ func TestBackoffBounds(t *testing.T) {
 
 func TestEngineDrainsOnShutdown(t *testing.T) {
 	s := &fakeSink{}
-	d := NewDelivery(s, queue.NewMemory(100), DeliveryConfig{}, discard())
-	p := NewPipeline(PipelineConfig{Server: "s", MaxValues: map[string]int{"domain": 10}}, d)
 	src := sourceFunc(func(ctx context.Context, emit func(agent.Batch)) error {
 		emit(agent.Batch{Points: pts(3)})
 		<-ctx.Done()
 		emit(agent.Batch{Points: pts(2)}) // emitted while stopping: must still be written
 		return nil
 	})
-	e := NewEngine(EngineConfig{SelfInterval: time.Hour, ShutdownTimeout: 5 * time.Second}, p, []*Delivery{d}, []agent.Source{src}, discard())
+	e, err := New(Config{SelfInterval: time.Hour, ShutdownTimeout: 5 * time.Second, Pipeline: PipelineConfig{Server: "s", MaxDomains: 10}},
+		[]agent.Source{src}, []Output{{Sink: s, Buffer: MemoryBuffer()}}, nil, discard())
+	if err != nil {
+		t.Fatal(err)
+	}
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error)
 	go func() { done <- e.Run(ctx) }()

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"sync"
 	"time"
@@ -11,21 +12,32 @@ import (
 	"github.com/pmta-agent/pmta-agent/agent"
 )
 
-// EngineConfig is the engine's own part of the configuration.
-type EngineConfig struct {
+// Config is the engine's own part of the configuration.
+type Config struct {
+	// StateDir holds the disk queues (queue/<sink>) and the dead-letter
+	// files (deadletter/<sink>.lp).
+	StateDir string
 	// SelfInterval is how often pmta_agent points are emitted (0: never).
 	SelfInterval time.Duration
-	// ShutdownTimeout bounds the final drain of the sink buffers.
+	// ShutdownTimeout bounds the final drain of the sink buffers, and
+	// Close.
 	ShutdownTimeout time.Duration
+	// Pipeline tags and bounds the points.
+	Pipeline PipelineConfig
 }
 
-// Engine runs the sources, the pipeline and one delivery loop per sink.
+// Engine runs the sources, the pipeline and one delivery loop per sink. It
+// owns all of them from New on: it opens the sinks' buffers, starts and
+// stops the loops, and Close releases everything — the one owner the
+// commands need not know the parts of. Run, Gather and Feed are its modes:
+// the daemon, one collection round, and a backfill.
 type Engine struct {
-	cfg        EngineConfig
+	cfg        Config
 	pipeline   *Pipeline
 	deliveries []*Delivery
 	sources    []agent.Source
 	reporters  []agent.StatsReporter
+	closers    []io.Closer // sinks, stores and dead-letter files, closed after the sources
 	log        *slog.Logger
 	now        func() time.Time
 
@@ -33,36 +45,70 @@ type Engine struct {
 	closeErr  error
 }
 
-// NewEngine wires sources to deliveries through pipeline. Every source,
-// delivery and sink that is a StatsReporter reports as a pmta_agent
-// component, as does the pipeline.
-func NewEngine(cfg EngineConfig, pipeline *Pipeline, deliveries []*Delivery, sources []agent.Source, log *slog.Logger) *Engine {
-	e := &Engine{cfg: cfg, pipeline: pipeline, deliveries: deliveries, sources: sources, log: log, now: time.Now}
+// New builds the engine: a buffer and a delivery loop for each output,
+// and the pipeline that feeds them and taps (what else sees every point:
+// the latest values for /metrics). On error, what it opened is closed, and
+// the sources and sinks given are closed too: they are the engine's now.
+// Every source, delivery and sink that is a StatsReporter reports as a
+// pmta_agent component, as does the pipeline.
+func New(cfg Config, sources []agent.Source, outputs []Output, taps []Enqueuer, log *slog.Logger) (*Engine, error) {
+	e := &Engine{cfg: cfg, sources: sources, log: log, now: time.Now}
+	var enq []Enqueuer
+	for _, o := range outputs {
+		e.closers = append(e.closers, closerOf(o.Sink))
+	}
+	for _, o := range outputs {
+		d, st, dl, err := openOutput(cfg.StateDir, o, log)
+		if err != nil {
+			return nil, errors.Join(err, e.Close(context.Background()))
+		}
+		e.closers = append(e.closers, closerOf(st))
+		if dl != nil {
+			e.closers = append(e.closers, dl)
+		}
+		e.deliveries = append(e.deliveries, d)
+		enq = append(enq, d)
+	}
+	e.pipeline = NewPipeline(cfg.Pipeline, append(enq, taps...)...)
 	for _, s := range sources {
 		if r, ok := s.(agent.StatsReporter); ok {
 			e.reporters = append(e.reporters, r)
 		}
 	}
-	e.reporters = append(e.reporters, pipeline)
-	for _, d := range deliveries {
+	e.reporters = append(e.reporters, e.pipeline)
+	for _, d := range e.deliveries {
 		e.reporters = append(e.reporters, d)
 		if r, ok := d.sink.(agent.StatsReporter); ok {
 			e.reporters = append(e.reporters, r)
 		}
 	}
-	return e
+	return e, nil
 }
+
+// closerOf returns v as an io.Closer, or a no-op one.
+func closerOf(v any) io.Closer {
+	if c, ok := v.(agent.Closer); ok {
+		return c
+	}
+	return nopCloser{}
+}
+
+type nopCloser struct{}
+
+func (nopCloser) Close() error { return nil }
+
+// Pipeline returns the engine's pipeline.
+func (e *Engine) Pipeline() *Pipeline { return e.pipeline }
+
+// Deliveries returns the delivery loops, one per sink, in the order of the
+// outputs given to New.
+func (e *Engine) Deliveries() []*Delivery { return e.deliveries }
 
 // Run works until ctx is cancelled, then stops the sources, drains the sink
 // buffers within ShutdownTimeout and returns. It returns an error when a
 // source could not work at all or when points were left unwritten.
 func (e *Engine) Run(ctx context.Context) error {
-	dctx, stopDeliveries := context.WithCancel(context.WithoutCancel(ctx))
-	var dwg sync.WaitGroup
-	for _, d := range e.deliveries {
-		dwg.Go(func() { d.Run(dctx) })
-	}
-
+	stop := e.startDeliveries(ctx)
 	sctx, stopSources := context.WithCancel(ctx)
 	var swg sync.WaitGroup
 	srcErrs := make(chan error, len(e.sources))
@@ -88,16 +134,88 @@ func (e *Engine) Run(ctx context.Context) error {
 	if e.cfg.SelfInterval > 0 {
 		e.EmitSelf()
 	}
+	return errors.Join(append(errs, stop())...)
+}
 
-	stopDeliveries()
-	if !waitTimeout(&dwg, e.shutdownTimeout()) {
-		// A write that ignores cancellation (a stuck pipe on stdout) must not
-		// hold the process: what it holds stays in its store.
-		errs = append(errs, fmt.Errorf("a sink write did not return within %s of the stop", e.shutdownTimeout()))
-		return errors.Join(errs...)
+// Gather runs one collection round of every source that can gather on
+// demand and returns their points as the pipeline makes them (tagged and
+// bounded), without writing them to the sinks: `pmta-agent once`.
+func (e *Engine) Gather(ctx context.Context) ([]agent.Point, error) {
+	var pts []agent.Point
+	var errs []error
+	for _, s := range e.sources {
+		g, ok := s.(agent.Gatherer)
+		if !ok {
+			continue
+		}
+		b, err := g.Gather(ctx)
+		if err != nil {
+			errs = append(errs, fmt.Errorf("%s: %w", s.Name(), err))
+		}
+		pts = append(pts, e.pipeline.Process(b.Points)...)
 	}
-	errs = append(errs, e.drain())
-	return errors.Join(errs...)
+	return pts, errors.Join(errs...)
+}
+
+// Feed runs the delivery loops while produce emits batches (a backfill),
+// holding produce back while any sink has more than high points waiting,
+// so that memory stays flat however much it emits. Once produce returns,
+// Feed waits until every sink took what was emitted — without a deadline
+// unless ctx ends; then ShutdownTimeout bounds the last attempt.
+func (e *Engine) Feed(ctx context.Context, high int, produce func(emit func(agent.Batch)) error) error {
+	stop := e.startDeliveries(ctx)
+	emit := func(b agent.Batch) {
+		e.pipeline.Emit(b)
+		e.waitForRoom(ctx, high)
+	}
+	err := produce(emit)
+	e.waitForRoom(ctx, 0)
+	return errors.Join(err, stop())
+}
+
+// startDeliveries runs the delivery loops until the returned function is
+// called, which stops them and drains what they hold within
+// ShutdownTimeout. They run on after ctx ends, until then: points emitted
+// while the sources stop still go out.
+func (e *Engine) startDeliveries(ctx context.Context) (stop func() error) {
+	dctx, stopDeliveries := context.WithCancel(context.WithoutCancel(ctx))
+	var dwg sync.WaitGroup
+	for _, d := range e.deliveries {
+		dwg.Go(func() { d.Run(dctx) })
+	}
+	return func() error {
+		stopDeliveries()
+		if !waitTimeout(&dwg, e.shutdownTimeout()) {
+			// A write that ignores cancellation (a stuck pipe on stdout)
+			// must not hold the process: what it holds stays in its store.
+			return fmt.Errorf("a sink write did not return within %s of the stop", e.shutdownTimeout())
+		}
+		return e.drain()
+	}
+}
+
+// waitForRoom blocks while any delivery holds more than high points (0:
+// until all are empty), or until ctx ends. The deliveries signal no
+// progress, so it looks every few milliseconds.
+func (e *Engine) waitForRoom(ctx context.Context, high int) {
+	t := time.NewTicker(5 * time.Millisecond)
+	defer t.Stop()
+	for {
+		full := false
+		for _, d := range e.deliveries {
+			if d.Queued() > high {
+				full = true
+			}
+		}
+		if !full {
+			return
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+	}
 }
 
 func (e *Engine) shutdownTimeout() time.Duration {
@@ -167,22 +285,23 @@ func (e *Engine) SelfPoints(now time.Time) []agent.Point {
 	return pts
 }
 
-// Close releases what the sources and sinks hold. It is safe to call
-// without Run and more than once; ctx bounds how long it may take.
+// Close releases everything the engine owns — the sources first (a tailer
+// saves its state), then the sinks, the buffers (a disk queue fsyncs and
+// releases its lock) and the dead-letter files. It is safe to call without
+// Run and more than once; ctx and ShutdownTimeout bound how long it may
+// take.
 func (e *Engine) Close(ctx context.Context) error {
 	e.closeOnce.Do(func() {
+		ctx, cancel := context.WithTimeout(ctx, e.shutdownTimeout())
+		defer cancel()
 		done := make(chan error, 1)
 		go func() {
 			var errs []error
 			for _, s := range e.sources {
-				if c, ok := s.(agent.Closer); ok {
-					errs = append(errs, c.Close())
-				}
+				errs = append(errs, closerOf(s).Close())
 			}
-			for _, d := range e.deliveries {
-				if c, ok := d.sink.(agent.Closer); ok {
-					errs = append(errs, c.Close())
-				}
+			for _, c := range e.closers {
+				errs = append(errs, c.Close())
 			}
 			done <- errors.Join(errs...)
 		}()

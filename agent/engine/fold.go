@@ -21,9 +21,6 @@ var (
 	foldedStat = [...]string{"domains_folded", "vmtas_folded", "pools_folded", "source_ips_folded", "bounce_cats_folded", "diags_folded"}
 )
 
-// FoldedTags returns the tags the pipeline can bound (PipelineConfig.MaxValues).
-func FoldedTags() []string { return slices.Clone(foldedTags[:]) }
-
 // foldTag keeps the max values of tag with the most volume (the "rcp" or
 // "count" fields of the points that carry them) and sets the others to
 // "other", in place. It returns how many distinct values it folded; the

@@ -1,21 +1,74 @@
 package engine
 
 import (
+	"fmt"
 	"slices"
+	"strings"
 	"sync/atomic"
 
 	"github.com/pmta-agent/pmta-agent/agent"
 )
 
-// PipelineConfig is what the pipeline needs to tag and bound points.
+// PipelineConfig is the pipeline section of the configuration: the caps on
+// the tags strangers or configuration can multiply, and the operator's own
+// domain → ISP rules. Server and Tags come from the top of the
+// configuration; the wiring sets them.
 type PipelineConfig struct {
-	Server string
-	Tags   map[string]string
-	// MaxValues caps, per batch, the distinct values of each tag it names
-	// (one of FoldedTags); the smallest by volume fold into "other". A tag
-	// it does not name, or names with 0, is not bounded.
-	MaxValues map[string]int
-	ISP       *agent.ISPMap
+	// MaxDomains caps the distinct domains per batch; the smallest by
+	// volume are folded into domain="other". The other caps do the same
+	// for their tag. 0 bounds nothing.
+	MaxDomains    int `koanf:"max_domains"`
+	MaxVMTAs      int `koanf:"max_vmtas"`
+	MaxPools      int `koanf:"max_pools"`
+	MaxSourceIPs  int `koanf:"max_source_ips"`
+	MaxBounceCats int `koanf:"max_bounce_cats"`
+	MaxDiags      int `koanf:"max_diags"`
+	// ISPMap adds to (and overrides) the built-in domain → provider map.
+	// Keys are domains ("example.net") or "name.*" for any suffix.
+	ISPMap map[string]string `koanf:"isp_map"`
+
+	// Server is the server tag of every point; Tags are added to every
+	// point (a point's own tag of the same name wins).
+	Server string            `koanf:"-"`
+	Tags   map[string]string `koanf:"-"`
+}
+
+// DefaultPipelineConfig holds the caps, sized for a large sender: hundreds
+// of source IPs and vmtas, thousands of recipient domains of which the top
+// 500 by volume carry nearly all of it.
+func DefaultPipelineConfig() PipelineConfig {
+	return PipelineConfig{MaxDomains: 500, MaxVMTAs: 500, MaxPools: 100, MaxSourceIPs: 1000, MaxBounceCats: 50, MaxDiags: 500}
+}
+
+// Validate reports every problem, each starting with its key relative to
+// the pipeline section.
+func (c PipelineConfig) Validate() []error {
+	var errs []error
+	for _, m := range []struct {
+		key string
+		v   int
+	}{
+		{"max_domains", c.MaxDomains}, {"max_vmtas", c.MaxVMTAs}, {"max_pools", c.MaxPools},
+		{"max_source_ips", c.MaxSourceIPs}, {"max_bounce_cats", c.MaxBounceCats}, {"max_diags", c.MaxDiags},
+	} {
+		if m.v < 1 {
+			errs = append(errs, fmt.Errorf("%s: must be at least 1", m.key))
+		}
+	}
+	for k, v := range c.ISPMap {
+		if strings.TrimSpace(k) == "" || strings.TrimSpace(v) == "" {
+			errs = append(errs, fmt.Errorf("isp_map: rule %q → %q has an empty side", k, v))
+		}
+	}
+	return errs
+}
+
+// maxValues returns the caps by tag name (foldedTags lists them).
+func (c PipelineConfig) maxValues() map[string]int {
+	return map[string]int{
+		"domain": c.MaxDomains, "vmta": c.MaxVMTAs, "pool": c.MaxPools,
+		"source_ip": c.MaxSourceIPs, "bounce_cat": c.MaxBounceCats, "diag": c.MaxDiags,
+	}
 }
 
 // Pipeline tags the points of every batch and bounds their cardinality, then
@@ -23,6 +76,8 @@ type PipelineConfig struct {
 // from their own goroutines.
 type Pipeline struct {
 	cfg    PipelineConfig
+	isp    *agent.ISPMap
+	caps   map[string]int
 	static []agent.Tag
 	queues []Enqueuer
 
@@ -41,10 +96,7 @@ type Enqueuer interface {
 
 // NewPipeline returns a pipeline that feeds queues.
 func NewPipeline(cfg PipelineConfig, queues ...Enqueuer) *Pipeline {
-	if cfg.ISP == nil {
-		cfg.ISP = agent.NewISPMap(nil)
-	}
-	p := &Pipeline{cfg: cfg, queues: queues}
+	p := &Pipeline{cfg: cfg, isp: agent.NewISPMap(cfg.ISPMap), caps: cfg.maxValues(), queues: queues}
 	for k, v := range cfg.Tags {
 		p.static = append(p.static, agent.Tag{Key: k, Value: v})
 	}
@@ -94,7 +146,7 @@ func (p *Pipeline) Process(in []agent.Point) []agent.Point {
 		out[i] = pt
 	}
 	for i, tag := range foldedTags {
-		if n := foldTag(out, tag, p.cfg.MaxValues[tag]); n > 0 {
+		if n := foldTag(out, tag, p.caps[tag]); n > 0 {
 			p.folded[i].Add(int64(n))
 			changed = true
 		}
@@ -119,7 +171,7 @@ func (p *Pipeline) tag(pt *agent.Point) (changed bool) {
 			changed = true
 		}
 		if _, has := pt.TagValue("isp"); !has && nd != "" {
-			pt.SetTag("isp", p.cfg.ISP.Lookup(nd))
+			pt.SetTag("isp", p.isp.Lookup(nd))
 		}
 	}
 	for _, t := range p.static {

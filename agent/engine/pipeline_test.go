@@ -10,7 +10,7 @@ import (
 
 func TestPipelineTags(t *testing.T) {
 	ts := time.Unix(1705332300, 0)
-	p := NewPipeline(PipelineConfig{Server: "mta01", Tags: map[string]string{"dc": "fra1", "server": "not-this-one"}, MaxValues: map[string]int{"domain": 10}})
+	p := NewPipeline(PipelineConfig{Server: "mta01", Tags: map[string]string{"dc": "fra1", "server": "not-this-one"}, MaxDomains: 10})
 	in := []agent.Point{
 		agent.NewPoint("pmta_queue", []agent.Tag{{Key: "vmta", Value: "vmta-gm-011"}, {Key: "domain", Value: "GMail.com."}}, []agent.Field{{Key: "rcp", Value: int64(5)}}, ts),
 		agent.NewPoint("pmta_vmta", []agent.Tag{{Key: "vmta", Value: "vmta-gm-011"}}, []agent.Field{{Key: "rcp", Value: int64(5)}}, ts),
@@ -41,7 +41,7 @@ func TestFoldDomainsKeepsTotals(t *testing.T) {
 	add("small-a.example", "v1", 3, 7)
 	add("small-b.example", "v1", 2, 9)
 	add("small-c.example", "v2", 1, 4)
-	p := NewPipeline(PipelineConfig{Server: "s", MaxValues: map[string]int{"domain": 2}})
+	p := NewPipeline(PipelineConfig{Server: "s", MaxDomains: 2})
 	out := p.Process(in)
 	got := string(agent.LineProtocol(out))
 	want := "pmta_queue,domain=gmail.com,isp=google,server=s,vmta=v1 rcp=100i,kb=50.0,paused=1i,queued_s_max=1.0 1705332300000000000\n" +
@@ -82,7 +82,7 @@ func TestPointVolumeIgnoresFlags(t *testing.T) {
 func TestPipelineCallsDone(t *testing.T) {
 	var got [][]agent.Point
 	q := enqueueFunc(func(p []agent.Point) { got = append(got, p) })
-	p := NewPipeline(PipelineConfig{Server: "s", MaxValues: map[string]int{"domain": 5}}, q, q)
+	p := NewPipeline(PipelineConfig{Server: "s", MaxDomains: 5}, q, q)
 	done := 0
 	p.Emit(agent.Batch{Points: []agent.Point{agent.NewPoint("m", nil, []agent.Field{{Key: "f", Value: int64(1)}}, time.Unix(1, 0))}, Done: func() { done++ }})
 	if done != 1 || len(got) != 2 {
@@ -112,7 +112,7 @@ func TestPipelineBoundsEveryMultipliedTag(t *testing.T) {
 		}, []agent.Field{{Key: "count", Value: n}, {Key: "queued_s_max", Value: float64(i)}}, ts))
 	}
 	max := map[string]int{"domain": 500, "vmta": 50, "pool": 20, "source_ip": 100, "bounce_cat": 10, "diag": 100}
-	p := NewPipeline(PipelineConfig{Server: "s", MaxValues: max})
+	p := NewPipeline(PipelineConfig{Server: "s", MaxDomains: 500, MaxVMTAs: 50, MaxPools: 20, MaxSourceIPs: 100, MaxBounceCats: 10, MaxDiags: 100})
 	out := p.Process(in)
 	var sum int64
 	distinct := map[string]map[string]bool{}
@@ -167,5 +167,19 @@ func TestPipelineMergesValuesMadeEqual(t *testing.T) {
 		"pmta_acct,domain=ok.com,isp=other,server=s,type=d count=1i 1705332300000000000\n"
 	if got != want {
 		t.Errorf("got\n%s\nwant\n%s", got, want)
+	}
+}
+
+// Every tag the pipeline can bound has its cap, and no cap names a tag the
+// pipeline does not know (which would leave that tag unbounded).
+func TestPipelineCapsNameTheFoldedTags(t *testing.T) {
+	caps := DefaultPipelineConfig().maxValues()
+	if len(caps) != len(foldedTags) {
+		t.Fatalf("caps %v, folded tags %v", caps, foldedTags)
+	}
+	for _, tag := range foldedTags {
+		if caps[tag] < 1 {
+			t.Errorf("no cap for %q in %v", tag, caps)
+		}
 	}
 }

@@ -2,6 +2,7 @@ package engine
 
 import (
 	"fmt"
+	"slices"
 	"time"
 
 	"github.com/pmta-agent/pmta-agent/agent"
@@ -74,16 +75,16 @@ func storeDropped(st agent.Store) int64 {
 
 // refuse settles points the sink refused for good: kept in the dead-letter
 // file, or counted as refused when there is none or it cannot take them.
-// It logs once per episode: the first refusal, then at most every 10
-// minutes with the number of points since.
+// It logs the first refusal, then at most every logEvery with the number of
+// points since.
 func (d *Delivery) refuse(points []agent.Point, cause error) {
 	counter := &d.dropPerm
 	var kept string
+	now := d.now()
 	if dl := d.cfg.DeadLetters; dl != nil {
 		reason := fmt.Sprintf("refused for good by sink %s: %v", d.sink.Name(), cause)
 		if err := dl.Keep(points, reason); err != nil {
-			if now := d.now(); d.dlFailLoud.IsZero() || now.Sub(d.dlFailLoud) >= 10*time.Minute {
-				d.dlFailLoud = now
+			if due, _, _, _ := d.dlFails.Hit(now); due {
 				d.log.Error("cannot keep refused points in the dead-letter file; they are dropped", "points", len(points),
 					"err", err, "refused_because", cause)
 			}
@@ -94,15 +95,14 @@ func (d *Delivery) refuse(points []agent.Point, cause error) {
 			}
 		}
 	}
-	now := d.now()
-	d.dlQuiet += int64(len(points))
-	if d.dlLoud.IsZero() || now.Sub(d.dlLoud) >= 10*time.Minute {
-		args := []any{"points", d.dlQuiet, "err", cause}
+	d.refusedPoints += int64(len(points))
+	if due, _, _, _ := d.refusals.Hit(now); due {
+		args := append(slices.Clip(d.endpoint), "points", d.refusedPoints, "err", cause)
 		if kept != "" {
 			args = append(args, "dead_letter_file", kept)
 		}
 		d.log.Error("sink refused points for good; the other points go on", args...)
-		d.dlLoud, d.dlQuiet = now, 0
+		d.refusedPoints = 0
 	}
 	d.settle(len(points), counter)
 }

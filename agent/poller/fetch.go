@@ -9,6 +9,8 @@ import (
 	"net/http"
 	"net/url"
 	"strings"
+
+	"github.com/pmta-agent/pmta-agent/agent/transport"
 )
 
 // errForbidden is what PowerMTA's 403 means: http-access (default "none")
@@ -25,12 +27,8 @@ const apiKeyHeader = "X-API-Key"
 // Endpoints are fetched one after the other, so the transport's default of
 // two idle connections per host is plenty.
 func newHTTPClient(tlsCfg *tls.Config) *http.Client {
-	tr := http.DefaultTransport.(*http.Transport).Clone()
-	if tlsCfg != nil {
-		tr.TLSClientConfig = tlsCfg
-	}
 	return &http.Client{
-		Transport:     tr,
+		Transport:     transport.NewHTTP(tlsCfg),
 		CheckRedirect: checkRedirect,
 	}
 }

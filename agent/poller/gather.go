@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/pmta-agent/pmta-agent/agent"
+	"github.com/pmta-agent/pmta-agent/agent/ratelog"
 )
 
 // Gather runs one round: it fetches and parses every enabled endpoint, one
@@ -130,12 +131,12 @@ func listPoints(kind string, rows []listRow, t time.Time) []agent.Point {
 func (p *Poller) pmtaStatusFields(s *status, t time.Time) ([]agent.Field, bool) {
 	fields, bad := s.fields()
 	if len(bad) > 0 {
-		if logNow, _, n := p.badLog.fail(t); logNow {
+		if logNow, _, n, _ := p.badLog.Hit(t); logNow {
 			p.log.Warn("PowerMTA status holds values that cannot be read; they are left out",
 				"fields", bad, "times_since_last_log", n)
 		}
 	} else {
-		p.badLog.ok(t)
+		p.badLog.End(t)
 	}
 	rates, restart := p.rates.observe(s.counters(), t)
 	if restart != "" {
@@ -150,17 +151,17 @@ func (p *Poller) pmtaStatusFields(s *status, t time.Time) ([]agent.Field, bool) 
 func (p *Poller) noteFailure(ep endpoint, err error, t time.Time) {
 	l := p.failLogs[ep.kind]
 	if l == nil {
-		l = &limitedLog{}
+		l = &ratelog.Episode{Every: logEvery}
 		p.failLogs[ep.kind] = l
 	}
-	logNow, first, n := l.fail(t)
+	logNow, first, n, since := l.Hit(t)
 	switch {
 	case !logNow:
 	case first:
 		p.log.Warn("PowerMTA API endpoint failing", "endpoint", ep.kind, "url", ep.logURL, "error", err)
 	default:
 		p.log.Warn("PowerMTA API endpoint still failing", "endpoint", ep.kind, "url", ep.logURL,
-			"error", err, "failing_for", t.Sub(l.since).Round(time.Second), "failures_since_last_log", n)
+			"error", err, "failing_for", t.Sub(since).Round(time.Second), "failures_since_last_log", n)
 	}
 }
 
@@ -170,7 +171,7 @@ func (p *Poller) noteSuccess(ep endpoint, t time.Time) {
 	if l == nil {
 		return
 	}
-	if recovered, downFor := l.ok(t); recovered {
+	if recovered, downFor := l.End(t); recovered {
 		p.log.Info("PowerMTA API endpoint answering again", "endpoint", ep.kind, "url", ep.logURL,
 			"down_for", downFor.Round(time.Second))
 	}
@@ -181,14 +182,14 @@ func (p *Poller) noteSuccess(ep endpoint, t time.Time) {
 func (p *Poller) noteSkipped(ep endpoint, lst *listing, t time.Time) {
 	l := p.skipLogs[ep.kind]
 	if l == nil {
-		l = &limitedLog{}
+		l = &ratelog.Episode{Every: logEvery}
 		p.skipLogs[ep.kind] = l
 	}
 	if lst.skipped == 0 && lst.dropped == 0 {
-		l.ok(t)
+		l.End(t)
 		return
 	}
-	logNow, _, _ := l.fail(t)
+	logNow, _, _, _ := l.Hit(t)
 	switch {
 	case !logNow:
 	case lst.dropped > 0:
@@ -204,10 +205,10 @@ func (p *Poller) noteSkipped(ep endpoint, lst *listing, t time.Time) {
 // unreadable, once when that starts and then at most every logEvery.
 func (p *Poller) noteFieldsMissing(ep endpoint, s *seedStatus, t time.Time) {
 	if len(s.missing) == 0 && len(s.unreadable) == 0 {
-		p.missingLog.ok(t)
+		p.missingLog.End(t)
 		return
 	}
-	if logNow, _, _ := p.missingLog.fail(t); logNow {
+	if logNow, _, _, _ := p.missingLog.Hit(t); logNow {
 		p.log.Warn("seed status.json lacks documented fields; the others are used",
 			"endpoint", ep.kind, "url", ep.logURL, "missing", s.missing, "unreadable", s.unreadable)
 	}
@@ -215,38 +216,3 @@ func (p *Poller) noteFieldsMissing(ep endpoint, s *seedStatus, t time.Time) {
 
 // logEvery is the longest a persisting problem stays silent in the log.
 const logEvery = 10 * time.Minute
-
-// limitedLog decides when a repeating condition deserves a log line: when it
-// starts, then at most once per logEvery while it lasts.
-type limitedLog struct {
-	active      bool
-	since, last time.Time
-	suppressed  int
-}
-
-// fail records one occurrence at now. It reports whether to log it, whether
-// it is the first of a run, and how many occurrences went unlogged since the
-// last line.
-func (l *limitedLog) fail(now time.Time) (logNow, first bool, suppressed int) {
-	if !l.active {
-		*l = limitedLog{active: true, since: now, last: now}
-		return true, true, 0
-	}
-	if now.Sub(l.last) >= logEvery {
-		n := l.suppressed
-		l.last, l.suppressed = now, 0
-		return true, false, n
-	}
-	l.suppressed++
-	return false, false, 0
-}
-
-// ok ends a run; it reports whether one was going on and for how long.
-func (l *limitedLog) ok(now time.Time) (ended bool, lasted time.Duration) {
-	if !l.active {
-		return false, 0
-	}
-	lasted = now.Sub(l.since)
-	*l = limitedLog{}
-	return true, lasted
-}

@@ -37,7 +37,7 @@ func (c *fakeClock) advance(d time.Duration) {
 
 // allEndpoints returns cfg with every endpoint switched on.
 func allEndpoints(cfg Config) Config {
-	cfg.Status, cfg.Queues, cfg.Domains, cfg.VMTAs = true, true, true, true
+	cfg.Endpoints = Endpoints{Status: true, Queues: true, Domains: true, VMTAs: true}
 	return cfg
 }
 

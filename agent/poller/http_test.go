@@ -77,7 +77,7 @@ func TestRequestsCarryKeyAndQuery(t *testing.T) {
 func TestNoKeyWhenUnset(t *testing.T) {
 	rec := &recorder{}
 	srv := serveDir(t, jsonDocs(), rec)
-	p, _ := newTestPoller(t, Config{URL: srv.URL, Status: true}, nil)
+	p, _ := newTestPoller(t, Config{URL: srv.URL, Endpoints: Endpoints{Status: true}}, nil)
 	if _, err := p.Gather(context.Background()); err != nil {
 		t.Fatal(err)
 	}
@@ -168,7 +168,7 @@ func TestTimeout(t *testing.T) {
 		case <-time.After(10 * time.Second):
 		}
 	})
-	p, _ := newTestPoller(t, Config{URL: srv.URL, Status: true, Timeout: 150 * time.Millisecond}, nil)
+	p, _ := newTestPoller(t, Config{URL: srv.URL, Endpoints: Endpoints{Status: true}, Timeout: 150 * time.Millisecond}, nil)
 	b, err := p.Gather(context.Background())
 	if err == nil || !strings.Contains(err.Error(), "timeout") {
 		t.Fatalf("error = %v, want a timeout", err)
@@ -193,7 +193,7 @@ func TestConnectionRefused(t *testing.T) {
 
 func TestBodyCap(t *testing.T) {
 	srv := serveDir(t, jsonDocs(), nil)
-	p, _ := newTestPoller(t, Config{URL: srv.URL, Status: true}, nil)
+	p, _ := newTestPoller(t, Config{URL: srv.URL, Endpoints: Endpoints{Status: true}}, nil)
 	p.maxBody = 100
 	_, err := p.Gather(context.Background())
 	if err == nil || !strings.Contains(err.Error(), "larger than 100 bytes") {
@@ -253,7 +253,7 @@ func TestHTTPSSelfSigned(t *testing.T) {
 	t.Cleanup(srv.Close)
 
 	t.Run("untrusted", func(t *testing.T) {
-		p, _ := newTestPoller(t, Config{URL: srv.URL, Status: true}, nil)
+		p, _ := newTestPoller(t, Config{URL: srv.URL, Endpoints: Endpoints{Status: true}}, nil)
 		b, err := p.Gather(context.Background())
 		if err == nil || !strings.Contains(err.Error(), "certificate") {
 			t.Fatalf("error = %v, want a certificate error", err)
@@ -273,7 +273,7 @@ func TestHTTPSSelfSigned(t *testing.T) {
 		}
 	})
 	t.Run("skip verify", func(t *testing.T) {
-		cfg := Config{URL: srv.URL, Status: true, TLS: transport.TLSConfig{InsecureSkipVerify: true}}
+		cfg := Config{URL: srv.URL, Endpoints: Endpoints{Status: true}, TLS: transport.TLSConfig{InsecureSkipVerify: true}}
 		p, _ := newTestPoller(t, cfg, nil)
 		if _, err := p.Gather(context.Background()); err != nil {
 			t.Fatal(err)
@@ -333,16 +333,16 @@ func TestNewValidates(t *testing.T) {
 		cfg  Config
 		want string
 	}{
-		{"no url", Config{Status: true}, "url: is required"},
-		{"bad scheme", Config{URL: "ftp://x", Status: true}, "scheme must be http or https"},
-		{"no host", Config{URL: "http://", Status: true}, "has no host"},
-		{"query", Config{URL: "http://x/?a=1", Status: true}, "must not carry a query"},
-		{"dialect", Config{URL: "http://x", Dialect: "snmp", Status: true}, "dialect: must be pmta or seed"},
-		{"format", Config{URL: "http://x", Format: "csv", Status: true}, "format: must be json or xml"},
-		{"seed xml", Config{URL: "http://x", Dialect: "seed", Format: "xml", Status: true}, "seed dialect has no format"},
-		{"negative", Config{URL: "http://x", Interval: -time.Second, Timeout: -1, Jitter: -1, MaxItems: -1, Status: true}, "interval"},
+		{"no url", Config{Endpoints: Endpoints{Status: true}}, "url: is required"},
+		{"bad scheme", Config{URL: "ftp://x", Endpoints: Endpoints{Status: true}}, "must start with http:// or https://"},
+		{"no host", Config{URL: "http://", Endpoints: Endpoints{Status: true}}, "has no host"},
+		{"query", Config{URL: "http://x/?a=1", Endpoints: Endpoints{Status: true}}, "must not carry a query"},
+		{"dialect", Config{URL: "http://x", Dialect: "snmp", Endpoints: Endpoints{Status: true}}, "dialect: is \"snmp\", want one of pmta, seed"},
+		{"format", Config{URL: "http://x", Format: "csv", Endpoints: Endpoints{Status: true}}, "format: must be json or xml"},
+		{"seed xml", Config{URL: "http://x", Dialect: "seed", Format: "xml", Endpoints: Endpoints{Status: true}}, "seed dialect has no format"},
+		{"negative", Config{URL: "http://x", Interval: -time.Second, Timeout: -1, Jitter: -1, MaxItems: -1, Endpoints: Endpoints{Status: true}}, "interval"},
 		{"no endpoint", Config{URL: "http://x"}, "at least one of status"},
-		{"ca file", Config{URL: "https://x", Status: true, TLS: transport.TLSConfig{CAFile: "/nonexistent/ca.pem"}}, "read CA file"},
+		{"ca file", Config{URL: "https://x", Endpoints: Endpoints{Status: true}, TLS: transport.TLSConfig{CAFile: "/nonexistent/ca.pem"}}, "tls.ca_file: cannot be read"},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -352,14 +352,14 @@ func TestNewValidates(t *testing.T) {
 			}
 		})
 	}
-	if _, err := New(Config{URL: "http://x", Status: true}, nil); err == nil {
+	if _, err := New(Config{URL: "http://x", Endpoints: Endpoints{Status: true}}, nil); err == nil {
 		t.Error("New accepted a nil logger")
 	}
-	p, err := New(Config{URL: "https://pmta.example:8080/pmta", Status: true}, discardLogger())
+	p, err := New(Config{URL: "https://pmta.example:8080/pmta", Endpoints: Endpoints{Status: true}}, discardLogger())
 	if err != nil {
 		t.Fatal(err)
 	}
-	if p.cfg.Interval != DefaultInterval || p.cfg.Timeout != DefaultTimeout || p.cfg.Dialect != DialectPMTA || p.cfg.Format != FormatJSON {
+	if p.cfg.Interval != DefaultConfig().Interval || p.cfg.Timeout != DefaultConfig().Timeout || p.cfg.Dialect != DialectPMTA || p.cfg.Format != FormatJSON {
 		t.Errorf("defaults not applied: %+v", p.cfg)
 	}
 	if got := p.endpoints[0].url; got != "https://pmta.example:8080/pmta/status?format=json" {

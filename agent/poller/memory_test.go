@@ -96,7 +96,7 @@ func TestHugeRepliesStayBounded(t *testing.T) {
 		"vmtas": {head: `{"data":{"vmta":[`,
 			row: `{"name":"vmta-yh-021","domains":212,"rcp":18342,"kb":912455.3,"conn":0}`, sep: ",", size: size},
 	})
-	p, _ := newTestPoller(t, allEndpoints(Config{URL: srv.URL, Timeout: 5 * time.Minute}), nil)
+	p, _ := newTestPoller(t, allEndpoints(Config{URL: srv.URL, Interval: 5 * time.Minute, Timeout: 5 * time.Minute}), nil)
 
 	runtime.GC()
 	var before, after runtime.MemStats
@@ -113,7 +113,7 @@ func TestHugeRepliesStayBounded(t *testing.T) {
 		t.Fatal("Gather accepted 100 MB replies")
 	}
 	for _, ep := range []string{"status", "queues", "domains", "vmtas"} {
-		want := fmt.Sprintf("api %s: reply larger than %d bytes: refused (api.max_body_bytes)", ep, DefaultMaxBodyBytes)
+		want := fmt.Sprintf("api %s: reply larger than %d bytes: refused (api.max_body_bytes)", ep, int64(DefaultConfig().MaxBodyBytes))
 		if !strings.Contains(err.Error(), want) {
 			t.Errorf("error does not contain %q:\n%v", want, err)
 		}
@@ -179,8 +179,8 @@ func TestRepliesOverCapRefused(t *testing.T) {
 			srv := failingServer(t, tc.reply.ServeHTTP)
 			cfg := tc.cfg
 			cfg.URL = srv.URL
-			cfg.Status = cfg.Dialect != DialectSeed
-			cfg.Queues = cfg.Dialect == DialectSeed
+			cfg.Endpoints.Status = cfg.Dialect != DialectSeed
+			cfg.Endpoints.Queues = cfg.Dialect == DialectSeed
 			p, _ := newTestPoller(t, cfg, nil)
 			if tc.maxBody != 0 {
 				p.maxBody = tc.maxBody
@@ -226,21 +226,21 @@ func TestEndpointsOneAtATime(t *testing.T) {
 }
 
 func TestMaxBodyBytesConfig(t *testing.T) {
-	p, err := New(Config{URL: "http://x", Status: true}, discardLogger())
+	p, err := New(Config{URL: "http://x", Endpoints: Endpoints{Status: true}}, discardLogger())
 	if err != nil {
 		t.Fatal(err)
 	}
-	if p.maxBody != DefaultMaxBodyBytes || DefaultMaxBodyBytes != 16<<20 {
+	if p.maxBody != int64(DefaultConfig().MaxBodyBytes) || DefaultConfig().MaxBodyBytes != 16<<20 {
 		t.Errorf("default cap = %d, want 16 MiB", p.maxBody)
 	}
-	p, err = New(Config{URL: "http://x", Status: true, MaxBodyBytes: 1000}, discardLogger())
+	p, err = New(Config{URL: "http://x", Endpoints: Endpoints{Status: true}, MaxBodyBytes: 1000}, discardLogger())
 	if err != nil {
 		t.Fatal(err)
 	}
 	if p.maxBody != 1000 {
 		t.Errorf("cap = %d, want the configured 1000", p.maxBody)
 	}
-	if _, err := New(Config{URL: "http://x", Status: true, MaxBodyBytes: -1}, discardLogger()); err == nil ||
+	if _, err := New(Config{URL: "http://x", Endpoints: Endpoints{Status: true}, MaxBodyBytes: -1}, discardLogger()); err == nil ||
 		!strings.Contains(err.Error(), "max_body_bytes: must be positive") {
 		t.Errorf("New error = %v, want max_body_bytes refused", err)
 	}

@@ -2,6 +2,7 @@ package poller
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -9,10 +10,12 @@ import (
 	"net/http"
 	"net/url"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
 	"github.com/pmta-agent/pmta-agent/agent"
+	"github.com/pmta-agent/pmta-agent/agent/ratelog"
 )
 
 var (
@@ -62,10 +65,10 @@ type Poller struct {
 
 	mu         sync.Mutex // serialises rounds; guards what follows
 	rates      rateState
-	failLogs   map[string]*limitedLog
-	skipLogs   map[string]*limitedLog
-	badLog     limitedLog
-	missingLog limitedLog
+	failLogs   map[string]*ratelog.Episode
+	skipLogs   map[string]*ratelog.Episode
+	badLog     ratelog.Episode
+	missingLog ratelog.Episode
 
 	statsMu sync.Mutex
 	stats   stats
@@ -84,10 +87,10 @@ func New(cfg Config, log *slog.Logger) (*Poller, error) {
 		return nil, fmt.Errorf("api poller: a logger is required")
 	}
 	cfg = cfg.withDefaults()
-	base, err := cfg.validate()
-	if err != nil {
+	if err := errors.Join(cfg.Validate()...); err != nil {
 		return nil, fmt.Errorf("api poller config: %w", err)
 	}
+	base, _ := url.Parse(strings.TrimSpace(cfg.URL)) // checked by Validate
 	tlsCfg, err := cfg.TLS.Build()
 	if err != nil {
 		return nil, fmt.Errorf("api poller config: tls: %w", err)
@@ -97,10 +100,11 @@ func New(cfg Config, log *slog.Logger) (*Poller, error) {
 		log:      log,
 		client:   newHTTPClient(tlsCfg),
 		now:      time.Now,
-		maxBody:  cfg.MaxBodyBytes,
-		failLogs: map[string]*limitedLog{},
-		skipLogs: map[string]*limitedLog{},
+		maxBody:  int64(cfg.MaxBodyBytes),
+		failLogs: map[string]*ratelog.Episode{},
+		skipLogs: map[string]*ratelog.Episode{},
 	}
+	p.missingLog.Every, p.badLog.Every = logEvery, logEvery
 	p.endpoints = buildEndpoints(cfg, base)
 	return p, nil
 }
@@ -117,10 +121,10 @@ func buildEndpoints(cfg Config, base *url.URL) []endpoint {
 		json, xml  func(io.Reader) (parsed, error)
 	}
 	specs := []spec{
-		{kindStatus, cfg.Status, "status.json", "application/json", seedStatusParser, statusParser(parseStatusJSON), statusParser(parseStatusXML)},
-		{kindQueues, cfg.Queues, "queue.csv", "text/csv", listParser(parseSeedQueues), listParser(parseQueuesJSON), listParser(parseQueuesXML)},
-		{kindDomains, cfg.Domains, "domain.csv", "text/csv", listParser(parseSeedDomains), listParser(parseDomainsJSON), listParser(parseDomainsXML)},
-		{kindVMTAs, cfg.VMTAs, "vmta.csv", "text/csv", listParser(parseSeedVMTAs), listParser(parseVMTAsJSON), listParser(parseVMTAsXML)},
+		{kindStatus, cfg.Endpoints.Status, "status.json", "application/json", seedStatusParser, statusParser(parseStatusJSON), statusParser(parseStatusXML)},
+		{kindQueues, cfg.Endpoints.Queues, "queue.csv", "text/csv", listParser(parseSeedQueues), listParser(parseQueuesJSON), listParser(parseQueuesXML)},
+		{kindDomains, cfg.Endpoints.Domains, "domain.csv", "text/csv", listParser(parseSeedDomains), listParser(parseDomainsJSON), listParser(parseDomainsXML)},
+		{kindVMTAs, cfg.Endpoints.VMTAs, "vmta.csv", "text/csv", listParser(parseSeedVMTAs), listParser(parseVMTAsJSON), listParser(parseVMTAsXML)},
 	}
 	var eps []endpoint
 	for _, s := range specs {

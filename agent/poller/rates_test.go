@@ -53,7 +53,7 @@ func rateFields(b agent.Batch) map[string]float64 {
 func TestRatesAndRestarts(t *testing.T) {
 	cs := &counterServer{startup: "2024-01-12 03:14:55", outRcp: 1000, inRcp: 2000, inMsg: 100, outKB: 5000}
 	srv := failingServer(t, cs.ServeHTTP)
-	p, clock := newTestPoller(t, Config{URL: srv.URL, Status: true}, nil)
+	p, clock := newTestPoller(t, Config{URL: srv.URL, Endpoints: Endpoints{Status: true}}, nil)
 	ctx := context.Background()
 
 	round := func(t *testing.T) agent.Batch {

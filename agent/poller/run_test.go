@@ -1,21 +1,21 @@
 package poller
 
 import (
-	"bytes"
 	"context"
-	"log/slog"
 	"net/http"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
+	"github.com/pmta-agent/pmta-agent/agent/logtest"
+
 	"github.com/pmta-agent/pmta-agent/agent"
 )
 
 func TestRunEmitsUntilCancelled(t *testing.T) {
 	srv := serveDir(t, jsonDocs(), nil)
-	cfg := allEndpoints(Config{URL: srv.URL, Interval: 10 * time.Millisecond, Jitter: 2 * time.Millisecond})
+	cfg := allEndpoints(Config{URL: srv.URL, Interval: 10 * time.Millisecond, Timeout: 10 * time.Millisecond, Jitter: 2 * time.Millisecond})
 	p, _ := newTestPoller(t, cfg, nil)
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
@@ -61,7 +61,7 @@ func TestRunUnreachable(t *testing.T) {
 	srv := failingServer(t, func(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, "down", http.StatusBadGateway)
 	})
-	p, _ := newTestPoller(t, allEndpoints(Config{URL: srv.URL, Interval: 5 * time.Millisecond}), nil)
+	p, _ := newTestPoller(t, allEndpoints(Config{URL: srv.URL, Interval: 5 * time.Millisecond, Timeout: 5 * time.Millisecond}), nil)
 	ctx, cancel := context.WithCancel(context.Background())
 	n := 0
 	err := p.Run(ctx, func(b agent.Batch) {
@@ -83,7 +83,7 @@ func TestRunCancelledMidRound(t *testing.T) {
 		case <-time.After(10 * time.Second):
 		}
 	})
-	p, _ := newTestPoller(t, Config{URL: srv.URL, Status: true}, nil)
+	p, _ := newTestPoller(t, Config{URL: srv.URL, Endpoints: Endpoints{Status: true}}, nil)
 	ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
 	defer cancel()
 	emitted := 0
@@ -98,24 +98,6 @@ func TestRunCancelledMidRound(t *testing.T) {
 	}
 }
 
-// syncBuffer is a log sink safe for the handler's concurrent use.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
 func TestFailureLoggingIsRateLimited(t *testing.T) {
 	var failing sync.Map
 	failing.Store("on", true)
@@ -127,11 +109,18 @@ func TestFailureLoggingIsRateLimited(t *testing.T) {
 		}
 		docs.ServeHTTP(w, r)
 	})
-	logs := &syncBuffer{}
-	log := slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
-	p, clock := newTestPoller(t, Config{URL: srv.URL, Status: true, APIKey: testKey}, log)
+	logs := logtest.New()
+	p, clock := newTestPoller(t, Config{URL: srv.URL, Endpoints: Endpoints{Status: true}, APIKey: testKey}, logs.Logger())
 	ctx := context.Background()
-	count := func(msg string) int { return strings.Count(logs.String(), `msg="`+msg+`"`) }
+	count := func(msg string) int {
+		n := 0
+		for _, r := range logs.Records() {
+			if r.Msg == msg {
+				n++
+			}
+		}
+		return n
+	}
 
 	for range 9 { // nine minutes of failures: one line
 		_, _ = p.Gather(ctx)

@@ -2,13 +2,14 @@ package poller
 
 import (
 	"context"
-	"log/slog"
 	"net/http"
 	"path/filepath"
 	"reflect"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/pmta-agent/pmta-agent/agent/logtest"
 
 	"github.com/pmta-agent/pmta-agent/agent"
 )
@@ -79,9 +80,8 @@ func TestSeedFieldsMissingCountedAndLogged(t *testing.T) {
 		}
 		docs.ServeHTTP(w, r)
 	})
-	logs := &syncBuffer{}
-	log := slog.New(slog.NewTextHandler(logs, nil))
-	p, clock := newTestPoller(t, allEndpoints(Config{URL: srv.URL, Dialect: DialectSeed}), log)
+	logs := logtest.New()
+	p, clock := newTestPoller(t, allEndpoints(Config{URL: srv.URL, Dialect: DialectSeed}), logs.Logger())
 	count := func() int { return strings.Count(logs.String(), "seed status.json lacks documented fields") }
 	for i := range 11 { // minutes 0 to 10
 		b, err := p.Gather(context.Background())

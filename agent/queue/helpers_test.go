@@ -1,7 +1,6 @@
 package queue
 
 import (
-	"context"
 	"fmt"
 	"log/slog"
 	"math"
@@ -9,8 +8,6 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
-	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -19,35 +16,6 @@ import (
 
 // testLog discards everything; tests that check logging use a recorder.
 func testLog() *slog.Logger { return slog.New(slog.DiscardHandler) }
-
-// recorder is a slog handler that keeps the messages logged.
-type recorder struct {
-	mu   sync.Mutex
-	msgs []string
-}
-
-func (r *recorder) Enabled(context.Context, slog.Level) bool { return true }
-func (r *recorder) Handle(_ context.Context, rec slog.Record) error {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	r.msgs = append(r.msgs, rec.Level.String()+" "+rec.Message)
-	return nil
-}
-func (r *recorder) WithAttrs([]slog.Attr) slog.Handler { return r }
-func (r *recorder) WithGroup(string) slog.Handler      { return r }
-
-// count returns how many messages contain s.
-func (r *recorder) count(s string) int {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	n := 0
-	for _, m := range r.msgs {
-		if strings.Contains(m, s) {
-			n++
-		}
-	}
-	return n
-}
 
 // openQ opens a queue in dir with test defaults (no background fsync during
 // the test unless opts ask for it) and closes it at the end of the test.
@@ -156,5 +124,3 @@ func fileSize(t testing.TB, path string) int64 {
 	}
 	return st.Size()
 }
-
-func slogNew(h slog.Handler) *slog.Logger { return slog.New(h) }

@@ -7,6 +7,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/pmta-agent/pmta-agent/agent/logtest"
+
 	"github.com/pmta-agent/pmta-agent/agent"
 )
 
@@ -219,9 +221,9 @@ func TestNotify(t *testing.T) {
 // entry when it drops it (exactly once), so that in-order confirmation (the
 // accounting checkpoint) never waits for an entry that is gone.
 func TestBoundDropsOldest(t *testing.T) {
-	rec := &recorder{}
+	rec := logtest.New()
 	const maxBytes = 128 << 10
-	q := openQ(t, Options{Dir: t.TempDir(), MaxBytes: maxBytes, Log: slogNew(rec)})
+	q := openQ(t, Options{Dir: t.TempDir(), MaxBytes: maxBytes, Log: rec.Logger()})
 	var confirmed [400]atomic.Int32
 	appendN := func(from, n int) {
 		for i := from; i < from+n; i++ {
@@ -272,7 +274,7 @@ func TestBoundDropsOldest(t *testing.T) {
 			t.Fatalf("after fsync, entry %d (dropped=%v): %d durable calls, want 1", i, int64(i) < dropped, n)
 		}
 	}
-	if n := rec.count("queue is full"); n != 1 {
+	if n := rec.Count("queue is full"); n != 1 {
 		t.Fatalf("overflow logged %d times in one episode", n)
 	}
 	// Drain: the episode ends; the next overflow is a new episode.
@@ -283,11 +285,11 @@ func TestBoundDropsOldest(t *testing.T) {
 		}
 		q.Ack(e.Seq)
 	}
-	if n := rec.count("below its bound"); n != 1 {
+	if n := rec.Count("below its bound"); n != 1 {
 		t.Fatalf("end of episode logged %d times", n)
 	}
 	appendN(200, 200)
-	if n := rec.count("queue is full"); n != 2 {
+	if n := rec.Count("queue is full"); n != 2 {
 		t.Fatalf("second episode: overflow logged %d times in all, want 2", n)
 	}
 }

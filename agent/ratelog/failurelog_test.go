@@ -1,32 +1,16 @@
 package ratelog
 
 import (
-	"context"
 	"errors"
 	"log/slog"
 	"slices"
-	"sync"
 	"testing"
 	"time"
 
+	"github.com/pmta-agent/pmta-agent/agent/logtest"
+
 	"github.com/pmta-agent/pmta-agent/agent"
 )
-
-// recordingHandler is a slog.Handler that keeps each record.
-type recordingHandler struct {
-	mu      sync.Mutex
-	records []slog.Record
-}
-
-func (h *recordingHandler) Enabled(context.Context, slog.Level) bool { return true }
-func (h *recordingHandler) Handle(_ context.Context, r slog.Record) error {
-	h.mu.Lock()
-	defer h.mu.Unlock()
-	h.records = append(h.records, r.Clone())
-	return nil
-}
-func (h *recordingHandler) WithAttrs([]slog.Attr) slog.Handler { return h }
-func (h *recordingHandler) WithGroup(string) slog.Handler      { return h }
 
 // line is what a test compares of one record.
 type line struct {
@@ -35,28 +19,19 @@ type line struct {
 	keys  []string
 }
 
-// take returns the lines logged since the last call.
-func (h *recordingHandler) take() []line {
-	h.mu.Lock()
-	defer h.mu.Unlock()
+func lines(recs []logtest.Record) []line {
 	var out []line
-	for _, r := range h.records {
-		l := line{level: r.Level, msg: r.Message}
-		r.Attrs(func(a slog.Attr) bool {
-			l.keys = append(l.keys, a.Key)
-			return true
-		})
-		out = append(out, l)
+	for _, r := range recs {
+		out = append(out, line{r.Level, r.Msg, r.Keys()})
 	}
-	h.records = nil
 	return out
 }
 
 func TestFailureLogStateChanges(t *testing.T) {
-	rec := &recordingHandler{}
+	rec := logtest.New()
 	now := time.Date(2024, 5, 1, 0, 0, 0, 0, time.UTC)
 	const repeat = 5 * time.Minute
-	l := NewFailureLog(slog.New(rec), "test write", repeat, func() time.Time { return now })
+	l := NewFailureLog(rec.Logger(), "test write", repeat, func() time.Time { return now })
 	retry := &agent.SinkError{Kind: agent.Retryable, Err: errors.New("connection refused")}
 	throttled := &agent.SinkError{Kind: agent.Throttled, RetryAfter: time.Second, Err: errors.New("HTTP 429")}
 	failing := line{slog.LevelWarn, "test write failing", []string{"endpoint", "kind", "retry_after", "err"}}
@@ -83,7 +58,7 @@ func TestFailureLogStateChanges(t *testing.T) {
 	for _, st := range steps {
 		now = now.Add(st.advance)
 		st.do()
-		got := rec.take()
+		got := lines(rec.Take())
 		if !slices.EqualFunc(got, st.want, func(a, b line) bool {
 			return a.level == b.level && a.msg == b.msg && slices.Equal(a.keys, b.keys)
 		}) {
@@ -94,19 +69,17 @@ func TestFailureLogStateChanges(t *testing.T) {
 
 func TestFailureLogCountsFailures(t *testing.T) {
 	var attrs []slog.Attr
-	rec := &recordingHandler{}
+	rec := logtest.New()
 	now := time.Date(2024, 5, 1, 0, 0, 0, 0, time.UTC)
-	l := NewFailureLog(slog.New(rec), "w", time.Minute, func() time.Time { return now })
+	l := NewFailureLog(rec.Logger(), "w", time.Minute, func() time.Time { return now })
 	se := &agent.SinkError{Kind: agent.Retryable, Err: errors.New("down")}
 	for range 7 {
 		l.Failed(se)
 		now = now.Add(20 * time.Second)
 	}
 	l.Succeeded()
-	rec.mu.Lock()
-	last := rec.records[len(rec.records)-1]
-	rec.mu.Unlock()
-	last.Attrs(func(a slog.Attr) bool { attrs = append(attrs, a); return true })
+	recs := rec.Records()
+	attrs = recs[len(recs)-1].Attrs
 	if len(attrs) != 1 || attrs[0].Key != "failures" || attrs[0].Value.Int64() != 7 {
 		t.Errorf("recovery line attrs %v, want failures=7", attrs)
 	}
@@ -115,7 +88,7 @@ func TestFailureLogCountsFailures(t *testing.T) {
 // TestFailureLogLeavesCallerAttrs checks that the caller's attribute slice is
 // not written to, even when it has room to grow.
 func TestFailureLogLeavesCallerAttrs(t *testing.T) {
-	l := NewFailureLog(slog.New(&recordingHandler{}), "w", time.Minute, time.Now)
+	l := NewFailureLog(logtest.New().Logger(), "w", time.Minute, time.Now)
 	attrs := make([]any, 2, 8)
 	attrs[0], attrs[1] = "endpoint", "c:4317"
 	l.Failed(&agent.SinkError{Kind: agent.Retryable, Err: errors.New("down")}, attrs...)

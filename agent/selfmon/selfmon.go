@@ -20,16 +20,48 @@ import (
 
 // Config is the listener's part of the configuration.
 type Config struct {
-	Address string // host:port, default 127.0.0.1:9099
+	// Enabled switches the listener on.
+	Enabled bool `koanf:"enabled"`
+	// Address is host:port; loopback by default.
+	Address string `koanf:"address"`
+	// PMTAMetrics adds PowerMTA's own values to /metrics, for Prometheus.
+	PMTAMetrics bool `koanf:"pmta_metrics"`
+	// Ready thresholds: the accounting tail lag must stay below
+	// MaxTailLag, and no sink may have been failing for longer than
+	// MaxSinkFailure.
+	MaxTailLag     time.Duration `koanf:"ready_max_tail_lag"`
+	MaxSinkFailure time.Duration `koanf:"ready_max_sink_failure"`
+	// APIStale is how old the last successful poll may be (three poll
+	// intervals; 0 when the API source is off): the wiring sets it.
+	APIStale time.Duration `koanf:"-"`
 	// Version goes into pmta_agent_build_info.
-	Version string
-	// Ready thresholds: the last successful poll must be younger than
-	// APIStale (three poll intervals; 0 when the API source is off), the
-	// accounting tail lag below MaxTailLag, and no sink may have been
-	// failing for longer than MaxSinkFailure.
-	APIStale       time.Duration
-	MaxTailLag     time.Duration
-	MaxSinkFailure time.Duration
+	Version string `koanf:"-"`
+}
+
+// DefaultConfig returns the listener's defaults: on, on loopback.
+func DefaultConfig() Config {
+	return Config{Enabled: true, Address: "127.0.0.1:9099", MaxTailLag: 5 * time.Minute, MaxSinkFailure: 5 * time.Minute}
+}
+
+// Validate reports every problem, each starting with its key relative to
+// the listen section. A listener that is off is not checked.
+func (c Config) Validate() []error {
+	if !c.Enabled {
+		return nil
+	}
+	var errs []error
+	if _, port, err := net.SplitHostPort(c.Address); err != nil || port == "" {
+		errs = append(errs, fmt.Errorf("address: %q is not host:port (e.g. 127.0.0.1:9099)", c.Address))
+	}
+	for _, d := range []struct {
+		key string
+		v   time.Duration
+	}{{"ready_max_tail_lag", c.MaxTailLag}, {"ready_max_sink_failure", c.MaxSinkFailure}} {
+		if d.v <= 0 {
+			errs = append(errs, fmt.Errorf("%s: must be a positive duration such as 10s (is %s)", d.key, d.v))
+		}
+	}
+	return errs
 }
 
 // Server serves the endpoints. Latest, when not nil, adds PowerMTA's own

@@ -151,12 +151,12 @@ func TestSecondAgentOnSameStateDirIsRefused(t *testing.T) {
 	if err == nil || !strings.Contains(err.Error(), "is locked by another process (pid") {
 		t.Fatalf("second agent: %v", err)
 	}
-	if err := first.outputs.close(first.engine.Close(context.Background())); err != nil {
+	if err := first.engine.Close(context.Background()); err != nil {
 		t.Fatal(err)
 	}
 	again, err := build(cfg, io.Discard, log)
 	if err != nil {
 		t.Fatalf("after the first stopped: %v", err)
 	}
-	_ = again.outputs.close(again.engine.Close(context.Background()))
+	_ = again.engine.Close(context.Background())
 }

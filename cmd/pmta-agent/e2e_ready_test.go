@@ -67,7 +67,7 @@ func TestReadyzFollowsAPIAndSink(t *testing.T) {
 	cfg.API.Interval = 500 * time.Millisecond
 	cfg.API.Timeout = 400 * time.Millisecond
 	cfg.Listen.Address = freeAddr(t)
-	cfg.Listen.ReadyMaxSinkFailure = time.Second
+	cfg.Listen.MaxSinkFailure = time.Second
 	cfg.SelfInterval = 200 * time.Millisecond // points for the sink to fail on
 	cfg.Sinks.Influx.Timeout = time.Second
 	cfg.Sinks.Influx.Buffer.MaxBackoff = 300 * time.Millisecond

@@ -44,19 +44,20 @@ func TestInfluxPartialWriteCountsExactly(t *testing.T) {
 	cfg.Sinks.Influx.Enabled = true
 	cfg.Sinks.Influx.URL = srv.URL
 	cfg.Sinks.Influx.Bucket = db + "/autogen"
+	cfg.API.Enabled = false
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
-	out, err := buildOutputs(cfg, io.Discard, log)
+	b, err := build(cfg, io.Discard, log)
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer func() { _ = out.close(nil) }()
-	d := out.deliveries[0]
+	defer func() { _ = b.engine.Close(context.Background()) }()
+	d, pipeline := b.engine.Deliveries()[0], b.engine.Pipeline()
 	ts := time.Now().Truncate(time.Second)
 
 	// count is an integer in pmta_acct from now on.
 	first := agent.NewPoint("pmta_acct", []agent.Tag{{Key: "type", Value: "d"}, {Key: "domain", Value: "seed.example"}},
 		[]agent.Field{{Key: "count", Value: int64(1)}}, ts)
-	out.pipeline.Emit(agent.Batch{Points: []agent.Point{first}})
+	pipeline.Emit(agent.Batch{Points: []agent.Point{first}})
 	drain(t, d)
 
 	domains := []string{`endbs\\`, "caf\xe9.com", `a\,b`, "tab\there", `C:\`, "sp ace=eq", "ok.example"}
@@ -68,7 +69,7 @@ func TestInfluxPartialWriteCountsExactly(t *testing.T) {
 	bad := agent.NewPoint("pmta_acct", []agent.Tag{{Key: "type", Value: "d"}, {Key: "domain", Value: "conflict.example"}},
 		[]agent.Field{{Key: "count", Value: 2.5}}, ts) // a float where InfluxDB has integers
 	batch = append(batch[:3], append([]agent.Point{bad}, batch[3:]...)...)
-	out.pipeline.Emit(agent.Batch{Points: batch})
+	pipeline.Emit(agent.Batch{Points: batch})
 	drain(t, d)
 
 	st := statMap(d)

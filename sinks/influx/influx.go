@@ -1,8 +1,11 @@
 // Package influx is the sink that writes points to InfluxDB through the
 // /api/v2/write endpoint, which InfluxDB 1.8+, 2.x, 3.x and Cloud all serve.
 // It uses influxdb-client-go's blocking write API and never retries on its
-// own: the delivery loop owns retries, back-off and the durable queue, so this
-// package only sends, and classifies what went wrong (see classify).
+// own: the delivery loop owns retries, back-off, the durable queue and the
+// log of failed and refused writes, so this package only sends, and
+// classifies what went wrong (see classify). Its settings, their defaults
+// and their checks are Config, DefaultConfig and Config.Validate; the
+// config package composes them.
 //
 // InfluxDB 1.8: set Bucket to "database/retention-policy" (or just
 // "database" for the default policy), leave Org empty, and set Token to
@@ -11,14 +14,11 @@ package influx
 
 import (
 	"context"
-	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
-	"net"
 	"net/http"
 	"net/url"
-	"time"
 
 	"github.com/pmta-agent/pmta-agent/agent/redact"
 	"github.com/pmta-agent/pmta-agent/agent/transport"
@@ -29,100 +29,6 @@ import (
 	"github.com/pmta-agent/pmta-agent/agent"
 )
 
-// Defaults for the zero values of Config.
-const (
-	DefaultBatchSize = 5000
-	DefaultTimeout   = 10 * time.Second
-)
-
-// Config is the sink's configuration.
-type Config struct {
-	// URL is the server's base URL, e.g. https://influx.example:8086.
-	URL string
-	// Org is the 2.x/3.x organisation; InfluxDB 1.8 ignores it.
-	Org string
-	// Bucket is the 2.x/3.x bucket, or for 1.8 "db/rp" or "db".
-	Bucket string
-	// Token is the 2.x/3.x API token, or for 1.8 "user:password". It is sent
-	// only in the Authorization header: never logged, never in an error.
-	Token string
-	// Gzip compresses request bodies.
-	Gzip bool
-	// BatchSize is the most points sent in one request (default 5000).
-	BatchSize int
-	// Timeout bounds one HTTP request, from dial to the end of the response
-	// (default 10s).
-	Timeout time.Duration
-	// TLS configures certificate checks and client certificates for https.
-	TLS transport.TLSConfig
-	// Precision is the timestamp unit on the wire: time.Nanosecond (the
-	// default), time.Microsecond, time.Millisecond or time.Second.
-	Precision time.Duration
-}
-
-// String shows the configuration with the token masked, so that printing a
-// Config cannot leak it.
-func (c Config) String() string {
-	c.Token = maskToken(c.Token)
-	if u, err := url.Parse(c.URL); err == nil {
-		c.URL = u.Redacted()
-	} else {
-		c.URL = "(invalid)"
-	}
-	type plain Config // no String method: no recursion
-	return fmt.Sprintf("%+v", plain(c))
-}
-
-// GoString is String for %#v.
-func (c Config) GoString() string { return c.String() }
-
-// LogValue is String for log/slog.
-func (c Config) LogValue() slog.Value { return slog.StringValue(c.String()) }
-
-func maskToken(token string) string {
-	if token == "" {
-		return ""
-	}
-	return "[redacted]"
-}
-
-// withDefaults fills zero values and reports every invalid setting at once.
-func (c Config) withDefaults() (Config, error) {
-	if c.BatchSize == 0 {
-		c.BatchSize = DefaultBatchSize
-	}
-	if c.Timeout == 0 {
-		c.Timeout = DefaultTimeout
-	}
-	if c.Precision == 0 {
-		c.Precision = time.Nanosecond
-	}
-	var errs []error
-	if c.URL == "" {
-		errs = append(errs, errors.New("url is required"))
-	} else if u, err := url.Parse(c.URL); err != nil {
-		// url.Parse's error quotes the URL, which may hold a password.
-		errs = append(errs, errors.New("url is not a valid URL"))
-	} else if (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
-		errs = append(errs, fmt.Errorf("url %q must be http:// or https:// with a host", u.Redacted()))
-	}
-	if c.Bucket == "" {
-		errs = append(errs, errors.New("bucket is required (for InfluxDB 1.8: \"database/retention-policy\")"))
-	}
-	if c.BatchSize < 0 {
-		errs = append(errs, fmt.Errorf("batch_size %d must be positive", c.BatchSize))
-	}
-	if c.Timeout < 0 {
-		errs = append(errs, fmt.Errorf("timeout %s must be positive", c.Timeout))
-	}
-	switch c.Precision {
-	case time.Nanosecond, time.Microsecond, time.Millisecond, time.Second:
-	default:
-		errs = append(errs, fmt.Errorf("precision %s must be 1ns, 1µs, 1ms or 1s", c.Precision))
-	}
-	return c, errors.Join(errs...)
-}
-
 // Sink writes points to InfluxDB. It is safe for concurrent use.
 type Sink struct {
 	cfg       Config
@@ -131,37 +37,39 @@ type Sink struct {
 	transport *http.Transport
 	safeURL   string // URL without its password, for logs and errors
 	secrets   redact.Redactor
-	health    *health
 }
 
 var (
-	_ agent.Sink   = (*Sink)(nil)
-	_ agent.Closer = (*Sink)(nil)
+	_ agent.Sink       = (*Sink)(nil)
+	_ agent.Closer     = (*Sink)(nil)
+	_ agent.Endpointer = (*Sink)(nil)
 )
 
 // New checks cfg and builds the client. It does not contact the server; call
-// Ping for that.
+// Ping for that. Zero BatchSize, Timeout and Precision take DefaultConfig's
+// values. New refuses what Validate refuses, except credentials in the URL
+// and a token in clear text to another host (see Config.Validate).
 func New(cfg Config, log *slog.Logger) (*Sink, error) {
 	if log == nil {
 		return nil, errors.New("influx sink: a logger is required")
 	}
-	cfg, err := cfg.withDefaults()
-	if err != nil {
+	cfg = cfg.withDefaults()
+	if err := errors.Join(append(cfg.check(), cfg.checkWiring()...)...); err != nil {
 		return nil, fmt.Errorf("influx sink config: %w", err)
 	}
 	tlsConf, err := cfg.TLS.Build()
 	if err != nil {
 		return nil, fmt.Errorf("influx sink tls: %w", err)
 	}
-	u, _ := url.Parse(cfg.URL) // checked in withDefaults
+	u, _ := url.Parse(cfg.URL) // checked above
 
 	// Our own client rather than Options.SetHTTPRequestTimeout, which only
 	// takes whole seconds; with SetHTTPClient the library ignores its other
 	// HTTP options, so TLS goes on this transport too.
-	transport := newTransport(tlsConf)
+	tr := transport.NewHTTP(tlsConf)
 	httpClient := &http.Client{
 		Timeout:   cfg.Timeout,
-		Transport: errorBodyTransport{base: transport},
+		Transport: errorBodyTransport{base: tr},
 	}
 	opts := influxdb2.DefaultOptions().
 		SetHTTPClient(httpClient).
@@ -178,10 +86,9 @@ func New(cfg Config, log *slog.Logger) (*Sink, error) {
 		cfg:       cfg,
 		client:    client,
 		write:     client.WriteAPIBlocking(cfg.Org, cfg.Bucket),
-		transport: transport,
+		transport: tr,
 		safeURL:   u.Redacted(),
 		secrets:   newSecrets(cfg.Token, u),
-		health:    newHealth(log.With("sink", "influx"), time.Now),
 	}
 	log.Info("influx sink configured", "sink", "influx", "url", s.safeURL, "org", cfg.Org,
 		"bucket", cfg.Bucket, "gzip", cfg.Gzip, "batch_size", cfg.BatchSize,
@@ -189,97 +96,61 @@ func New(cfg Config, log *slog.Logger) (*Sink, error) {
 	return s, nil
 }
 
-// newTransport returns a copy of Go's default transport (proxy from the
-// environment, dial and TLS handshake timeouts, connection reuse) with tlsConf.
-func newTransport(tlsConf *tls.Config) *http.Transport {
-	var t *http.Transport
-	if def, ok := http.DefaultTransport.(*http.Transport); ok {
-		t = def.Clone()
-	} else { // replaced by some other package: build the same defaults
-		t = &http.Transport{
-			Proxy:                 http.ProxyFromEnvironment,
-			DialContext:           (&net.Dialer{Timeout: 30 * time.Second, KeepAlive: 30 * time.Second}).DialContext,
-			ForceAttemptHTTP2:     true,
-			MaxIdleConns:          100,
-			IdleConnTimeout:       90 * time.Second,
-			TLSHandshakeTimeout:   10 * time.Second,
-			ExpectContinueTimeout: time.Second,
-		}
-	}
-	t.TLSClientConfig = tlsConf
-	return t
-}
-
 // Name implements agent.Sink.
 func (s *Sink) Name() string { return "influx" }
 
-// Write sends points in chunks of at most BatchSize, in order, one request
-// per chunk, and returns nil only when InfluxDB accepted every chunk.
+// Endpoint implements agent.Endpointer: the URL without its password, for
+// the delivery loop's log lines.
+func (s *Sink) Endpoint() string { return s.safeURL }
+
+// Write sends the points in one request, in order, and returns nil only
+// when InfluxDB accepted them. How many points one Write gets is the
+// delivery loop's to decide (BatchSize); the sink does not split them again.
 //
-// It stops at the first chunk that fails, whatever the kind, and never
-// counts a point the server did not accept: the returned *agent.SinkError
-// wraps an *agent.PartialWriteError (agent.WithProgress) saying how many
-// leading points the chunks before it delivered. That holds for a chunk
-// refused for good too: InfluxDB 1.8's partial write stores all but the bad
-// lines of it, and only the delivery loop, by writing halves again (which
+// A refusal for good is returned as it is, with Rejected when InfluxDB said
+// how many lines it refused: InfluxDB 1.8's partial write stores all but the
+// bad lines, and only the delivery loop, by writing halves again (which
 // InfluxDB overwrites harmlessly, as every point has a deterministic time and
-// tag set), can find which lines to dead-letter; Rejected says how many
-// there are when the server said so.
+// tag set), can find which lines to dead-letter.
 //
 // A point that line protocol cannot carry (no measurement, no writable
 // field, a time outside the nanosecond range) is never sent nor counted as
 // written: the points before it go out, and Write returns a Permanent error
-// with Rejected = 1 for the points from it on, so that the delivery loop
-// isolates and dead-letters it.
+// with Rejected = 1 for the points from it on, wrapped in an
+// *agent.PartialWriteError (agent.WithProgress) that says how many went out,
+// so that the delivery loop isolates and dead-letters it.
 func (s *Sink) Write(ctx context.Context, points []agent.Point) error {
-	var (
-		buf      []byte
-		written  int
-		answered bool // the server took part: it accepted a chunk or judged one
-	)
-	for written < len(points) {
-		end := min(written+s.cfg.BatchSize, len(points))
-		unwritable := -1
-		buf = buf[:0]
-		for i := written; i < end; i++ {
-			n := len(buf)
-			buf = agent.AppendLineProtocolPrecision(buf, &points[i], s.cfg.Precision)
-			if len(buf) == n {
-				unwritable, end = i, i
-				break
-			}
-		}
-		if end > written {
-			if se := s.send(ctx, buf); se != nil {
-				if se.Kind == agent.Permanent {
-					// The server answered: whatever failed before is over.
-					s.health.succeeded()
-					se.Rejected = min(se.Rejected, end-written)
-					s.health.rejected(se)
-				} else {
-					s.health.failed(se)
-				}
-				return agent.WithProgress(se, written)
-			}
-			written, answered = end, true
-		}
-		if unwritable >= 0 {
-			if answered {
-				s.health.succeeded()
-			}
-			se := &agent.SinkError{Kind: agent.Permanent, Rejected: 1, Err: fmt.Errorf(
-				"influx write: point cannot be written as line protocol: %s", agent.EncodeProblem(&points[unwritable]))}
-			s.health.rejected(se)
-			return agent.WithProgress(se, written)
+	var buf []byte
+	unwritable := -1
+	for i := range points {
+		n := len(buf)
+		buf = agent.AppendLineProtocolPrecision(buf, &points[i], s.cfg.Precision)
+		if len(buf) == n {
+			unwritable = i
+			break
 		}
 	}
-	if answered {
-		s.health.succeeded()
+	written := len(points)
+	if unwritable >= 0 {
+		written = unwritable
+	}
+	if written > 0 {
+		if se := s.send(ctx, buf); se != nil {
+			if se.Kind == agent.Permanent {
+				se.Rejected = min(se.Rejected, written)
+			}
+			return se
+		}
+	}
+	if unwritable >= 0 {
+		se := &agent.SinkError{Kind: agent.Permanent, Rejected: 1, Err: fmt.Errorf(
+			"influx write: point cannot be written as line protocol: %s", agent.EncodeProblem(&points[unwritable]))}
+		return agent.WithProgress(se, written)
 	}
 	return nil
 }
 
-// send writes one chunk of line protocol and classifies the outcome: nil
+// send writes line protocol and classifies the outcome: nil
 // when InfluxDB accepted it.
 func (s *Sink) send(ctx context.Context, lines []byte) *agent.SinkError {
 	err := s.write.WriteRecord(ctx, string(lines))

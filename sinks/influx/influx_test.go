@@ -106,7 +106,9 @@ func TestWriteURLWithPathPrefix(t *testing.T) {
 	}
 }
 
-func TestWriteChunksInOrder(t *testing.T) {
+// TestWriteOneRequest: a Write is one request, in order; how many points
+// one Write gets is the delivery loop's to decide.
+func TestWriteOneRequest(t *testing.T) {
 	srv := newServer(t, noContent())
 	s := newSink(t, Config{URL: srv.URL, Bucket: "b", BatchSize: 3})
 	points := testPoints(7)
@@ -114,14 +116,8 @@ func TestWriteChunksInOrder(t *testing.T) {
 		t.Fatalf("Write: %v", err)
 	}
 	reqs := srv.got()
-	wantChunks := [][]agent.Point{points[0:3], points[3:6], points[6:7]}
-	if len(reqs) != len(wantChunks) {
-		t.Fatalf("got %d requests, want %d", len(reqs), len(wantChunks))
-	}
-	for i, chunk := range wantChunks {
-		if want := string(agent.LineProtocol(chunk)); reqs[i].Body != want {
-			t.Errorf("request %d body:\n%s\nwant:\n%s", i, reqs[i].Body, want)
-		}
+	if len(reqs) != 1 || reqs[0].Body != string(agent.LineProtocol(points)) {
+		t.Fatalf("got %d requests (%q), want the 7 points in one", len(reqs), reqs)
 	}
 }
 
@@ -148,7 +144,7 @@ func TestWriteRefusesUnwritablePoint(t *testing.T) {
 	}{
 		{"first point, no field", with(0, noField, 3), 10, nil, 0, "no field"},
 		{"middle of a chunk", with(2, noMeasurement, 3), 10, [][2]int{{0, 2}}, 2, "no measurement"},
-		{"in the second chunk", with(3, tooLate, 3), 2, [][2]int{{0, 2}, {2, 3}}, 3, "outside what a nanosecond timestamp can hold"},
+		{"after three", with(3, tooLate, 3), 2, [][2]int{{0, 3}}, 3, "outside what a nanosecond timestamp can hold"},
 		{"last point, only NaN", with(3, onlyNaN, 3), 10, [][2]int{{0, 3}}, 3, "no field"},
 		{"alone", []agent.Point{noField}, 10, nil, 0, "no field"},
 	}
@@ -195,26 +191,7 @@ func TestWriteRefusesUnwritablePoint(t *testing.T) {
 	})
 }
 
-func TestWriteStopsAtFailingChunk(t *testing.T) {
-	srv := newServer(t, noContent(), answer(http.StatusServiceUnavailable, ""), noContent())
-	s := newSink(t, Config{URL: srv.URL, Bucket: "b", BatchSize: 2})
-	err := s.Write(context.Background(), testPoints(6))
-	if kind, _ := agent.Classify(err); kind != agent.Retryable {
-		t.Fatalf("kind %v (err %v), want retryable", kind, err)
-	}
-	var pw *agent.PartialWriteError
-	if !errors.As(err, &pw) || pw.Written != 2 {
-		t.Fatalf("error %v does not carry 2 points of progress", err)
-	}
-	if n := agent.Settled(err); n != 2 {
-		t.Errorf("Settled = %d, want 2", n)
-	}
-	if n := len(srv.got()); n != 2 {
-		t.Errorf("sent %d requests, want 2 (stop at the failing chunk)", n)
-	}
-}
-
-func TestWriteFirstChunkFailsWithoutProgress(t *testing.T) {
+func TestWriteFailsWithoutProgress(t *testing.T) {
 	srv := newServer(t, answer(http.StatusInternalServerError, ""))
 	s := newSink(t, Config{URL: srv.URL, Bucket: "b", BatchSize: 2})
 	err := s.Write(context.Background(), testPoints(4))
@@ -227,36 +204,22 @@ func TestWriteFirstChunkFailsWithoutProgress(t *testing.T) {
 	}
 }
 
-// TestWriteStopsAtPermanentChunk: a chunk refused for good stops the write
-// like any other failure. (Write used to go on past it, counting its points
-// as settled; but InfluxDB 1.8 stores all but the bad lines of such a chunk,
-// and only the delivery loop, writing halves again, can find which points to
-// dead-letter — so Write must claim no progress beyond the accepted chunks.)
-func TestWriteStopsAtPermanentChunk(t *testing.T) {
+// TestWriteRefusedForGood: a request refused for good claims no progress.
+// InfluxDB 1.8 stores all but the bad lines of it, and only the delivery
+// loop, writing halves again, can find which points to dead-letter.
+func TestWriteRefusedForGood(t *testing.T) {
 	bad := answer(http.StatusBadRequest, `{"code":"invalid","message":"unable to parse"}`, "Content-Type", "application/json")
-	tests := []struct {
-		name    string
-		answers []http.HandlerFunc
-		settled int
-	}{
-		{"after an accepted chunk", []http.HandlerFunc{noContent(), bad, noContent()}, 2},
-		{"first chunk", []http.HandlerFunc{bad, noContent()}, 0},
+	srv := newServer(t, bad, noContent())
+	s := newSink(t, Config{URL: srv.URL, Bucket: "b", BatchSize: 2})
+	err := s.Write(context.Background(), testPoints(6))
+	if kind, _ := agent.Classify(err); kind != agent.Permanent {
+		t.Fatalf("kind %v (err %v), want permanent", kind, err)
 	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			srv := newServer(t, tt.answers...)
-			s := newSink(t, Config{URL: srv.URL, Bucket: "b", BatchSize: 2})
-			err := s.Write(context.Background(), testPoints(6))
-			if kind, _ := agent.Classify(err); kind != agent.Permanent {
-				t.Fatalf("kind %v (err %v), want permanent", kind, err)
-			}
-			if n := agent.Settled(err); n != tt.settled {
-				t.Errorf("Settled = %d, want %d", n, tt.settled)
-			}
-			if n := len(srv.got()); n != tt.settled/2+1 {
-				t.Errorf("sent %d requests, want %d (none after the refused chunk)", n, tt.settled/2+1)
-			}
-		})
+	if n := agent.Settled(err); n != 0 {
+		t.Errorf("Settled = %d, want 0", n)
+	}
+	if n := len(srv.got()); n != 1 {
+		t.Errorf("sent %d requests, want 1", n)
 	}
 }
 
@@ -367,7 +330,7 @@ func TestNewValidatesConfig(t *testing.T) {
 	if strings.Contains(err.Error(), "hunter2") {
 		t.Errorf("error %q shows the URL's password", err)
 	}
-	if _, err := New(Config{Bucket: "b"}, discardLogger()); err == nil || !strings.Contains(err.Error(), "url is required") {
+	if _, err := New(Config{Bucket: "b"}, discardLogger()); err == nil || !strings.Contains(err.Error(), "url: must be set") {
 		t.Errorf("missing URL: %v", err)
 	}
 	if _, err := New(Config{URL: "http://h", Bucket: "b"}, nil); err == nil {
@@ -380,7 +343,7 @@ func TestNewValidatesConfig(t *testing.T) {
 	if err != nil {
 		t.Fatalf("New with defaults: %v", err)
 	}
-	if s.cfg.BatchSize != DefaultBatchSize || s.cfg.Timeout != DefaultTimeout || s.cfg.Precision != time.Nanosecond {
+	if s.cfg.BatchSize != agent.DefaultBatchSize || s.cfg.Timeout != DefaultConfig().Timeout || s.cfg.Precision != time.Nanosecond {
 		t.Errorf("defaults not applied: %+v", s.cfg)
 	}
 	if s.Name() != "influx" {

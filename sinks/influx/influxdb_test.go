@@ -70,16 +70,6 @@ func TestInfluxDBPartialWrite(t *testing.T) {
 			t.Errorf("after writing again InfluxDB holds %v, want %v (overwritten, not duplicated)", got, want)
 		}
 	})
-	t.Run("second request", func(t *testing.T) {
-		chunked := newSink(t, Config{URL: srv.URL, Bucket: "pmta", BatchSize: 2})
-		batch := []agent.Point{point("e", int64(5), 4), point("f", int64(6), 5), point("g", int64(7), 6), point("h", 8.5, 7),
-			point("i", int64(9), 8)}
-		checkRefusal(t, chunked.Write(ctx, batch), 2)
-		got := domains(t, srv)
-		if want := []string{"a", "b", "d", "e", "f", "g"}; !slices.Equal(got, want) {
-			t.Errorf("InfluxDB holds %v, want %v: nothing after the refused request is sent", got, want)
-		}
-	})
 }
 
 // domains returns the domain of every pmta_acct point stored, in time order.

@@ -38,8 +38,9 @@ func echoAuth(status int, shape string) http.HandlerFunc {
 	}
 }
 
-// TestSecretsNeverShown checks errors and every log line (at debug level) for
-// the token, the password of a 1.8 "user:password" token and a URL password.
+// TestSecretsNeverShown checks errors, the endpoint, Validate's problems and
+// every line the sink logs (at debug level) for the token, the password of a
+// 1.8 "user:password" token and a URL password.
 func TestSecretsNeverShown(t *testing.T) {
 	const (
 		token2   = "tOkEn-2x-Zm9vYmFy=="
@@ -93,8 +94,14 @@ func TestSecretsNeverShown(t *testing.T) {
 	}
 	check("refused", s.Write(context.Background(), testPoints(1)))
 	check("refused ping", s.Ping(context.Background()))
+	// The delivery loop logs the sink's endpoint with each failure.
+	shown = append(shown, "endpoint: "+s.Endpoint())
 	_, err = New(Config{URL: refused, Token: token18}, log) // no bucket
 	check("config", err)
+	cfg := Config{URL: refused, Token: token18, Bucket: "b"}
+	for _, err := range cfg.Validate() {
+		shown = append(shown, "validate: "+err.Error())
+	}
 
 	all := strings.Join(shown, "\n") + "\n" + logs.String()
 	for _, secret := range forbidden {
@@ -106,8 +113,10 @@ func TestSecretsNeverShown(t *testing.T) {
 	if !strings.Contains(all, "[redacted]") {
 		t.Errorf("no echoed credential was redacted; the servers did not echo:\n%s", all)
 	}
-	if !strings.Contains(logs.String(), "influx write failing") {
-		t.Errorf("failures were not logged, so the log check proves nothing:\n%s", logs.String())
+	// Failures are the delivery loop's to log; what the sink logs itself
+	// (its start-up line, with the URL) must have been seen.
+	if !strings.Contains(logs.String(), "influx sink configured") || !strings.Contains(all, "endpoint: http://admin:xxxxx@") {
+		t.Errorf("the sink's log lines or its endpoint were not checked:\n%s", all)
 	}
 }
 

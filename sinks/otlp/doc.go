@@ -9,6 +9,15 @@
 // loop owns retries, back-off and the durable queue; this package sends and
 // classifies failures (see classify).
 //
+// # Configuration
+//
+// Config is the sinks.otlp section of the configuration file (its koanf
+// tags are the keys), apart from the buffer subsection; DefaultConfig holds
+// its defaults and Config.Validate its checks, each problem starting with
+// its key. The config package composes them, and checks itself what needs
+// other sections: the agent's state_dir, under which the wiring sets
+// StateDir for cumulative temporality.
+//
 // # Mapping
 //
 // Metric names: pmta.<measurement without its "pmta_" prefix>.<field>.
@@ -110,6 +119,17 @@
 // problems are retryable. A partial success is not a failure: the collector
 // kept the rest of the export, and sending it again would count delta sums
 // twice, so it counts as written, and the data points it rejected are
-// counted in the rejected_data_points stat and logged at most once a
-// minute. Header values are never logged nor left in an error's text.
+// counted in the rejected_data_points stat. Header values are never logged
+// nor left in an error's text.
+//
+// # Logging
+//
+// Failed and refused writes are the delivery loop's to log, once per
+// episode, with the sink's Endpoint; the sink logs none of them. It logs
+// only what it alone sees, each kind at most once a minute through its own
+// ratelog.Episode, with the number of occurrences held back: data points
+// rejected in a partial success, a partial success with a warning, a 2xx
+// answer that could not be read, replays skipped in cumulative mode, a
+// cumulative state that could not be saved (and, once at start-up, one
+// that was unreadable and moved aside).
 package otlp

@@ -55,10 +55,12 @@ func (e *sizeLimitError) Unwrap() error { return e.Err }
 
 // partialSuccessError is a partial success the sink's hooks recorded (see
 // response): the server took the request, and rejected Rejected data points
-// of it for good (0 for a mere warning).
+// of it for good (0 for a mere warning). Unread marks a 2xx answer that
+// could not be read, which counts as accepted too.
 type partialSuccessError struct {
 	Rejected int64
 	Message  string
+	Unread   bool
 }
 
 func (e *partialSuccessError) Error() string {
@@ -66,13 +68,13 @@ func (e *partialSuccessError) Error() string {
 }
 
 // partialSuccess finds the partial-success report that the sink's hooks
-// recorded.
-func partialSuccess(err error) (rejected int64, msg string, ok bool) {
+// recorded, or nil.
+func partialSuccess(err error) *partialSuccessError {
 	var pe *partialSuccessError
 	if errors.As(err, &pe) {
-		return pe.Rejected, pe.Message, true
+		return pe
 	}
-	return 0, "", false
+	return nil
 }
 
 // classify turns an error from Export into a *agent.SinkError, or nil for
@@ -117,7 +119,7 @@ func classify(err error) *agent.SinkError {
 	if err == nil {
 		return nil
 	}
-	if _, _, ok := partialSuccess(err); ok {
+	if partialSuccess(err) != nil {
 		return nil
 	}
 	retryable := func(format string, a ...any) *agent.SinkError {

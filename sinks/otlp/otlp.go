@@ -32,7 +32,7 @@ type Sink struct {
 	endpoint  string          // for logs: host:port or the metrics URL
 	scope     instrumentation.Scope
 	secrets   redact.Redactor
-	health    *health
+	notices   *notices
 	now       func() time.Time
 
 	mu        sync.Mutex
@@ -51,16 +51,21 @@ var (
 	_ agent.Sink          = (*Sink)(nil)
 	_ agent.Closer        = (*Sink)(nil)
 	_ agent.StatsReporter = (*Sink)(nil)
+	_ agent.Endpointer    = (*Sink)(nil)
 )
 
 // New checks cfg, loads the cumulative state when asked for, and builds the
-// exporter. It does not contact the collector.
+// exporter. It does not contact the collector. A zero Protocol, Timeout,
+// BatchSize or Temporality takes DefaultConfig's value, and an empty
+// Endpoint the protocol's default. New refuses what Validate refuses,
+// except headers in clear text to another host (see Config.Validate), and
+// it refuses cumulative temporality without StateDir.
 func New(cfg Config, log *slog.Logger) (*Sink, error) {
 	if log == nil {
 		return nil, errors.New("otlp sink: a logger is required")
 	}
-	cfg, metricsURL, err := cfg.withDefaults()
-	if err != nil {
+	cfg = cfg.withDefaults()
+	if err := errors.Join(append(cfg.check(), cfg.checkWiring()...)...); err != nil {
 		return nil, fmt.Errorf("otlp sink config: %w", err)
 	}
 	tlsConf, err := cfg.TLS.Build()
@@ -72,7 +77,7 @@ func New(cfg Config, log *slog.Logger) (*Sink, error) {
 		cfg:       cfg,
 		scope:     instrumentation.Scope{Name: scopeName, Version: agent.SafeTag(cfg.Version)},
 		secrets:   newSecrets(cfg.Headers),
-		health:    newHealth(log, time.Now),
+		notices:   newNotices(log),
 		now:       time.Now,
 		resources: make(map[string]*resource.Resource),
 	}
@@ -93,8 +98,9 @@ func New(cfg Config, log *slog.Logger) (*Sink, error) {
 		s.endpoint, useTLS = cfg.Endpoint, !cfg.Insecure
 		s.exp, err = newGRPCExporter(cfg, tlsConf)
 	case ProtocolHTTP:
-		s.endpoint, useTLS = metricsURL, strings.HasPrefix(metricsURL, "https:")
-		s.exp, s.transport, err = newHTTPExporter(cfg, metricsURL, tlsConf)
+		u := metricsURL(cfg.Endpoint)
+		s.endpoint, useTLS = u, strings.HasPrefix(u, "https:")
+		s.exp, s.transport, err = newHTTPExporter(cfg, u, tlsConf)
 	}
 	if err != nil {
 		return nil, fmt.Errorf("otlp sink: %w", err)
@@ -112,6 +118,10 @@ func New(cfg Config, log *slog.Logger) (*Sink, error) {
 
 // Name implements agent.Sink.
 func (s *Sink) Name() string { return "otlp" }
+
+// Endpoint implements agent.Endpointer: host:port for grpc, the metrics URL
+// for http, for the delivery loop's log lines.
+func (s *Sink) Endpoint() string { return s.endpoint }
 
 // Write exports points and returns nil only when the collector took them
 // all. Points of different servers go in separate exports (one resource
@@ -137,9 +147,8 @@ func (s *Sink) Write(ctx context.Context, points []agent.Point) error {
 		return &agent.SinkError{Kind: agent.Retryable, Err: errors.New("otlp export: the sink is closed")}
 	}
 	var (
-		written  int
-		answered bool // the collector took an export
-		se       *agent.SinkError
+		written int
+		se      *agent.SinkError
 	)
 	for _, r := range runsByServer(points) {
 		pts := points[r.lo:r.hi]
@@ -151,39 +160,30 @@ func (s *Sink) Write(ctx context.Context, points []agent.Point) error {
 			}
 		}
 		if len(pts) > 0 {
-			var sent bool
-			if se, sent = s.exportRun(ctx, r.server, pts); se != nil {
+			if se = s.exportRun(ctx, r.server, pts); se != nil {
 				break
 			}
 			written += len(pts)
-			answered = answered || sent
 		}
 		if bad >= 0 {
 			se = &agent.SinkError{Kind: agent.Permanent, Rejected: 1,
 				Err: fmt.Errorf("otlp export: point cannot be exported: %s", problem)}
-			s.health.notice("otlp sink refused a point it cannot export", "err", se.Err.Error())
 			break
 		}
 	}
 	s.saveState()
-	if answered {
-		s.health.succeeded()
-	}
 	if se == nil {
 		return nil
-	}
-	if se.Kind != agent.Permanent {
-		s.health.failed(se, s.endpoint)
 	}
 	return agent.WithProgress(se, written)
 }
 
-// exportRun exports the points of one server. sent reports whether a
-// request went out (false when every data point was a replay skipped in
-// cumulative mode). The cumulative totals are committed only when the
-// collector took the export: after any failure the delivery loop sends the
-// same points again (a refused batch in halves), and they must add up then.
-func (s *Sink) exportRun(ctx context.Context, server string, pts []agent.Point) (se *agent.SinkError, sent bool) {
+// exportRun exports the points of one server; nothing goes out when every
+// data point was a replay skipped in cumulative mode. The cumulative totals
+// are committed only when the collector took the export: after any failure
+// the delivery loop sends the same points again (a refused batch in
+// halves), and they must add up then.
+func (s *Sink) exportRun(ctx context.Context, server string, pts []agent.Point) *agent.SinkError {
 	var tx *cumTx
 	if s.state != nil {
 		tx = s.state.begin()
@@ -191,32 +191,40 @@ func (s *Sink) exportRun(ctx context.Context, server string, pts []agent.Point) 
 	req := buildRequest(pts, tx)
 	if req.dataPoints == 0 {
 		s.countSkipped(req)
-		return nil, false
+		return nil
 	}
 	rm := req.resourceMetrics(s.resourceFor(server), s.scope)
 	err := s.export(ctx, &rm)
-	if se = s.redact(classify(err)); se != nil {
-		if se.Kind == agent.Permanent {
-			s.health.notice("otlp collector refused data for good", "data_points", req.dataPoints, "err", se.Err.Error())
-		}
-		return se, true
+	if se := s.redact(classify(err)); se != nil {
+		return se
 	}
 	s.dataPoints.Add(int64(req.dataPoints))
-	if rejected, msg, ok := partialSuccess(err); ok {
-		msg = s.secrets.Scrub(msg)
-		if rejected > 0 {
-			total := s.rejectedDPs.Add(rejected)
-			s.health.notice("otlp collector rejected data points of an accepted export; they are not sent again",
-				"rejected_data_points", rejected, "rejected_total", total, "message", msg)
-		} else {
-			s.health.notice("otlp collector accepted the data with a warning", "message", msg)
-		}
+	if ps := partialSuccess(err); ps != nil {
+		s.notePartial(ps)
 	}
 	if tx != nil {
 		tx.commit()
 	}
 	s.countSkipped(req)
-	return nil, true
+	return nil
+}
+
+// notePartial counts and logs an export the collector took with a partial
+// success.
+func (s *Sink) notePartial(ps *partialSuccessError) {
+	msg := s.secrets.Scrub(ps.Message)
+	switch {
+	case ps.Rejected > 0:
+		total := s.rejectedDPs.Add(ps.Rejected)
+		s.notices.warn(&s.notices.rejected, s.now(),
+			"otlp collector rejected data points of an accepted export; they are not sent again",
+			"rejected_data_points", ps.Rejected, "rejected_total", total, "message", msg)
+	case ps.Unread:
+		s.notices.warn(&s.notices.unread, s.now(),
+			"otlp collector accepted the data but its answer could not be read", "message", msg)
+	default:
+		s.notices.warn(&s.notices.warned, s.now(), "otlp collector accepted the data with a warning", "message", msg)
+	}
 }
 
 // export sends one request and returns the exporter's outcome with what the
@@ -242,7 +250,8 @@ func (s *Sink) countSkipped(req *request) {
 	s.replays.Add(int64(req.replays))
 	s.unsupported.Add(int64(req.unsupported))
 	if req.replays > 0 {
-		s.health.notice("otlp cumulative mode skipped replayed accounting intervals (already in the totals)",
+		s.notices.warn(&s.notices.replays, s.now(),
+			"otlp cumulative mode skipped replayed accounting intervals (already in the totals)",
 			"data_points", req.replays)
 	}
 }
@@ -267,7 +276,7 @@ func (s *Sink) saveState() {
 	s.state.expire()
 	if err := s.state.save(); err != nil {
 		s.stateErrors.Add(1)
-		s.health.notice("otlp cumulative state not saved", "err", err.Error())
+		s.notices.warn(&s.notices.unsaved, s.now(), "otlp cumulative state not saved", "err", err.Error())
 	}
 }
 

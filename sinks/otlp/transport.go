@@ -7,7 +7,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"strings"
 	"time"
@@ -88,12 +87,12 @@ func newGRPCExporter(cfg Config, tlsConf *tls.Config) (exporter, error) {
 // responses can be recorded (see responseRecorder). url is the full metrics
 // URL, https or http. It returns the transport for closing idle connections.
 func newHTTPExporter(cfg Config, url string, tlsConf *tls.Config) (exporter, *http.Transport, error) {
-	transport := newTransport(tlsConf)
-	exp, err := newHTTPExporterOn(cfg, url, transport)
+	tr := transport.NewHTTP(tlsConf)
+	exp, err := newHTTPExporterOn(cfg, url, tr)
 	if err != nil {
 		return nil, nil, err
 	}
-	return exp, transport, nil
+	return exp, tr, nil
 }
 
 // newHTTPExporterOn builds the OTLP/HTTP exporter sending through base (the
@@ -120,26 +119,6 @@ func newHTTPExporterOn(cfg Config, url string, base http.RoundTripper) (exporter
 		return nil, fmt.Errorf("otlp http exporter: %w", err)
 	}
 	return exp, nil
-}
-
-// newTransport returns Go's default transport settings with tlsConf.
-func newTransport(tlsConf *tls.Config) *http.Transport {
-	if def, ok := http.DefaultTransport.(*http.Transport); ok {
-		t := def.Clone()
-		t.TLSClientConfig = tlsConf
-		return t
-	}
-	// Replaced by some other package: build the same defaults.
-	return &http.Transport{
-		Proxy:                 http.ProxyFromEnvironment,
-		DialContext:           (&net.Dialer{Timeout: 30 * time.Second, KeepAlive: 30 * time.Second}).DialContext,
-		ForceAttemptHTTP2:     true,
-		MaxIdleConns:          100,
-		IdleConnTimeout:       90 * time.Second,
-		TLSHandshakeTimeout:   10 * time.Second,
-		ExpectContinueTimeout: time.Second,
-		TLSClientConfig:       tlsConf,
-	}
 }
 
 // response is what the sink's hooks note about one export: whether a
@@ -219,7 +198,7 @@ func (r *response) wrap(err error, now time.Time) error {
 		// The collector answered 2xx: it took the request, even if its
 		// answer could not be read. Sending it again would duplicate
 		// it, so it counts as accepted, with a warning.
-		return &partialSuccessError{Message: "the answer to an accepted request could not be read: " + err.Error()}
+		return &partialSuccessError{Message: "the answer to an accepted request could not be read: " + err.Error(), Unread: true}
 	}
 	ra := transport.ParseRetryAfter(r.header.Get("Retry-After"), now, maxRetryAfter)
 	return &httpStatusError{Status: r.status, RetryAfter: ra, Err: err}

@@ -256,12 +256,12 @@ func TestConfigValidation(t *testing.T) {
 		{"grpc without a port", Config{Endpoint: "collector"}, []string{"host:port"}},
 		{"grpc insecure with tls", Config{Insecure: true, TLS: transport.TLSConfig{CAFile: "x"}}, []string{"exclude each other"}},
 		{"http without scheme", Config{Protocol: "http", Endpoint: "c:4318"}, []string{"http:// or https://"}},
-		{"http with credentials", Config{Protocol: "http", Endpoint: "https://u:p@c"}, []string{"headers, not in the URL"}},
-		{"http insecure https", Config{Protocol: "http", Endpoint: "https://c", Insecure: true}, []string{"https but insecure"}},
+		{"http with credentials", Config{Protocol: "http", Endpoint: "https://u:p@c"}, []string{"must not carry credentials"}},
+		{"http insecure https", Config{Protocol: "http", Endpoint: "https://c", Insecure: true}, []string{"insecure: is set with an https:// endpoint"}},
 		{"http tls on plaintext", Config{Protocol: "http", Endpoint: "http://c", TLS: transport.TLSConfig{ServerName: "c"}}, []string{"plaintext http but tls"}},
 		{"everything wrong at once", Config{Protocol: "udp", Timeout: -1, Temporality: "weekly",
 			Headers: map[string]string{"bad name": "v", "X-Ok": "a\nb"}, Resource: map[string]string{"": "v"}},
-			[]string{"protocol \"udp\"", "timeout", "temporality \"weekly\"", "header name \"bad name\"", "X-Ok", "attribute name is empty"}},
+			[]string{"protocol: is \"udp\"", "timeout", "temporality: is \"weekly\"", "header name \"bad name\"", "X-Ok", "attribute name is empty"}},
 		{"cumulative without a state dir", Config{Temporality: "cumulative"}, []string{"state_dir is required"}},
 	}
 	for _, c := range cases {
@@ -297,11 +297,15 @@ func TestConfigDefaultsAndURL(t *testing.T) {
 		{Config{Protocol: "http", Endpoint: "https://gw.example/v1/metrics"}, "https://gw.example/v1/metrics", "https://gw.example/v1/metrics"},
 	}
 	for _, c := range cases {
-		got, u, err := c.cfg.withDefaults()
-		if err != nil {
-			t.Fatal(err)
+		got := c.cfg.withDefaults()
+		if errs := got.check(); len(errs) != 0 {
+			t.Fatal(errs)
 		}
-		if got.Endpoint != c.endpoint || u != c.url || got.Timeout != DefaultTimeout || got.Temporality != TemporalityDelta {
+		u := ""
+		if got.Protocol == ProtocolHTTP {
+			u = metricsURL(got.Endpoint)
+		}
+		if got.Endpoint != c.endpoint || u != c.url || got.Timeout != DefaultConfig().Timeout || got.Temporality != TemporalityDelta {
 			t.Errorf("%+v: endpoint %q url %q timeout %s temporality %s", c.cfg, got.Endpoint, u, got.Timeout, got.Temporality)
 		}
 	}

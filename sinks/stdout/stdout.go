@@ -1,6 +1,7 @@
 // Package stdout is a sink that prints points as InfluxDB line protocol to a
 // writer, normally the process's standard output. It serves `pmta-agent once`,
-// debugging, and pipelines that feed line protocol into another tool.
+// debugging, and pipelines that feed line protocol into another tool. Its
+// only setting is Config.Enabled; its buffer is the config package's.
 package stdout
 
 import (
@@ -15,6 +16,21 @@ import (
 // maxKeptBuffer bounds the encoding buffer kept between batches, so one huge
 // batch (a backfill) does not pin its memory for the life of the process.
 const maxKeptBuffer = 1 << 20
+
+// Config is the sink's configuration: the sinks.stdout section of the
+// configuration file, apart from the buffer subsection, which the config
+// package puts next to it.
+type Config struct {
+	// Enabled turns the sink on; New does not read it.
+	Enabled bool `koanf:"enabled"`
+}
+
+// DefaultConfig returns the sink's defaults: off.
+func DefaultConfig() Config { return Config{} }
+
+// Validate reports the problems of the settings: there are none to have.
+// It exists so that the config package treats every sink alike.
+func (c Config) Validate() []error { return nil }
 
 // Sink writes each batch as line protocol, one point per line. It is safe for
 // concurrent use: batches never interleave.

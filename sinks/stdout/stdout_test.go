@@ -201,3 +201,9 @@ func TestBufferNotRetainedWhenHuge(t *testing.T) {
 		t.Error("small batch buffer was not kept for reuse")
 	}
 }
+
+func TestConfig(t *testing.T) {
+	if c := DefaultConfig(); c.Enabled || len(c.Validate()) != 0 {
+		t.Errorf("DefaultConfig() = %+v, problems %v; want off and valid", c, c.Validate())
+	}
+}

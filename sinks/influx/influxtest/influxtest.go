@@ -8,12 +8,10 @@
 package influxtest
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"net/url"
 	"os"
@@ -22,14 +20,14 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/pmta-agent/pmta-agent/sinks/internal/servertest"
 )
 
 // Server is a running influxd with its own temporary directories.
 type Server struct {
 	URL  string // http://127.0.0.1:port
-	cmd  *exec.Cmd
-	conf string
-	log  *bytes.Buffer
+	proc *servertest.Process
 	t    testing.TB
 }
 
@@ -64,16 +62,13 @@ func Start(t testing.TB) *Server {
 	t.Helper()
 	bin := Binary()
 	if bin == "" {
-		msg := "influxd not found (set INFLUXD or run: go install github.com/influxdata/influxdb/cmd/influxd@v1.8.10)"
-		if os.Getenv("CI") == "true" {
-			t.Fatal(msg)
-		}
-		t.Skip(msg)
+		servertest.Missing(t, "influxd not found (set INFLUXD or run: go install github.com/influxdata/influxdb/cmd/influxd@v1.8.10)")
 	}
 	dir := t.TempDir()
-	s := &Server{conf: filepath.Join(dir, "influxd.conf"), log: &bytes.Buffer{}, t: t}
-	httpPort, rpcPort := freePort(t), freePort(t)
-	conf := fmt.Sprintf(`reporting-disabled = true
+	conf := filepath.Join(dir, "influxd.conf")
+	s := &Server{proc: servertest.NewProcess(bin, "run", "-config", conf), t: t}
+	httpPort, rpcPort := servertest.FreePort(t), servertest.FreePort(t)
+	text := fmt.Sprintf(`reporting-disabled = true
 bind-address = "127.0.0.1:%d"
 [meta]
   dir = %q
@@ -91,7 +86,7 @@ bind-address = "127.0.0.1:%d"
 [logging]
   level = "warn"
 `, rpcPort, filepath.Join(dir, "meta"), filepath.Join(dir, "data"), filepath.Join(dir, "wal"), httpPort)
-	if err := os.WriteFile(s.conf, []byte(conf), 0o600); err != nil {
+	if err := os.WriteFile(conf, []byte(text), 0o600); err != nil {
 		t.Fatal(err)
 	}
 	s.URL = fmt.Sprintf("http://127.0.0.1:%d", httpPort)
@@ -102,42 +97,18 @@ bind-address = "127.0.0.1:%d"
 
 func (s *Server) start() {
 	s.t.Helper()
-	s.cmd = exec.Command(Binary(), "run", "-config", s.conf)
-	s.cmd.Stdout, s.cmd.Stderr = s.log, s.log
-	if err := s.cmd.Start(); err != nil {
-		s.t.Fatalf("start influxd: %v", err)
-	}
-	deadline := time.Now().Add(30 * time.Second)
-	for time.Now().Before(deadline) {
+	s.proc.Start(s.t, "influxd", 30*time.Second, func() bool {
 		resp, err := http.Get(s.URL + "/ping")
-		if err == nil {
-			resp.Body.Close()
-			if resp.StatusCode == http.StatusNoContent {
-				return
-			}
+		if err != nil {
+			return false
 		}
-		time.Sleep(50 * time.Millisecond)
-	}
-	s.Stop()
-	s.t.Fatalf("influxd did not answer /ping within 30s; its log:\n%s", s.log.String())
+		resp.Body.Close()
+		return resp.StatusCode == http.StatusNoContent
+	})
 }
 
 // Stop stops the server; its data stays for Restart.
-func (s *Server) Stop() {
-	if s.cmd == nil || s.cmd.Process == nil {
-		return
-	}
-	_ = s.cmd.Process.Signal(os.Interrupt)
-	done := make(chan struct{})
-	go func() { _ = s.cmd.Wait(); close(done) }()
-	select {
-	case <-done:
-	case <-time.After(10 * time.Second):
-		_ = s.cmd.Process.Kill()
-		<-done
-	}
-	s.cmd = nil
-}
+func (s *Server) Stop() { s.proc.Stop() }
 
 // Restart starts a stopped server again on the same port and data.
 func (s *Server) Restart() { s.start() }
@@ -218,13 +189,3 @@ func (s *Server) Query(db, q string) ([]Series, error) {
 }
 
 func quoteIdent(s string) string { return `"` + strings.ReplaceAll(s, `"`, `\"`) + `"` }
-
-func freePort(t testing.TB) int {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port
-}

@@ -9,17 +9,16 @@
 package otelcoltest
 
 import (
-	"bytes"
 	"errors"
 	"fmt"
 	"net"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strconv"
-	"sync"
 	"testing"
 	"time"
+
+	"github.com/pmta-agent/pmta-agent/sinks/internal/servertest"
 )
 
 // startTimeout bounds the wait for the collector's ports.
@@ -28,16 +27,11 @@ const startTimeout = 30 * time.Second
 // Collector is a running collector with its own temporary directory.
 type Collector struct {
 	t        testing.TB
-	bin      string
 	conf     string
 	out      string
 	grpcPort int
 	httpPort int
-	log      *syncBuffer
-
-	mu   sync.Mutex
-	cmd  *exec.Cmd
-	done chan struct{} // closed when the process has exited
+	proc     *servertest.Process
 }
 
 // Binary returns the collector binary: $OTELCOL, else
@@ -82,21 +76,17 @@ func Start(t testing.TB) *Collector {
 	t.Helper()
 	bin, err := Binary()
 	if err != nil {
-		if os.Getenv("CI") == "true" {
-			t.Fatal(err)
-		}
-		t.Skip(err)
+		servertest.Missing(t, err.Error())
 	}
 	dir := t.TempDir()
 	c := &Collector{
 		t:        t,
-		bin:      bin,
 		conf:     filepath.Join(dir, "otelcol.yaml"),
 		out:      filepath.Join(dir, "metrics.jsonl"),
-		grpcPort: freePort(t),
-		httpPort: freePort(t),
-		log:      &syncBuffer{},
+		grpcPort: servertest.FreePort(t),
+		httpPort: servertest.FreePort(t),
 	}
+	c.proc = servertest.NewProcess(bin, "--config", c.conf)
 	if err := os.WriteFile(c.conf, []byte(c.config()), 0o600); err != nil {
 		t.Fatal(err)
 	}
@@ -137,31 +127,7 @@ service:
 
 func (c *Collector) start() {
 	c.t.Helper()
-	cmd := exec.Command(c.bin, "--config", c.conf)
-	cmd.Stdout, cmd.Stderr = c.log, c.log
-	if err := cmd.Start(); err != nil {
-		c.t.Fatalf("start collector: %v", err)
-	}
-	done := make(chan struct{})
-	go func() { _ = cmd.Wait(); close(done) }()
-	c.mu.Lock()
-	c.cmd, c.done = cmd, done
-	c.mu.Unlock()
-
-	deadline := time.Now().Add(startTimeout)
-	for time.Now().Before(deadline) {
-		select {
-		case <-done:
-			c.t.Fatalf("collector exited at start; its log:\n%s", c.log.String())
-		default:
-		}
-		if accepts(c.grpcPort) && accepts(c.httpPort) {
-			return
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-	c.Stop()
-	c.t.Fatalf("collector ports did not open within %s; its log:\n%s", startTimeout, c.log.String())
+	c.proc.Start(c.t, "collector", startTimeout, func() bool { return accepts(c.grpcPort) && accepts(c.httpPort) })
 }
 
 func accepts(port int) bool {
@@ -173,24 +139,9 @@ func accepts(port int) bool {
 	return true
 }
 
-// Stop stops the collector (SIGTERM, then SIGKILL after 10 s); the file
+// Stop stops the collector (SIGINT, then SIGKILL after 10 s); the file
 // exporter flushes on the way out. Restart starts it again.
-func (c *Collector) Stop() {
-	c.mu.Lock()
-	cmd, done := c.cmd, c.done
-	c.cmd = nil
-	c.mu.Unlock()
-	if cmd == nil {
-		return
-	}
-	_ = cmd.Process.Signal(os.Interrupt)
-	select {
-	case <-done:
-	case <-time.After(10 * time.Second):
-		_ = cmd.Process.Kill()
-		<-done
-	}
-}
+func (c *Collector) Stop() { c.proc.Stop() }
 
 // Restart starts a stopped collector on the same ports and output file.
 func (c *Collector) Restart() {
@@ -209,7 +160,7 @@ func (c *Collector) HTTPEndpoint() string { return "http://127.0.0.1:" + strconv
 func (c *Collector) OutputFile() string { return c.out }
 
 // Log returns what the collector printed.
-func (c *Collector) Log() string { return c.log.String() }
+func (c *Collector) Log() string { return c.proc.Log() }
 
 // Points reads every data point the collector has written so far.
 func (c *Collector) Points() ([]Point, error) {
@@ -238,37 +189,8 @@ func (c *Collector) WaitPoints(t testing.TB, timeout time.Duration, done func([]
 		}
 		if time.Now().After(deadline) {
 			t.Fatalf("collector output did not reach the expected state within %s: %d data points; collector log:\n%s",
-				timeout, len(pts), c.log.String())
+				timeout, len(pts), c.proc.Log())
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
-}
-
-func freePort(t testing.TB) int {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port
-}
-
-// syncBuffer is a bytes.Buffer the collector's output goroutines and the
-// test can share.
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
 }

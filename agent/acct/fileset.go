@@ -6,16 +6,29 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"slices"
 	"strings"
+	"sync/atomic"
 	"time"
+)
+
+const (
+	// missingPolls is how many scans in a row a file must be absent from the
+	// globs before it is drained and forgotten; one is not enough, as a file
+	// being moved between two watched directories can fall between globs.
+	missingPolls = 3
+	// idleClose is how long a fully read file may sit unchanged before its
+	// descriptor is closed; it is reopened by path when it grows.
+	idleClose = 5 * time.Minute
 )
 
 // fileEntry is one accounting file, known by its content rather than its
 // path: the fingerprint (its first FingerprintSize bytes, or all of it while
-// it is shorter) and, while the tailer runs, its device and inode.
+// it is shorter) and, while the tailer runs, its device and inode. Where
+// reading it stands is its fileCursor.
 type fileEntry struct {
 	fileCursor
 	path       string
@@ -32,14 +45,36 @@ type fileEntry struct {
 	lagFrom    int64     // Unix ms of the oldest unread data, 0 when read to the end (see noteLag)
 }
 
+// fileset is the tailer's files: which the globs find, which of them is
+// which known file (by device and inode, else by fingerprint) through
+// renames, moves, copies and links, which were truncated, which are gone,
+// and which descriptors can be closed. It reads no record: the tailer reads
+// the entries' bytes through the parser. Only the polling goroutine uses it,
+// but for Problems and its counters.
+type fileset struct {
+	globs  []string
+	fpSize int
+	log    *slog.Logger
+	open   func(name string) (*os.File, error) // os.Open; tests make files unreadable
+
+	entries []*fileEntry
+	probs   problemState
+
+	truncations, filesDone atomic.Int64
+}
+
+func newFileset(globs []string, fpSize int, log *slog.Logger) *fileset {
+	return &fileset{globs: globs, fpSize: fpSize, log: log, open: os.Open}
+}
+
 // fpCompatible reports whether a file whose first bytes are cur can be the
 // file fingerprinted as old: the same bytes, possibly more of them now.
 func fpCompatible(old, cur []byte) bool {
 	return len(old) <= len(cur) && bytes.Equal(cur[:len(old)], old)
 }
 
-func (t *Tailer) readFP(f *os.File) ([]byte, error) {
-	buf := make([]byte, t.cfg.FingerprintSize)
+func (s *fileset) readFP(f *os.File) ([]byte, error) {
+	buf := make([]byte, s.fpSize)
 	n, err := f.ReadAt(buf, 0)
 	if err != nil && !errors.Is(err, io.EOF) {
 		return nil, fmt.Errorf("fingerprint %s: %w", f.Name(), err)
@@ -47,10 +82,10 @@ func (t *Tailer) readFP(f *os.File) ([]byte, error) {
 	return buf[:n], nil
 }
 
-func (t *Tailer) globPaths() ([]string, error) {
+func (s *fileset) globPaths() ([]string, error) {
 	var paths []string
 	var errs []error
-	for _, g := range t.cfg.Globs {
+	for _, g := range s.globs {
 		m, err := filepath.Glob(g)
 		if err != nil {
 			errs = append(errs, fmt.Errorf("glob %q: %w", g, err))
@@ -73,18 +108,19 @@ type found struct {
 // inode (a rename keeps it), checking that the content still starts the same
 // way (else the file was truncated or rewritten); then, for files not known by
 // inode — after a restart, or moved while the tailer was stopped — by
-// fingerprint. Whatever matches nothing is a new file.
+// fingerprint. Whatever matches nothing is a new file, returned in added
+// (the tailer's StartAt applies to those of a very first start).
 //
 // A file is its device and inode, not its path: a symbolic or hard link to
 // a watched file, or a bind mount of its directory, is the same file and is
 // read once. What cannot be read — a glob's directory, a matched file — is
 // a problem (see Problems), logged and reported by /readyz.
-func (t *Tailer) discover(now time.Time) error {
-	paths, err := t.globPaths()
+func (s *fileset) discover(now time.Time) (added []*fileEntry, err error) {
+	paths, err := s.globPaths()
 	errs := []error{err}
-	probs := dirProblems(t.cfg.Globs)
-	defer func() { t.setProblems(probs) }()
-	for _, e := range t.files {
+	probs := dirProblems(s.globs)
+	defer func() { s.probs.set(probs, s.log) }()
+	for _, e := range s.entries {
 		e.seen = false
 	}
 	var rest []found
@@ -109,8 +145,8 @@ func (t *Tailer) discover(now time.Time) error {
 			}
 			ids[id] = true
 		}
-		if e := t.byID(fd); e != nil {
-			ok, err := t.rebind(e, fd, now)
+		if e := s.byID(fd); e != nil {
+			ok, err := s.rebind(e, fd, now)
 			if err != nil {
 				probs = append(probs, fileProblem(fd.path, err))
 				errs = append(errs, err)
@@ -126,19 +162,23 @@ func (t *Tailer) discover(now time.Time) error {
 		rest = append(rest, fd)
 	}
 	for _, fd := range rest {
-		if err := t.bindNew(fd, now); err != nil {
+		e, err := s.bindNew(fd, now)
+		if err != nil {
 			probs = append(probs, fileProblem(fd.path, err))
 			errs = append(errs, err)
 		}
+		if e != nil {
+			added = append(added, e)
+		}
 	}
-	return errors.Join(errs...)
+	return added, errors.Join(errs...)
 }
 
-func (t *Tailer) byID(fd found) *fileEntry {
+func (s *fileset) byID(fd found) *fileEntry {
 	if !fd.hasID {
 		return nil
 	}
-	for _, e := range t.files {
+	for _, e := range s.entries {
 		if !e.seen && e.hasID && e.dev == fd.dev && e.ino == fd.ino {
 			return e
 		}
@@ -150,22 +190,22 @@ func (t *Tailer) byID(fd found) *fileEntry {
 // a file the tailer holds open is surely the same file: an inode whose file
 // was deleted while not held open can come back as a new file, so a content
 // mismatch there unbinds the entry (ok = false) and the file is matched anew.
-func (t *Tailer) rebind(e *fileEntry, fd found, now time.Time) (ok bool, err error) {
+func (s *fileset) rebind(e *fileEntry, fd found, now time.Time) (ok bool, err error) {
 	held := e.f != nil
 	size, mtime := fd.fi.Size(), fd.fi.ModTime()
-	if size == e.size && mtime.Equal(e.mtime) && len(e.fp) == t.cfg.FingerprintSize {
+	if size == e.size && mtime.Equal(e.mtime) && len(e.fp) == s.fpSize {
 		e.seen, e.missing = true, 0
 		e.path, e.name = fd.path, fd.path
 		return true, nil
 	}
-	f, err := t.openAt(e, fd.path)
+	f, err := s.openAt(e, fd.path)
 	if errors.Is(err, fs.ErrNotExist) {
 		return false, nil // gone since the glob; bindNew will see
 	}
 	if err != nil {
 		return false, err
 	}
-	fp, err := t.readFP(f)
+	fp, err := s.readFP(f)
 	if err != nil {
 		if !held {
 			_ = f.Close()
@@ -179,7 +219,7 @@ func (t *Tailer) rebind(e *fileEntry, fd found, now time.Time) (ok bool, err err
 			return false, nil
 		}
 		e.size = size
-		t.truncated(e)
+		s.truncated(e)
 	}
 	if size != e.size {
 		e.lastChange = now
@@ -191,32 +231,30 @@ func (t *Tailer) rebind(e *fileEntry, fd found, now time.Time) (ok bool, err err
 }
 
 // bindNew matches a file not known by inode to a known fingerprint, or
-// starts following it as a new file.
-func (t *Tailer) bindNew(fd found, now time.Time) error {
-	f, err := t.open(fd.path)
+// starts following it as a new file, which it returns.
+func (s *fileset) bindNew(fd found, now time.Time) (added *fileEntry, err error) {
+	f, err := s.open(fd.path)
 	if err != nil {
 		if errors.Is(err, os.ErrNotExist) {
-			return nil // gone between the glob and the open
+			return nil, nil // gone between the glob and the open
 		}
-		return err // *fs.PathError: "open PATH: reason"
+		return nil, err // *fs.PathError: "open PATH: reason"
 	}
-	fp, err := t.readFP(f)
+	fp, err := s.readFP(f)
 	if err != nil || len(fp) == 0 {
 		// An empty file tells nothing apart yet; look again next scan.
 		_ = f.Close()
-		return err
+		return nil, err
 	}
-	e := t.byFP(fp, fd)
-	if e == nil && t.copyOfSeen(fp) {
+	e := s.byFP(fp, fd)
+	if e == nil && s.copyOfSeen(fp) {
 		_ = f.Close()
-		return nil
+		return nil, nil
 	}
 	if e == nil {
 		e = &fileEntry{}
-		t.files = append(t.files, e)
-		if t.first && t.cfg.StartAt == "end" {
-			defer t.skipExisting(e)
-		}
+		s.entries = append(s.entries, e)
+		added = e
 	} else if e.f != nil {
 		_ = e.f.Close()
 	}
@@ -225,9 +263,9 @@ func (t *Tailer) bindNew(fd found, now time.Time) error {
 	e.dev, e.ino, e.hasID = fd.dev, fd.ino, fd.hasID
 	e.size, e.mtime, e.lastChange = fd.fi.Size(), fd.fi.ModTime(), now
 	if e.size < e.offset {
-		t.truncated(e)
+		s.truncated(e)
 	}
-	return nil
+	return added, nil
 }
 
 // byFP finds an entry not yet found by this scan whose fingerprint the file's
@@ -236,9 +274,9 @@ func (t *Tailer) bindNew(fd found, now time.Time) error {
 // same header) the same inode wins, then the longest fingerprint; when such
 // files have the same offset the choice does not matter, as their content up
 // to it is equal.
-func (t *Tailer) byFP(fp []byte, fd found) *fileEntry {
+func (s *fileset) byFP(fp []byte, fd found) *fileEntry {
 	var best *fileEntry
-	for _, e := range t.files {
+	for _, e := range s.entries {
 		if e.seen || !fpCompatible(e.fp, fp) {
 			continue
 		}
@@ -246,7 +284,7 @@ func (t *Tailer) byFP(fp []byte, fd found) *fileEntry {
 		// its file left every path the globs find (deleted, or moved to
 		// another file system: copied, then deleted) and this is its copy.
 		// A whole fingerprint that equals says so.
-		if e.f != nil && len(e.fp) < t.cfg.FingerprintSize {
+		if e.f != nil && len(e.fp) < s.fpSize {
 			continue
 		}
 		if fd.hasID && e.hasID && e.dev == fd.dev && e.ino == fd.ino {
@@ -266,8 +304,8 @@ func (t *Tailer) byFP(fp []byte, fd found) *fileEntry {
 // lost by looking again at the next scan: the copy is bound to the
 // original's entry once the original is gone, and a new file as soon as it
 // holds a record of its own.
-func (t *Tailer) copyOfSeen(fp []byte) bool {
-	for _, e := range t.files {
+func (s *fileset) copyOfSeen(fp []byte) bool {
+	for _, e := range s.entries {
 		if e.seen && fpCompatible(fp, e.fp) {
 			return true
 		}
@@ -275,30 +313,16 @@ func (t *Tailer) copyOfSeen(fp []byte) bool {
 	return false
 }
 
-func (t *Tailer) truncated(e *fileEntry) {
-	t.st.truncations.Add(1)
-	t.log.Warn("accounting file truncated or rewritten; reading it again from the start",
+func (s *fileset) truncated(e *fileEntry) {
+	s.truncations.Add(1)
+	s.log.Warn("accounting file truncated or rewritten; reading it again from the start",
 		"file", e.path, "offset", e.offset, "size", e.size)
 	e.offset, e.hdr, e.skipping, e.last, e.eof = 0, nil, false, 0, 0
 }
 
-// skipExisting moves a file found at the very first start to its end, as
-// StartAt "end" asks, still following its header rows so that the records
-// appended later are read with the right columns.
-func (t *Tailer) skipExisting(e *fileEntry) {
-	p := t.parser
-	lines, bad, read := p.lines, p.malformed, p.bytesRead
-	p.discard = true
-	_, _, err := p.readFile(e.f, &e.fileCursor, noLimit, false, noUntil, nil)
-	p.discard = false
-	p.lines, p.malformed, p.bytesRead = lines, bad, read
-	if err != nil {
-		t.errLog.log("skipping existing accounting file failed", "file", e.path, "err", err)
-	}
-}
-
-func (t *Tailer) openEntry(e *fileEntry) (*os.File, error) {
-	f, err := t.openAt(e, e.path)
+// openEntry returns e's descriptor, opening it by path if it has none.
+func (s *fileset) openEntry(e *fileEntry) (*os.File, error) {
+	f, err := s.openAt(e, e.path)
 	if err != nil {
 		return nil, err
 	}
@@ -308,11 +332,11 @@ func (t *Tailer) openEntry(e *fileEntry) (*os.File, error) {
 
 // openAt returns e's descriptor, opening path if there is none. The path may
 // name another file by now; only the same inode will do.
-func (t *Tailer) openAt(e *fileEntry, path string) (*os.File, error) {
+func (s *fileset) openAt(e *fileEntry, path string) (*os.File, error) {
 	if e.f != nil {
 		return e.f, nil
 	}
-	f, err := t.open(path)
+	f, err := s.open(path)
 	if err != nil {
 		return nil, err // *fs.PathError: "open PATH: reason"
 	}
@@ -325,74 +349,36 @@ func (t *Tailer) openAt(e *fileEntry, path string) (*os.File, error) {
 	return f, nil
 }
 
-// readEntry reads a file from its offset to its last complete line (or up
-// to limit); final says the file will never grow again.
-func (t *Tailer) readEntry(e *fileEntry, limit int64, final bool) error {
-	if e.f == nil && e.offset >= e.size && limit == noLimit && !final {
-		return nil
-	}
-	f, err := t.openEntry(e)
-	if err != nil {
-		return err
-	}
-	var after func()
-	if limit == noLimit {
-		after = t.boundOpen
-	}
-	_, _, err = t.parser.readFile(f, &e.fileCursor, limit, final, noUntil, after)
-	return err
-}
-
-// readEntryUntil reads a live file like readEntry, but stops before its
-// first record logged at or after until and returns that record's time
-// (stopped = false: the file was read to its last complete line). The
-// offset it stops at is that record's start, a record boundary, so a cut
-// made there is replayed exactly by reading up to it.
-func (t *Tailer) readEntryUntil(e *fileEntry, until int64) (stopped bool, next int64, err error) {
-	if e.f == nil && e.offset >= e.size {
-		return false, 0, nil
-	}
-	f, err := t.openEntry(e)
-	if err != nil {
-		return false, 0, err
-	}
-	return t.parser.readFile(f, &e.fileCursor, noLimit, false, until, t.boundOpen)
-}
-
-// missing handles a known file the scan did not find. Deleted (its link
-// count is 0) it is drained through the descriptor still open and forgotten;
-// absent for missingPolls scans in a row it is drained and forgotten too.
-func (t *Tailer) missing(e *fileEntry) error {
+// absent counts one more scan that did not find e and reports whether it is
+// gone for good: deleted (its link count is 0; what was written to it is
+// still readable through the descriptor held) or absent for missingPolls
+// scans in a row. The tailer drains a gone file, then forgets it; one only
+// absent for now is read as usual.
+func (s *fileset) absent(e *fileEntry) (gone bool) {
 	e.missing++
-	gone := false
 	if e.f != nil {
 		if fi, err := e.f.Stat(); err == nil {
 			_, _, nlink, ok := fileID(fi)
 			gone = ok && nlink == 0
 		}
 	}
-	if !gone && e.missing < missingPolls {
-		if e.f == nil {
-			return nil
-		}
-		return t.readEntry(e, noLimit, false)
-	}
+	return gone || e.missing >= missingPolls
+}
+
+// forget drops a gone file, closing its descriptor.
+func (s *fileset) forget(e *fileEntry) {
 	if e.f != nil {
-		if err := t.readEntry(e, noLimit, true); err != nil {
-			return err
-		}
 		_ = e.f.Close()
 		e.f = nil
 	}
-	t.files = slices.DeleteFunc(t.files, func(x *fileEntry) bool { return x == e })
-	t.st.filesDone.Add(1)
-	return nil
+	s.entries = slices.DeleteFunc(s.entries, func(x *fileEntry) bool { return x == e })
+	s.filesDone.Add(1)
 }
 
 // closeIdle closes the descriptors of fully read files that have not changed
 // for a while, so that days of rotated files do not hold descriptors.
-func (t *Tailer) closeIdle(now time.Time) {
-	for _, e := range t.files {
+func (s *fileset) closeIdle(now time.Time) {
+	for _, e := range s.entries {
 		if e.f != nil && e.seen && e.offset >= e.size && now.Sub(e.lastChange) >= idleClose {
 			_ = e.f.Close()
 			e.f = nil
@@ -400,9 +386,70 @@ func (t *Tailer) closeIdle(now time.Time) {
 	}
 }
 
-// sortedFiles returns the entries in path order, a stable order for reading.
-func (t *Tailer) sortedFiles() []*fileEntry {
-	s := slices.Clone(t.files)
-	slices.SortFunc(s, func(a, b *fileEntry) int { return strings.Compare(a.path, b.path) })
-	return s
+// closeAll closes every descriptor held; the entries stay.
+func (s *fileset) closeAll() error {
+	var errs []error
+	for _, e := range s.entries {
+		if e.f != nil {
+			errs = append(errs, e.f.Close())
+			e.f = nil
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// sorted returns the entries in path order, a stable order for reading and
+// for the checkpoint.
+func (s *fileset) sorted() []*fileEntry {
+	out := slices.Clone(s.entries)
+	slices.SortFunc(out, func(a, b *fileEntry) int { return strings.Compare(a.path, b.path) })
+	return out
+}
+
+// state returns the entries as a checkpoint saves them.
+func (s *fileset) state() []fileState {
+	out := make([]fileState, 0, len(s.entries))
+	for _, e := range s.sorted() {
+		fs := fileState{FP: e.fp, Path: e.path, Offset: e.offset, Dev: e.dev, Ino: e.ino, Skipping: e.skipping}
+		if e.hdr != nil {
+			fs.Header = e.hdr.names
+		}
+		out = append(out, fs)
+	}
+	return out
+}
+
+// restore replaces the entries with those of a saved state, closing the
+// descriptors held; the next discover binds them to the files found.
+func (s *fileset) restore(files []fileState) error {
+	err := s.closeAll()
+	s.entries = make([]*fileEntry, 0, len(files))
+	for _, fs := range files {
+		e := &fileEntry{fp: fs.FP, dev: fs.Dev, ino: fs.Ino, hasID: fs.Ino != 0}
+		e.path, e.name, e.offset, e.skipping = fs.Path, fs.Path, fs.Offset, fs.Skipping
+		e.cutOffset = fs.Offset
+		if len(fs.Header) > 0 {
+			e.hdr = newHeader(fs.Header)
+		}
+		s.entries = append(s.entries, e)
+	}
+	return err
+}
+
+// cutFiles lists the files read since the last cut, with their offsets now.
+func (s *fileset) cutFiles() []cutFile {
+	var cf []cutFile
+	for _, e := range s.sorted() {
+		if e.offset != e.cutOffset {
+			cf = append(cf, cutFile{FPLen: len(e.fp), FPSum: fpSum(e.fp), Offset: e.offset})
+		}
+	}
+	return cf
+}
+
+// markCut notes the offsets a cut recorded, for the next cutFiles.
+func (s *fileset) markCut() {
+	for _, e := range s.entries {
+		e.cutOffset = e.offset
+	}
 }
