@@ -11,5 +11,6 @@
 // (the buffers), config, selfmon, deadletter; and the plumbing they share:
 // statefile (atomic writes, directory locks), transport (TLS, the HTTP
 // transport, Retry-After), redact (secrets out of errors), ratelog
-// (rate-limited logs), bytesize.
+// (rate-limited logs), bytesize, zerofill (the defaults of a Config built
+// in code), logtest (a log recorder for tests).
 package agent

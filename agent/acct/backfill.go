@@ -15,8 +15,9 @@ import (
 // BackfillOptions configures Backfill.
 type BackfillOptions struct {
 	// Config gives the aggregation: Interval, TopDiag, MaxLineBytes and
-	// MaxClockSkew, checked as Config.Validate checks them; zero fields
-	// take DefaultConfig's. Its other settings take no part: a backfill
+	// MaxClockSkew, checked as Config.Validate checks them except that the
+	// interval need not divide an hour (a backfill lines up with nothing);
+	// zero fields take DefaultConfig's. Its other settings take no part: a backfill
 	// reads the files it is given, whole, with no checkpoint, and takes
 	// records of any age.
 	Config Config
@@ -73,7 +74,8 @@ func Backfill(ctx context.Context, files []string, opts BackfillOptions, isp *ag
 	if opts.Lag == 0 {
 		opts.Lag = defaultBackfillLag
 	}
-	errs := cfg.Validate()
+	var errs problems
+	cfg.validateAggregation(&errs, false)
 	if opts.Lag < 0 {
 		errs = append(errs, fmt.Errorf("lag: (%s) must be 0 (the default) or more", opts.Lag))
 	}

@@ -84,6 +84,44 @@ func TestBackfillErrors(t *testing.T) {
 	}
 }
 
+// A backfill's interval need only be whole seconds: it lines up with no
+// other server, so 7s is as good as 1m. Sub-second intervals and a
+// negative lag are refused with the setting named.
+func TestBackfillIntervals(t *testing.T) {
+	dir := t.TempDir()
+	path := filepath.Join(dir, "acct.csv")
+	data, recs := genFile(1, 500, testStart, time.Second, true)
+	if err := os.WriteFile(path, data, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	var pts []agent.Point
+	opts := BackfillOptions{Config: Config{Interval: 7 * time.Second}}
+	st, err := Backfill(context.Background(), []string{path}, opts, agent.NewISPMap(nil),
+		func(b agent.Batch) { pts = append(pts, b.Points...) }, nil)
+	if err != nil || st.Records != 500 {
+		t.Fatalf("7s backfill: %v, %+v", err, st)
+	}
+	checkTotals(t, tallyPoints(t, pts), recs)
+	for _, p := range pts {
+		if p.Time.Unix()%7 != 0 {
+			t.Fatalf("point at %s is not on a 7s boundary", p.Time)
+		}
+	}
+	for _, bad := range []struct {
+		opts BackfillOptions
+		want string
+	}{
+		{BackfillOptions{Config: Config{Interval: 1500 * time.Millisecond}}, "interval: (1.5s) must be a whole number of seconds"},
+		{BackfillOptions{Lag: -time.Second}, "lag: (-1s) must be 0"},
+		{BackfillOptions{Config: Config{MaxLineBytes: 100}}, "max_line_bytes: must be at least 1024"},
+	} {
+		_, err := Backfill(context.Background(), []string{path}, bad.opts, agent.NewISPMap(nil), func(agent.Batch) {}, nil)
+		if err == nil || !strings.Contains(err.Error(), bad.want) {
+			t.Errorf("%+v: err = %v, want %q", bad.opts, err, bad.want)
+		}
+	}
+}
+
 // TestBackfillMemory writes a 1,000,000-record file and backfills it while
 // watching the heap. It takes a while and ~450 MB of disk, so it runs only
 // with ACCT_BIG=1; the peak RSS it logs is the figure in the report.

@@ -100,16 +100,28 @@ func (c Config) Validate() []error {
 	if c.StartAt != "beginning" && c.StartAt != "end" {
 		p.add("start_at", fmt.Sprintf("is %q, want one of beginning, end", c.StartAt))
 	}
-	p.positive("interval", c.Interval)
-	if c.Interval > 0 && c.Interval%time.Second != 0 {
-		p.add("interval", fmt.Sprintf("(%s) must be a whole number of seconds", c.Interval))
-	} else if c.Interval > 0 && time.Hour%c.Interval != 0 {
-		p.add("interval", fmt.Sprintf("(%s) must divide an hour evenly so intervals line up across servers", c.Interval))
-	}
+	c.validateAggregation(&p, true)
 	p.positive("grace", c.Grace)
 	p.positive("poll_every", c.PollEvery)
 	if c.FingerprintSize < 16 {
 		p.add("fingerprint_size", "must be at least 16")
+	}
+	if c.MaxAge < 0 || (c.MaxAge > 0 && c.MaxAge < time.Hour) {
+		p.add("max_age", fmt.Sprintf("(%s) must be 0 (any age) or at least 1h", c.MaxAge))
+	}
+	return p
+}
+
+// validateAggregation checks the settings a backfill shares with tailing:
+// whole-second intervals, which divide an hour when lineUp (so that live
+// intervals line up across servers; a backfill may use any, such as 7s),
+// the diag cap, the line cap and the clock skew.
+func (c Config) validateAggregation(p *problems, lineUp bool) {
+	p.positive("interval", c.Interval)
+	if c.Interval > 0 && c.Interval%time.Second != 0 {
+		p.add("interval", fmt.Sprintf("(%s) must be a whole number of seconds", c.Interval))
+	} else if lineUp && c.Interval > 0 && time.Hour%c.Interval != 0 {
+		p.add("interval", fmt.Sprintf("(%s) must divide an hour evenly so intervals line up across servers", c.Interval))
 	}
 	if c.TopDiag < 1 {
 		p.add("top_diag", "must be at least 1")
@@ -118,10 +130,6 @@ func (c Config) Validate() []error {
 		p.add("max_line_bytes", "must be at least 1024")
 	}
 	p.positive("max_clock_skew", c.MaxClockSkew)
-	if c.MaxAge < 0 || (c.MaxAge > 0 && c.MaxAge < time.Hour) {
-		p.add("max_age", fmt.Sprintf("(%s) must be 0 (any age) or at least 1h", c.MaxAge))
-	}
-	return p
 }
 
 // problems collects Validate's errors.

@@ -85,7 +85,7 @@ func Default() Config {
 		LogLevel:        "info",
 		LogFormat:       "text",
 		StateDir:        "/var/lib/pmta-agent",
-		ShutdownTimeout: 10 * time.Second,
+		ShutdownTimeout: engine.DefaultShutdownTimeout,
 		SelfInterval:    60 * time.Second,
 		MemoryLimit:     64 << 20,
 		Listen:          selfmon.DefaultConfig(),

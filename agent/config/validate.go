@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"strings"
 	"time"
+
+	"github.com/pmta-agent/pmta-agent/agent/engine"
 )
 
 // Validate reports every problem of the configuration, each with its key
@@ -47,6 +49,15 @@ func (c *Config) Validate() error {
 	p.section("pipeline", c.Pipeline.Validate())
 
 	s := c.Sinks
+	for _, b := range []struct {
+		key string
+		on  bool
+		buf engine.BufferConfig
+	}{{"sinks.stdout", s.Stdout.Enabled, s.Stdout.Buffer}, {"sinks.influx", s.Influx.Enabled, s.Influx.Buffer}, {"sinks.otlp", s.OTLP.Enabled, s.OTLP.Buffer}} {
+		if b.on && b.buf.DeadLetterMaxBytes != 0 && c.StateDir == "" {
+			p.add("state_dir", "must be set: dead-letter files live there (or set "+b.key+".buffer.dead_letter_max_bytes: 0)")
+		}
+	}
 	if !s.Stdout.Enabled && !s.Influx.Enabled && !s.OTLP.Enabled {
 		p.add("sinks", "no sink is enabled: enable sinks.stdout, sinks.influx or sinks.otlp")
 	}

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"math/rand/v2"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -71,6 +72,7 @@ type Delivery struct {
 	refusals      ratelog.Episode
 	refusedPoints int64 // refused since the last line about them
 	dlFails       ratelog.Episode
+	tooLarge      ratelog.Episode
 
 	// The counts of Stats; storeMu guards them (see Counts).
 	recovered, droppedAtStart int64
@@ -120,7 +122,7 @@ func NewDelivery(sink agent.Sink, store agent.Store, cfg DeliveryConfig, log *sl
 		cfg.BatchSize = agent.DefaultBatchSize
 	}
 	if cfg.MinBackoff <= 0 {
-		cfg.MinBackoff = time.Second
+		cfg.MinBackoff = DiskBuffer().MinBackoff
 	}
 	if cfg.MaxBackoff < cfg.MinBackoff {
 		cfg.MaxBackoff = cfg.MinBackoff
@@ -131,7 +133,7 @@ func NewDelivery(sink agent.Sink, store agent.Store, cfg DeliveryConfig, log *sl
 	}
 	d.fails = ratelog.NewFailureLog(d.log.With(d.endpoint...), "sink "+sink.Name()+" write", logEvery,
 		func() time.Time { return d.now() })
-	d.refusals.Every, d.dlFails.Every = logEvery, logEvery
+	d.refusals.Every, d.dlFails.Every, d.tooLarge.Every = logEvery, logEvery, logEvery
 	_, points, _ := store.Pending()
 	d.recovered = int64(points)
 	d.droppedAtStart = storeDropped(store)
@@ -308,7 +310,10 @@ func (d *Delivery) FlushOnce(ctx context.Context) (wait time.Duration, more bool
 			return 0, false
 		}
 		n := len(e.Points)
-		d.cur = &inflight{seq: e.Seq, total: n, rest: e.Points, limit: n, maxLimit: n}
+		// An entry stored under a larger batch size (before a restart with
+		// a smaller one) is written in batches of today's size.
+		size := min(n, d.cfg.BatchSize)
+		d.cur = &inflight{seq: e.Seq, total: n, rest: e.Points, limit: size, maxLimit: size}
 		if n == 0 {
 			d.settle(0, nil)
 			return 0, d.hasMore()
@@ -362,6 +367,10 @@ func (d *Delivery) FlushOnce(ctx context.Context) (wait time.Duration, more bool
 			cur.limit = len(chunk) / 2
 			cur.maxLimit = cur.limit
 			d.splits.Add(1)
+			if due, _, held, _ := d.tooLarge.Hit(d.now()); due {
+				d.log.Warn("sink refuses requests this large; writing smaller batches", append(slices.Clip(d.endpoint),
+					"points", cur.limit, "held_back", held, "err", err)...)
+			}
 			return 0, true
 		}
 		d.refuse(chunk, err)

@@ -12,6 +12,9 @@ import (
 	"github.com/pmta-agent/pmta-agent/agent"
 )
 
+// DefaultShutdownTimeout bounds a stop when the configuration does not say.
+const DefaultShutdownTimeout = 10 * time.Second
+
 // Config is the engine's own part of the configuration.
 type Config struct {
 	// StateDir holds the disk queues (queue/<sink>) and the dead-letter
@@ -37,7 +40,8 @@ type Engine struct {
 	deliveries []*Delivery
 	sources    []agent.Source
 	reporters  []agent.StatsReporter
-	closers    []io.Closer // sinks, stores and dead-letter files, closed after the sources
+	stores     []io.Closer // buffers and dead-letter files: closed first
+	sinks      []io.Closer // closed last, under the shutdown deadline
 	log        *slog.Logger
 	now        func() time.Time
 
@@ -55,16 +59,16 @@ func New(cfg Config, sources []agent.Source, outputs []Output, taps []Enqueuer, 
 	e := &Engine{cfg: cfg, sources: sources, log: log, now: time.Now}
 	var enq []Enqueuer
 	for _, o := range outputs {
-		e.closers = append(e.closers, closerOf(o.Sink))
+		e.sinks = append(e.sinks, closerOf(o.Sink))
 	}
 	for _, o := range outputs {
 		d, st, dl, err := openOutput(cfg.StateDir, o, log)
 		if err != nil {
 			return nil, errors.Join(err, e.Close(context.Background()))
 		}
-		e.closers = append(e.closers, closerOf(st))
+		e.stores = append(e.stores, closerOf(st))
 		if dl != nil {
-			e.closers = append(e.closers, dl)
+			e.stores = append(e.stores, dl)
 		}
 		e.deliveries = append(e.deliveries, d)
 		enq = append(enq, d)
@@ -99,6 +103,9 @@ func (nopCloser) Close() error { return nil }
 
 // Pipeline returns the engine's pipeline.
 func (e *Engine) Pipeline() *Pipeline { return e.pipeline }
+
+// Sources returns the sources given to New.
+func (e *Engine) Sources() []agent.Source { return e.sources }
 
 // Deliveries returns the delivery loops, one per sink, in the order of the
 // outputs given to New.
@@ -220,7 +227,7 @@ func (e *Engine) waitForRoom(ctx context.Context, high int) {
 
 func (e *Engine) shutdownTimeout() time.Duration {
 	if e.cfg.ShutdownTimeout <= 0 {
-		return 10 * time.Second
+		return DefaultShutdownTimeout
 	}
 	return e.cfg.ShutdownTimeout
 }
@@ -285,31 +292,40 @@ func (e *Engine) SelfPoints(now time.Time) []agent.Point {
 	return pts
 }
 
-// Close releases everything the engine owns — the sources first (a tailer
-// saves its state), then the sinks, the buffers (a disk queue fsyncs and
-// releases its lock) and the dead-letter files. It is safe to call without
-// Run and more than once; ctx and ShutdownTimeout bound how long it may
-// take.
+// Close releases everything the engine owns, in the order that keeps the
+// promise: first the buffers (a disk queue fsyncs, which makes the points
+// in it durable, so a tailer may checkpoint past them, and releases its
+// lock) and the dead-letter files, then the sources (a tailer releases its
+// state directory; it saved its checkpoint as the points became durable),
+// and last the sinks, whose Close may talk to a slow server. It is safe to
+// call without Run and more than once; ctx and ShutdownTimeout bound how
+// long the sinks may take — nothing local waits on them.
 func (e *Engine) Close(ctx context.Context) error {
 	e.closeOnce.Do(func() {
+		var errs []error
+		for _, c := range e.stores {
+			errs = append(errs, c.Close())
+		}
+		for _, s := range e.sources {
+			errs = append(errs, closerOf(s).Close())
+		}
 		ctx, cancel := context.WithTimeout(ctx, e.shutdownTimeout())
 		defer cancel()
 		done := make(chan error, 1)
 		go func() {
 			var errs []error
-			for _, s := range e.sources {
-				errs = append(errs, closerOf(s).Close())
-			}
-			for _, c := range e.closers {
+			for _, c := range e.sinks {
 				errs = append(errs, c.Close())
 			}
 			done <- errors.Join(errs...)
 		}()
 		select {
-		case e.closeErr = <-done:
+		case err := <-done:
+			errs = append(errs, err)
 		case <-ctx.Done():
-			e.closeErr = fmt.Errorf("close: %w", ctx.Err())
+			errs = append(errs, fmt.Errorf("close sinks: %w", ctx.Err()))
 		}
+		e.closeErr = errors.Join(errs...)
 	})
 	return e.closeErr
 }

@@ -88,3 +88,48 @@ func TestEngineCloseReleasesWhatItOpened(t *testing.T) {
 	}
 	_ = e2.Close(context.Background())
 }
+
+// hangingSink's Close waits until released: a server that never answers.
+type hangingSink struct {
+	fakeSink
+	release chan struct{}
+}
+
+func (h *hangingSink) Close() error { <-h.release; return nil }
+
+// closeRecorder is a source that records when it was closed.
+type closeRecorder struct {
+	sourceFunc
+	closed chan struct{}
+}
+
+func (c closeRecorder) Close() error { close(c.closed); return nil }
+
+// A sink whose Close hangs must not hold anything local: the buffers and
+// the sources are closed before the sinks, and Close gives up on the sinks
+// at the shutdown deadline.
+func TestEngineCloseDoesNotWaitForSinksToReleaseLocalState(t *testing.T) {
+	dir := t.TempDir()
+	sink := &hangingSink{release: make(chan struct{})}
+	defer close(sink.release)
+	src := closeRecorder{closed: make(chan struct{})}
+	e, err := New(Config{StateDir: dir, ShutdownTimeout: 200 * time.Millisecond}, []agent.Source{src},
+		[]Output{{Sink: sink, Buffer: DiskBuffer()}}, nil, discard())
+	if err != nil {
+		t.Fatal(err)
+	}
+	err = e.Close(context.Background())
+	if !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("Close with a hanging sink: %v, want the deadline", err)
+	}
+	select {
+	case <-src.closed:
+	default:
+		t.Error("the source was not closed")
+	}
+	e2, err := New(Config{StateDir: dir}, nil, []Output{{Sink: &fakeSink{}, Buffer: DiskBuffer()}}, nil, discard())
+	if err != nil {
+		t.Fatalf("the queue stayed locked behind a hanging sink: %v", err)
+	}
+	_ = e2.Close(context.Background())
+}

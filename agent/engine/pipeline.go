@@ -31,6 +31,10 @@ type PipelineConfig struct {
 	// point (a point's own tag of the same name wins).
 	Server string            `koanf:"-"`
 	Tags   map[string]string `koanf:"-"`
+	// ISP, if set, is the map to use instead of one built from ISPMap: the
+	// one the accounting tailer uses too, so that both agree and the map
+	// (and its cache) exists once.
+	ISP *agent.ISPMap `koanf:"-"`
 }
 
 // DefaultPipelineConfig holds the caps, sized for a large sender: hundreds
@@ -96,7 +100,11 @@ type Enqueuer interface {
 
 // NewPipeline returns a pipeline that feeds queues.
 func NewPipeline(cfg PipelineConfig, queues ...Enqueuer) *Pipeline {
-	p := &Pipeline{cfg: cfg, isp: agent.NewISPMap(cfg.ISPMap), caps: cfg.maxValues(), queues: queues}
+	isp := cfg.ISP
+	if isp == nil {
+		isp = agent.NewISPMap(cfg.ISPMap)
+	}
+	p := &Pipeline{cfg: cfg, isp: isp, caps: cfg.maxValues(), queues: queues}
 	for k, v := range cfg.Tags {
 		p.static = append(p.static, agent.Tag{Key: k, Value: v})
 	}

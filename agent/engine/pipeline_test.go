@@ -29,6 +29,18 @@ func TestPipelineTags(t *testing.T) {
 	}
 }
 
+// A map given as ISP is the one used: ISPMap is then ignored, so that the
+// tailer and the pipeline can share one.
+func TestPipelineUsesTheGivenISPMap(t *testing.T) {
+	shared := agent.NewISPMap(map[string]string{"example.net": "shared"})
+	p := NewPipeline(PipelineConfig{Server: "s", ISPMap: map[string]string{"example.net": "own"}, ISP: shared})
+	out := p.Process([]agent.Point{agent.NewPoint("pmta_queue", []agent.Tag{{Key: "domain", Value: "example.net"}},
+		[]agent.Field{{Key: "rcp", Value: int64(1)}}, time.Unix(1705332300, 0))})
+	if v, _ := out[0].TagValue("isp"); v != "shared" {
+		t.Errorf("isp tag %q, want the shared map's", v)
+	}
+}
+
 func TestFoldDomainsKeepsTotals(t *testing.T) {
 	ts := time.Unix(1705332300, 0)
 	var in []agent.Point

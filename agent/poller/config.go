@@ -97,28 +97,23 @@ func (c Config) Validate() []error {
 	bad := func(key, format string, args ...any) {
 		errs = append(errs, fmt.Errorf("%s: %s", key, fmt.Sprintf(format, args...)))
 	}
-	if strings.TrimSpace(c.URL) == "" {
-		bad("url", "is required (e.g. https://127.0.0.1:8080)")
-	} else if err := transport.CheckURL(strings.TrimSpace(c.URL)); err != nil {
+	if err := transport.CheckURL(strings.TrimSpace(c.URL)); err != nil {
 		bad("url", "%v", err)
 	} else if u, _ := url.Parse(strings.TrimSpace(c.URL)); u.RawQuery != "" || u.Fragment != "" {
 		bad("url", "must not carry a query or fragment; the poller adds its own")
 	}
 	dialect, format := strings.ToLower(strings.TrimSpace(c.Dialect)), strings.ToLower(strings.TrimSpace(c.Format))
-	switch dialect {
-	case DialectPMTA:
-		if format != FormatJSON && format != FormatXML {
-			bad("format", "must be json or xml, got %q", c.Format)
-		}
-	case DialectSeed:
-		if format != FormatJSON {
-			bad("format", "the seed dialect has no format choice (it serves status.json and CSV), got %q", c.Format)
-		}
-	default:
+	if dialect != DialectPMTA && dialect != DialectSeed {
 		bad("dialect", "is %q, want one of pmta, seed", c.Dialect)
 	}
+	if format != FormatJSON && format != FormatXML {
+		bad("format", "is %q, want one of json, xml", c.Format)
+	}
+	if dialect == DialectSeed && format == FormatXML {
+		bad("format", "xml exists only in the pmta dialect; the seed dialect serves JSON and CSV")
+	}
 	if c.Interval <= 0 {
-		bad("interval", "must be a positive duration such as 60s (is %s)", c.Interval)
+		bad("interval", "must be a positive duration such as 10s (is %s)", c.Interval)
 	}
 	if c.Timeout <= 0 {
 		bad("timeout", "must be a positive duration such as 10s (is %s)", c.Timeout)
@@ -132,10 +127,10 @@ func (c Config) Validate() []error {
 		bad("max_items", "must be 0 (PowerMTA's default) or more")
 	}
 	if c.MaxBodyBytes <= 0 {
-		bad("max_body_bytes", "must be positive, got %s", c.MaxBodyBytes)
+		bad("max_body_bytes", "must be more than 0 (e.g. 16MiB)")
 	}
 	if e := c.Endpoints; !e.Status && !e.Queues && !e.Domains && !e.VMTAs {
-		bad("endpoints", "at least one of status, queues, domains, vmtas must be enabled (or set api.enabled: false)")
+		bad("endpoints", "all endpoints are off: turn one on or set api.enabled: false")
 	}
 	if strings.ContainsAny(c.APIKey, "\r\n") {
 		bad("api_key", "must be one line")
@@ -143,8 +138,5 @@ func (c Config) Validate() []error {
 	if c.APIKey != "" && transport.CleartextRemote(c.URL) {
 		bad("api_key", "would be sent in clear text over http:// to a remote host; use https://")
 	}
-	for _, err := range c.TLS.Validate() {
-		errs = append(errs, fmt.Errorf("tls.%w", err))
-	}
-	return errs
+	return append(errs, c.TLS.Validate("tls")...)
 }

@@ -333,15 +333,15 @@ func TestNewValidates(t *testing.T) {
 		cfg  Config
 		want string
 	}{
-		{"no url", Config{Endpoints: Endpoints{Status: true}}, "url: is required"},
+		{"no url", Config{Endpoints: Endpoints{Status: true}}, "url: must be set"},
 		{"bad scheme", Config{URL: "ftp://x", Endpoints: Endpoints{Status: true}}, "must start with http:// or https://"},
 		{"no host", Config{URL: "http://", Endpoints: Endpoints{Status: true}}, "has no host"},
 		{"query", Config{URL: "http://x/?a=1", Endpoints: Endpoints{Status: true}}, "must not carry a query"},
 		{"dialect", Config{URL: "http://x", Dialect: "snmp", Endpoints: Endpoints{Status: true}}, "dialect: is \"snmp\", want one of pmta, seed"},
-		{"format", Config{URL: "http://x", Format: "csv", Endpoints: Endpoints{Status: true}}, "format: must be json or xml"},
-		{"seed xml", Config{URL: "http://x", Dialect: "seed", Format: "xml", Endpoints: Endpoints{Status: true}}, "seed dialect has no format"},
+		{"format", Config{URL: "http://x", Format: "csv", Endpoints: Endpoints{Status: true}}, "format: is \"csv\", want one of json, xml"},
+		{"seed xml", Config{URL: "http://x", Dialect: "seed", Format: "xml", Endpoints: Endpoints{Status: true}}, "xml exists only in the pmta dialect"},
 		{"negative", Config{URL: "http://x", Interval: -time.Second, Timeout: -1, Jitter: -1, MaxItems: -1, Endpoints: Endpoints{Status: true}}, "interval"},
-		{"no endpoint", Config{URL: "http://x"}, "at least one of status"},
+		{"no endpoint", Config{URL: "http://x"}, "all endpoints are off"},
 		{"ca file", Config{URL: "https://x", Endpoints: Endpoints{Status: true}, TLS: transport.TLSConfig{CAFile: "/nonexistent/ca.pem"}}, "tls.ca_file: cannot be read"},
 	}
 	for _, tc := range cases {

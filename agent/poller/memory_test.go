@@ -241,7 +241,7 @@ func TestMaxBodyBytesConfig(t *testing.T) {
 		t.Errorf("cap = %d, want the configured 1000", p.maxBody)
 	}
 	if _, err := New(Config{URL: "http://x", Endpoints: Endpoints{Status: true}, MaxBodyBytes: -1}, discardLogger()); err == nil ||
-		!strings.Contains(err.Error(), "max_body_bytes: must be positive") {
+		!strings.Contains(err.Error(), "max_body_bytes: must be more than 0") {
 		t.Errorf("New error = %v, want max_body_bytes refused", err)
 	}
 }

@@ -10,22 +10,23 @@ import (
 )
 
 // Validate reports every problem of the TLS settings, each starting with
-// its key relative to the tls section ("ca_file: cannot be read: …").
-func (c TLSConfig) Validate() []error {
+// its key path under key, the tls section's own ("tls.ca_file: cannot be
+// read: …", "tls: cert_file and key_file go together").
+func (c TLSConfig) Validate(key string) []error {
 	var errs []error
 	for _, f := range []struct{ name, path string }{{"ca_file", c.CAFile}, {"cert_file", c.CertFile}, {"key_file", c.KeyFile}} {
 		if f.path == "" {
 			continue
 		}
 		if _, err := os.Stat(f.path); err != nil {
-			errs = append(errs, fmt.Errorf("%s: cannot be read: %v", f.name, err))
+			errs = append(errs, fmt.Errorf("%s.%s: cannot be read: %v", key, f.name, err))
 		}
 	}
 	if (c.CertFile == "") != (c.KeyFile == "") {
-		errs = append(errs, errors.New("cert_file and key_file go together"))
+		errs = append(errs, fmt.Errorf("%s: cert_file and key_file go together", key))
 	}
 	if c.InsecureSkipVerify && c.CAFile != "" {
-		errs = append(errs, errors.New("insecure_skip_verify: is set together with ca_file; the CA would be ignored"))
+		errs = append(errs, fmt.Errorf("%s.insecure_skip_verify: is set together with ca_file; the CA would be ignored", key))
 	}
 	return errs
 }

@@ -78,17 +78,21 @@ func cmdBackfill(ctx context.Context, args []string, out, stderr io.Writer) erro
 	feedErr := b.engine.Feed(ctx, backfillHigh, func(emit func(agent.Batch)) error {
 		var err error
 		stats, err = acct.Backfill(ctx, files, acct.BackfillOptions{Config: cfg.Acct, Logger: log},
-			agent.NewISPMap(cfg.Pipeline.ISPMap), emit, progress)
+			b.isp, emit, progress)
 		return err
 	})
 	if showProgress {
 		fmt.Fprintln(stderr)
 	}
-	sinkErr := reportSinks(stderr, b.engine.Deliveries())
+	// The sinks' counts are read before Close; they print after the
+	// summary of what was read.
+	var sinkLines strings.Builder
+	sinkErr := reportSinks(&sinkLines, b.engine.Deliveries())
 	closeErr := b.engine.Close(context.WithoutCancel(ctx))
 	secs := stats.Elapsed.Seconds()
 	fmt.Fprintf(stderr, "backfill: %d files, %d records, %d malformed, %d out of range, %d points, %.2f s, %.0f records/s\n",
 		stats.Files, stats.Records, stats.Malformed, stats.OutOfRange, stats.Points, secs, float64(stats.Records)/max(secs, 1e-9))
+	io.WriteString(stderr, sinkLines.String())
 	return errors.Join(feedErr, closeErr, sinkErr)
 }
 

@@ -123,8 +123,15 @@ func TestBackfillToStdout(t *testing.T) {
 	if sum != 5000 {
 		t.Errorf("pmta_acct counts sum to %d, want 5000", sum)
 	}
-	if !strings.Contains(errOut.String(), "backfill: 2 files, 5000 records, 0 malformed") {
-		t.Errorf("no summary on stderr:\n%s", errOut.String())
+	summary := strings.Index(errOut.String(), "backfill: 2 files, 5000 records, 0 malformed")
+	sink := strings.Index(errOut.String(), "backfill: sink stdout: ")
+	if summary < 0 || sink < summary {
+		t.Errorf("want the summary, then the sink's line, on stderr:\n%s", errOut.String())
+	}
+	// A backfill's interval need not divide an hour.
+	out, errOut = syncBuffer{}, syncBuffer{}
+	if code := run([]string{"backfill", "-interval", "7s", a}, &out, &errOut); code != 0 {
+		t.Errorf("backfill -interval 7s: exit %d; stderr:\n%s", code, errOut.String())
 	}
 	if code := run([]string{"backfill"}, &out, &errOut); code != 2 {
 		t.Errorf("backfill without files: exit %d, want 2", code)

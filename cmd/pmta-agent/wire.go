@@ -70,6 +70,7 @@ func applyMemoryLimit(cfg config.Config) {
 type built struct {
 	engine *engine.Engine
 	latest *selfmon.Latest
+	isp    *agent.ISPMap // the one map of the tailer and the pipeline
 }
 
 // build turns a validated configuration into the engine that runs it: the
@@ -86,6 +87,9 @@ func build(cfg config.Config, out io.Writer, log *slog.Logger) (*built, error) {
 		return nil, err
 	}
 
+	// One ISP map for the tailer and the pipeline: they agree, and its
+	// cache exists once.
+	isp := agent.NewISPMap(cfg.Pipeline.ISPMap)
 	var sources []agent.Source
 	if cfg.API.Enabled {
 		p, err := poller.New(cfg.API, log)
@@ -97,7 +101,7 @@ func build(cfg config.Config, out io.Writer, log *slog.Logger) (*built, error) {
 	if cfg.Acct.Enabled {
 		a := cfg.Acct
 		a.StateDir = filepath.Join(cfg.StateDir, "acct")
-		t, err := acct.NewTailer(a, agent.NewISPMap(cfg.Pipeline.ISPMap), log)
+		t, err := acct.NewTailer(a, isp, log)
 		if err != nil {
 			return fail(fmt.Errorf("accounting tailer: %w", err))
 		}
@@ -129,14 +133,14 @@ func build(cfg config.Config, out io.Writer, log *slog.Logger) (*built, error) {
 		owned = append(owned, sink)
 	}
 
-	b := &built{}
+	b := &built{isp: isp}
 	var taps []engine.Enqueuer
 	if cfg.Listen.Enabled && cfg.Listen.PMTAMetrics {
 		b.latest = selfmon.NewLatest()
 		taps = append(taps, b.latest)
 	}
 	pl := cfg.Pipeline
-	pl.Server, pl.Tags = cfg.Server, cfg.Tags
+	pl.Server, pl.Tags, pl.ISP = cfg.Server, cfg.Tags, isp
 	e, err := engine.New(engine.Config{StateDir: cfg.StateDir, SelfInterval: cfg.SelfInterval,
 		ShutdownTimeout: cfg.ShutdownTimeout, Pipeline: pl}, sources, outputs, taps, log)
 	if err != nil {
@@ -180,7 +184,7 @@ func runAgent(ctx context.Context, cfg config.Config, stdout io.Writer, log *slo
 		return err
 	}
 	log.Info("pmta-agent starting", "version", buildVersion(), "server", cfg.Server,
-		"sources", len(b.engine.Reporters())-len(b.engine.Deliveries())-1, "sinks", len(b.engine.Deliveries()))
+		"sources", len(b.engine.Sources()), "sinks", len(b.engine.Deliveries()))
 	closeEngine := func() error {
 		ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), cfg.ShutdownTimeout)
 		defer cancel()

@@ -100,10 +100,7 @@ func (c Config) check() []error {
 	if c.Timeout <= 0 {
 		add("timeout", "must be a positive duration such as 10s (is %s)", c.Timeout)
 	}
-	for _, err := range c.TLS.Validate() {
-		errs = append(errs, fmt.Errorf("tls.%w", err)) // its text starts with its key in tls
-	}
-	return errs
+	return append(errs, c.TLS.Validate("tls")...)
 }
 
 // withoutUser returns raw without the credentials of its URL, or raw as it

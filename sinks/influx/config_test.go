@@ -44,7 +44,7 @@ func TestValidate(t *testing.T) {
 		{"clear text token", func(c *Config) { c.URL, c.Token = "http://influx.example:8086", "tok" },
 			[]string{"token: would be sent in clear text over http:// to a remote host; use https://"}},
 		{"tls", func(c *Config) { c.TLS = transport.TLSConfig{CAFile: missing, CertFile: missing} },
-			[]string{"tls.ca_file: cannot be read: ", "tls.cert_file: cannot be read: ", "tls.cert_file and key_file go together"}},
+			[]string{"tls.ca_file: cannot be read: ", "tls.cert_file: cannot be read: ", "tls: cert_file and key_file go together"}},
 		{"everything at once", func(c *Config) { c.URL, c.Bucket, c.BatchSize, c.Timeout = "", "", -1, 0 },
 			[]string{"url: ", "bucket: ", "batch_size: ", "timeout: "}},
 	}

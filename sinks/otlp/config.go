@@ -179,6 +179,9 @@ func (c Config) check() []error {
 		}
 	default:
 		add("protocol", "is %q, want one of grpc, http", c.Protocol)
+		if c.Endpoint == "" {
+			add("endpoint", "must be set")
+		}
 	}
 	if c.Timeout <= 0 {
 		add("timeout", "must be a positive duration such as 10s (is %s)", c.Timeout)
@@ -203,10 +206,7 @@ func (c Config) check() []error {
 			add("resource", "an attribute name is empty")
 		}
 	}
-	for _, err := range c.TLS.Validate() {
-		errs = append(errs, fmt.Errorf("tls.%w", err)) // its text starts with its key in tls
-	}
-	return errs
+	return append(errs, c.TLS.Validate("tls")...)
 }
 
 // checkWiring reports problems of the fields that have no key in the

@@ -57,7 +57,7 @@ func TestValidate(t *testing.T) {
 		{"header value", func(c *Config) { c.Headers = map[string]string{"X-Ok": "pw-secret\n"} }, []string{"headers.X-Ok: the value holds"}},
 		{"resource", func(c *Config) { c.Resource = map[string]string{"": "v"} }, []string{"resource: an attribute name is empty"}},
 		{"tls", func(c *Config) { c.TLS = transport.TLSConfig{KeyFile: missing} },
-			[]string{"tls.key_file: cannot be read: ", "tls.cert_file and key_file go together"}},
+			[]string{"tls.key_file: cannot be read: ", "tls: cert_file and key_file go together"}},
 		{"headers in clear text over http", func(c *Config) {
 			http("http://collector.example:4318")(c)
 			c.Headers = map[string]string{"Authorization": "Bearer pw-secret"}
