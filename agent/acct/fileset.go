@@ -61,6 +61,10 @@ type fileset struct {
 	probs   problemState
 
 	truncations, filesDone atomic.Int64
+	// held is how many files the last scan set aside as the start of
+	// another one (see copyOfSeen); heldLogged the paths logged so.
+	held       atomic.Int64
+	heldLogged map[string]bool
 }
 
 func newFileset(globs []string, fpSize int, log *slog.Logger) *fileset {
@@ -124,6 +128,8 @@ func (s *fileset) discover(now time.Time) (added []*fileEntry, err error) {
 		e.seen = false
 	}
 	var rest []found
+	var held []string
+	defer func() { s.noteHeld(held) }()
 	ids := make(map[[2]uint64]bool, len(paths))
 	for _, p := range paths {
 		fi, err := os.Stat(p)
@@ -162,7 +168,10 @@ func (s *fileset) discover(now time.Time) (added []*fileEntry, err error) {
 		rest = append(rest, fd)
 	}
 	for _, fd := range rest {
-		e, err := s.bindNew(fd, now)
+		e, isCopy, err := s.bindNew(fd, now)
+		if isCopy {
+			held = append(held, fd.path)
+		}
 		if err != nil {
 			probs = append(probs, fileProblem(fd.path, err))
 			errs = append(errs, err)
@@ -232,24 +241,24 @@ func (s *fileset) rebind(e *fileEntry, fd found, now time.Time) (ok bool, err er
 
 // bindNew matches a file not known by inode to a known fingerprint, or
 // starts following it as a new file, which it returns.
-func (s *fileset) bindNew(fd found, now time.Time) (added *fileEntry, err error) {
+func (s *fileset) bindNew(fd found, now time.Time) (added *fileEntry, isCopy bool, err error) {
 	f, err := s.open(fd.path)
 	if err != nil {
 		if errors.Is(err, os.ErrNotExist) {
-			return nil, nil // gone between the glob and the open
+			return nil, false, nil // gone between the glob and the open
 		}
-		return nil, err // *fs.PathError: "open PATH: reason"
+		return nil, false, err // *fs.PathError: "open PATH: reason"
 	}
 	fp, err := s.readFP(f)
 	if err != nil || len(fp) == 0 {
 		// An empty file tells nothing apart yet; look again next scan.
 		_ = f.Close()
-		return nil, err
+		return nil, false, err
 	}
 	e := s.byFP(fp, fd)
 	if e == nil && s.copyOfSeen(fp) {
 		_ = f.Close()
-		return nil, nil
+		return nil, true, nil
 	}
 	if e == nil {
 		e = &fileEntry{}
@@ -265,7 +274,7 @@ func (s *fileset) bindNew(fd found, now time.Time) (added *fileEntry, err error)
 	if e.size < e.offset {
 		s.truncated(e)
 	}
-	return added, nil
+	return added, false, nil
 }
 
 // byFP finds an entry not yet found by this scan whose fingerprint the file's
@@ -313,11 +322,27 @@ func (s *fileset) copyOfSeen(fp []byte) bool {
 	return false
 }
 
+// noteHeld publishes the files this scan set aside as copies and logs each
+// once while it stays so: a file that holds only the start of another is
+// not read, and an operator who put it there should be able to see why.
+func (s *fileset) noteHeld(paths []string) {
+	s.held.Store(int64(len(paths)))
+	still := make(map[string]bool, len(paths))
+	for _, p := range paths {
+		still[p] = true
+		if !s.heldLogged[p] {
+			s.log.Info("accounting file holds only the start of another one; not read while it does (a copy being written, or a duplicate)",
+				"file", p)
+		}
+	}
+	s.heldLogged = still
+}
+
 func (s *fileset) truncated(e *fileEntry) {
 	s.truncations.Add(1)
 	s.log.Warn("accounting file truncated or rewritten; reading it again from the start",
 		"file", e.path, "offset", e.offset, "size", e.size)
-	e.offset, e.hdr, e.skipping, e.last, e.eof = 0, nil, false, 0, 0
+	e.offset, e.hdr, e.skipping, e.inNUL, e.last, e.eof = 0, nil, false, false, 0, 0
 }
 
 // openEntry returns e's descriptor, opening it by path if it has none.

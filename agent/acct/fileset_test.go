@@ -6,6 +6,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/pmta-agent/pmta-agent/agent/logtest"
 )
 
 // Tests of the fileset alone: which known file each path is, with real
@@ -262,5 +264,51 @@ func TestFilesetCutsAndProblems(t *testing.T) {
 	r.scan()
 	if p := r.fs.probs.get(); len(p) != 1 || !strings.Contains(p[0], "does not exist") {
 		t.Fatalf("problems %q, want the missing directory", p)
+	}
+}
+
+// A new file that holds only the start of a file found at another path is
+// set aside (a copy being written): counted in files_held_as_copies and
+// logged once while it stays so, and taken up as a file of its own once it
+// holds a record the other does not.
+func TestFilesetHoldsCopiesVisibly(t *testing.T) {
+	r := newFilesetRig(t)
+	rec := logtest.New()
+	r.fs.log = rec.Logger()
+	body := fileBody(1, 10)
+	writeFileT(t, filepath.Join(r.dirA, "acct-1.csv"), body)
+	copyPath := filepath.Join(r.dirB, "acct-1.csv")
+	writeFileT(t, copyPath, body[:len(body)/2])
+	for range 3 {
+		if n := r.scan(); n > 1 {
+			t.Fatalf("scan added %d files; the partial copy is not a file of its own", n)
+		}
+		if got := r.fs.held.Load(); got != 1 {
+			t.Fatalf("held = %d, want 1", got)
+		}
+	}
+	logged := 0
+	for _, l := range rec.Records() {
+		if strings.Contains(l.Msg, "holds only the start of another one") {
+			logged++
+		}
+	}
+	if logged != 1 {
+		t.Errorf("logged %d times over three scans, want once", logged)
+	}
+	// Its own content from here on: a file of its own.
+	writeFileT(t, copyPath, fileBody(2, 10))
+	if n := r.scan(); n != 1 {
+		t.Fatalf("scan added %d files, want the former copy", n)
+	}
+	if got := r.fs.held.Load(); got != 0 {
+		t.Errorf("held = %d after it became a file of its own", got)
+	}
+}
+
+func writeFileT(t *testing.T, path string, data []byte) {
+	t.Helper()
+	if err := os.WriteFile(path, data, 0o644); err != nil {
+		t.Fatal(err)
 	}
 }

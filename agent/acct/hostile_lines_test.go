@@ -200,6 +200,8 @@ func TestOddFileShapes(t *testing.T) {
 		{"NULs before a record", header23 + "\r\n" + strings.Join(lines[:10], "") + strings.Repeat("\x00", 5000) +
 			strings.Join(lines[10:], ""), 20, 1, false},
 		{"NULs at the end", header23 + "\r\n" + string(data) + strings.Repeat("\x00", 100), 20, 1, false},
+		{"more NULs than a line may hold", header23 + "\r\n" + strings.Join(lines[:10], "") + strings.Repeat("\x00", 2<<20) +
+			strings.Join(lines[10:], ""), 20, 1, false},
 		{"byte-order mark", "\xef\xbb\xbf" + header23 + "\r\n" + string(data), 20, 0, false},
 		{"header with spaces", strings.ReplaceAll(header23, ",", ", ") + "\r\n" + string(data), 20, 0, false},
 		{"CR-only line ends", strings.ReplaceAll(header23+"\r\n"+string(data), "\r\n", "\r"), 0, 1, true},
@@ -222,6 +224,30 @@ func TestOddFileShapes(t *testing.T) {
 			}
 		})
 	}
+}
+
+// A run of NULs longer than max_line_bytes, at the end of a live file,
+// stopped the stream: the buffer could not grow past the line cap. It is
+// one malformed line, however it arrives, and the records after it count.
+func TestLongNULRunWhileTailing(t *testing.T) {
+	h := newHarness(t)
+	f0 := filepath.Join(h.dirA, "acct-2024-01-15-0000.csv")
+	data, recs := records(1, 20, testStart)
+	lines := strings.SplitAfter(string(data), "\r\n")
+	appendFile(t, f0, []byte(header23+"\r\n"+strings.Join(lines[:10], "")+strings.Repeat("\x00", 3<<20)))
+	h.start()
+	h.poll()
+	appendFile(t, f0, []byte(strings.Repeat("\x00", 1<<20)))
+	h.poll()
+	appendFile(t, f0, []byte(strings.Join(lines[10:], "")))
+	h.poll()
+	h.now = h.now.Add(time.Minute)
+	h.poll()
+	if n := h.stat("malformed"); n != 1 {
+		t.Errorf("malformed = %d, want 1 for the whole run", n)
+	}
+	checkTotals(t, tallyPoints(t, h.db.points()), recs)
+	h.checkReconciles()
 }
 
 // Ten records of dlvSize 999999999999999999 wrapped the bytes sum negative.

@@ -40,6 +40,10 @@ type fileCursor struct {
 	offset   int64
 	hdr      *header
 	skipping bool
+	// inNUL says the bytes read last ended inside a run of NULs, counted
+	// already as one malformed line: the NULs that follow belong to it. Not saved: after a restart in the middle
+	// of such a run, the rest of it counts as one more malformed line.
+	inNUL bool
 	// last is the timeLogged of the last record counted from the file, 0
 	// before the first; it is not saved, only a hint of how far behind the
 	// file is.
@@ -189,6 +193,14 @@ func (p *lineParser) read(f io.ReaderAt, c *fileCursor, s readSpan) (stopped boo
 	}
 }
 
+// nulRunEnd returns the end of the run of NUL bytes at data[from:].
+func nulRunEnd(data []byte, from int) int {
+	for from < len(data) && data[from] == 0 {
+		from++
+	}
+	return from
+}
+
 // consume handles the complete records at the start of data and returns how
 // many bytes they took.
 //
@@ -204,19 +216,27 @@ func (p *lineParser) consume(c *fileCursor, data []byte, atEOF bool, until int64
 		}
 		pos, c.skipping = n, false
 	}
+	if c.inNUL {
+		pos = nulRunEnd(data, pos)
+		if pos == len(data) {
+			return pos, false, 0
+		}
+		c.inNUL = false
+	}
 	now := p.times.nowUnix()
 	for pos < len(data) {
 		if data[pos] == 0 {
-			end := pos + 1
-			for end < len(data) && data[end] == 0 {
-				end++
-			}
-			if end == len(data) && !atEOF {
-				return pos, false, 0 // more may follow: one malformed line, not two
-			}
+			// The run is one malformed line however long: counted now,
+			// and if it reaches the end of what was read, the NULs that
+			// follow are skipped as they come (the buffer never grows
+			// for NULs).
+			end := nulRunEnd(data, pos)
 			p.lines++
 			p.bad(c, pos, errNUL)
 			pos = end
+			if end == len(data) && !atEOF {
+				c.inNUL = true
+			}
 			continue
 		}
 		n, st := p.sc.scan(data[pos:], atEOF)

@@ -80,6 +80,7 @@ func (t *Tailer) Stats() []agent.Field {
 		{Key: "files_open", Value: r.filesOpen},
 		{Key: "files_done", Value: fs.filesDone.Load()},
 		{Key: "truncations", Value: fs.truncations.Load()},
+		{Key: "files_held_as_copies", Value: fs.held.Load()},
 		{Key: "bytes_read", Value: r.bytesRead},
 		{Key: "tail_lag_bytes", Value: r.tailLagBytes},
 		{Key: "tail_lag_s", Value: lag},

@@ -164,19 +164,40 @@ func (e *Engine) Gather(ctx context.Context) ([]agent.Point, error) {
 	return pts, errors.Join(errs...)
 }
 
+// FeedOptions bounds Feed.
+type FeedOptions struct {
+	// High holds the producer back while any sink has more than this many
+	// points waiting, so that memory stays flat however much it emits.
+	High int
+	// Stall gives up when a sink with points waiting has taken none —
+	// written, refused, dead-lettered or dropped — for this long (a wrong
+	// bucket answers 404 for ever); 0 waits for ever.
+	Stall time.Duration
+}
+
 // Feed runs the delivery loops while produce emits batches (a backfill),
-// holding produce back while any sink has more than high points waiting,
-// so that memory stays flat however much it emits. Once produce returns,
-// Feed waits until every sink took what was emitted — without a deadline
-// unless ctx ends; then ShutdownTimeout bounds the last attempt.
-func (e *Engine) Feed(ctx context.Context, high int, produce func(emit func(agent.Batch)) error) error {
+// holding produce back as FeedOptions.High says. Once produce returns, Feed
+// waits until every sink took what was emitted — without a deadline unless
+// ctx ends or a sink stalls (FeedOptions.Stall: then produce's context is
+// cancelled and Feed returns the stall); then ShutdownTimeout bounds the
+// last attempt. What a sink did not take stays counted as queued.
+func (e *Engine) Feed(ctx context.Context, opts FeedOptions, produce func(ctx context.Context, emit func(agent.Batch)) error) error {
+	pctx, cancel := context.WithCancelCause(ctx)
+	defer cancel(nil)
 	stop := e.startDeliveries(ctx)
+	watch := newStallWatch(e.deliveries, opts.Stall, e.now)
 	emit := func(b agent.Batch) {
 		e.pipeline.Emit(b)
-		e.waitForRoom(ctx, high)
+		if err := e.waitForRoom(pctx, opts.High, watch); err != nil {
+			cancel(err)
+		}
 	}
-	err := produce(emit)
-	e.waitForRoom(ctx, 0)
+	err := produce(pctx, emit)
+	if stalled := context.Cause(pctx); ctx.Err() == nil && pctx.Err() != nil {
+		err = stalled // produce's error is only that it was stopped
+	} else if werr := e.waitForRoom(ctx, 0, watch); werr != nil {
+		err = errors.Join(err, werr)
+	}
 	return errors.Join(err, stop())
 }
 
@@ -202,9 +223,10 @@ func (e *Engine) startDeliveries(ctx context.Context) (stop func() error) {
 }
 
 // waitForRoom blocks while any delivery holds more than high points (0:
-// until all are empty), or until ctx ends. The deliveries signal no
-// progress, so it looks every few milliseconds.
-func (e *Engine) waitForRoom(ctx context.Context, high int) {
+// until all are empty), until ctx ends, or until watch finds a sink
+// stalled, which it returns. The deliveries signal no progress, so it
+// looks every few milliseconds.
+func (e *Engine) waitForRoom(ctx context.Context, high int, watch *stallWatch) error {
 	t := time.NewTicker(5 * time.Millisecond)
 	defer t.Stop()
 	for {
@@ -215,14 +237,56 @@ func (e *Engine) waitForRoom(ctx context.Context, high int) {
 			}
 		}
 		if !full {
-			return
+			return nil
+		}
+		if err := watch.check(); err != nil {
+			return err
 		}
 		select {
 		case <-ctx.Done():
-			return
+			return nil
 		case <-t.C:
 		}
 	}
+}
+
+// stallWatch finds a delivery that has points waiting and has taken none
+// for a while.
+type stallWatch struct {
+	ds      []*Delivery
+	limit   time.Duration // 0: never stalled
+	now     func() time.Time
+	checked time.Time
+	taken   []int64     // points each delivery had taken when last seen taking any
+	since   []time.Time // since when taken has not moved while points waited
+}
+
+func newStallWatch(ds []*Delivery, limit time.Duration, now func() time.Time) *stallWatch {
+	return &stallWatch{ds: ds, limit: limit, now: now, taken: make([]int64, len(ds)), since: make([]time.Time, len(ds))}
+}
+
+// check returns an error naming the first stalled delivery. It reads the
+// counts at most ten times a second; after a longer pause (nobody waited
+// for room meanwhile, so nobody watched) it starts afresh.
+func (w *stallWatch) check() error {
+	now := w.now()
+	if w.limit <= 0 || now.Sub(w.checked) < 100*time.Millisecond {
+		return nil
+	}
+	fresh := now.Sub(w.checked) > time.Second
+	w.checked = now
+	for i, d := range w.ds {
+		c := d.Counts()
+		if taken := c.taken(); fresh || taken != w.taken[i] || c.Queued == 0 {
+			w.taken[i], w.since[i] = taken, now
+			continue
+		}
+		if now.Sub(w.since[i]) >= w.limit {
+			return fmt.Errorf("sink %s took none of its %d waiting points for %s; giving up (its errors are in the log)",
+				d.sink.Name(), c.Queued, w.limit)
+		}
+	}
+	return nil
 }
 
 func (e *Engine) shutdownTimeout() time.Duration {

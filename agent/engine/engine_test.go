@@ -3,6 +3,7 @@ package engine
 import (
 	"context"
 	"errors"
+	"strings"
 	"testing"
 	"time"
 
@@ -33,7 +34,7 @@ func TestEngineFeed(t *testing.T) {
 	}
 	defer e.Close(context.Background())
 	most := 0
-	err = e.Feed(context.Background(), 50, func(emit func(agent.Batch)) error {
+	err = e.Feed(context.Background(), FeedOptions{High: 50, Stall: time.Minute}, func(_ context.Context, emit func(agent.Batch)) error {
 		for range 40 {
 			emit(agent.Batch{Points: pts(10)})
 			most = max(most, e.Deliveries()[0].Queued())
@@ -45,6 +46,46 @@ func TestEngineFeed(t *testing.T) {
 	}
 	if most > 60 {
 		t.Errorf("up to %d points waited; the producer was not held back at 50", most)
+	}
+}
+
+// A sink that keeps failing (a backfill into a bucket that does not exist)
+// must not hold Feed for ever: once it has taken nothing for Stall, the
+// producer is stopped and Feed says which sink stalled; what it holds is
+// left queued, and counted so.
+func TestEngineFeedGivesUpOnAStalledSink(t *testing.T) {
+	s := &fakeSink{write: func(int, []agent.Point) error {
+		return &agent.SinkError{Kind: agent.Retryable, Err: errors.New("HTTP 404: database not found")}
+	}}
+	buf := MemoryBuffer()
+	buf.MinBackoff, buf.MaxBackoff = time.Millisecond, 5*time.Millisecond
+	e, err := New(Config{ShutdownTimeout: 100 * time.Millisecond}, nil, []Output{{Sink: s, Buffer: buf, BatchSize: 10}}, nil, discard())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer e.Close(context.Background())
+	done := make(chan error, 1)
+	var emitted int
+	go func() {
+		done <- e.Feed(context.Background(), FeedOptions{High: 50, Stall: 300 * time.Millisecond},
+			func(ctx context.Context, emit func(agent.Batch)) error {
+				for ctx.Err() == nil {
+					emit(agent.Batch{Points: pts(10)})
+					emitted += 10
+				}
+				return ctx.Err()
+			})
+	}()
+	select {
+	case err = <-done:
+	case <-time.After(30 * time.Second):
+		t.Fatal("Feed still waits on a sink that never takes a point")
+	}
+	if err == nil || !strings.Contains(err.Error(), "sink fake took none of its") {
+		t.Fatalf("Feed: %v, want the stall named", err)
+	}
+	if c := e.Deliveries()[0].Counts(); c.Queued != int64(emitted) || c.Written != 0 {
+		t.Errorf("counts %+v after emitting %d", c, emitted)
 	}
 }
 

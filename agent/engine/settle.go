@@ -29,6 +29,10 @@ type DeliveryCounts struct {
 	Queued int64
 }
 
+// taken is how many points the sink settled: written, refused,
+// dead-lettered or dropped.
+func (c DeliveryCounts) taken() int64 { return c.Written + c.Refused + c.DeadLettered + c.Dropped }
+
 // Counts returns the delivery's counts, as one consistent reading.
 func (d *Delivery) Counts() DeliveryCounts {
 	d.storeMu.Lock()

@@ -8,6 +8,7 @@ import (
 	"math"
 	"os"
 	"strings"
+	"time"
 
 	"github.com/pmta-agent/pmta-agent/agent"
 	"github.com/pmta-agent/pmta-agent/agent/acct"
@@ -22,6 +23,11 @@ import (
 // may go over backfillHigh), so nothing is ever dropped.
 const backfillHigh = 20_000
 
+// defaultBackfillStall is how long a backfill waits on a sink that takes
+// nothing (a bucket that does not exist answers 404 for ever): several
+// attempts at the longest back-off, long enough for a server to restart.
+const defaultBackfillStall = 5 * time.Minute
+
 // cmdBackfill aggregates whole accounting files into the configured sinks
 // (without -config: line protocol on stdout).
 func cmdBackfill(ctx context.Context, args []string, out, stderr io.Writer) error {
@@ -29,12 +35,16 @@ func cmdBackfill(ctx context.Context, args []string, out, stderr io.Writer) erro
 	path := fs.String("config", "", "configuration file (YAML); without it, line protocol goes to stdout")
 	interval := fs.Duration("interval", 0, "aggregation interval (default: acct.interval of the configuration, 10s)")
 	quiet := fs.Bool("quiet", false, "no progress line")
+	stall := fs.Duration("stall", defaultBackfillStall, "give up when a sink has taken none of its waiting points for this long (0: wait for ever)")
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
 	files := fs.Args()
 	if len(files) == 0 {
 		return usageError{errors.New("name at least one accounting file")}
+	}
+	if *stall < 0 {
+		return usageError{fmt.Errorf("-stall is %s; want 0 (wait for ever) or more", *stall)}
 	}
 	var cfg config.Config
 	var err error
@@ -75,7 +85,7 @@ func cmdBackfill(ctx context.Context, args []string, out, stderr io.Writer) erro
 		}
 	}
 	var stats acct.BackfillStats
-	feedErr := b.engine.Feed(ctx, backfillHigh, func(emit func(agent.Batch)) error {
+	feedErr := b.engine.Feed(ctx, engine.FeedOptions{High: backfillHigh, Stall: *stall}, func(ctx context.Context, emit func(agent.Batch)) error {
 		var err error
 		stats, err = acct.Backfill(ctx, files, acct.BackfillOptions{Config: cfg.Acct, Logger: log},
 			b.isp, emit, progress)

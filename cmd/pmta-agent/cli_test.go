@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net/http"
 	"net/http/httptest"
 	"strings"
 	"sync"
@@ -135,6 +136,49 @@ func TestBackfillToStdout(t *testing.T) {
 	}
 	if code := run([]string{"backfill"}, &out, &errOut); code != 2 {
 		t.Errorf("backfill without files: exit %d, want 2", code)
+	}
+}
+
+// A backfill into a database that does not exist (InfluxDB answers 404
+// for ever) gives up after -stall instead of retrying until killed: exit 1,
+// the stall named, the points counted as left queued.
+func TestBackfillGivesUpOnAStalledSink(t *testing.T) {
+	dir := t.TempDir()
+	influx := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("X-Influxdb-Error", `database not found: "nodb"`)
+		http.Error(w, `{"error":"database not found: \"nodb\""}`, http.StatusNotFound)
+	}))
+	defer influx.Close()
+	file := dir + "/acct-2024-01-15-0000.csv"
+	if err := sim.GenerateFile(file, 100, 1); err != nil {
+		t.Fatal(err)
+	}
+	path := dir + "/agent.yaml"
+	writeTestFile(t, path, "state_dir: "+dir+"/state\nshutdown_timeout: 1s\n"+
+		"sinks: {influx: {enabled: true, url: "+influx.URL+", bucket: nodb/autogen, buffer: {min_backoff: 10ms, max_backoff: 50ms}}}\n")
+	var out, errOut syncBuffer
+	done := make(chan int, 1)
+	go func() {
+		done <- run([]string{"backfill", "-quiet", "-stall", "500ms", "-config", path, file}, &out, &errOut)
+	}()
+	select {
+	case code := <-done:
+		if code != 1 {
+			t.Errorf("exit %d, want 1", code)
+		}
+	case <-time.After(time.Minute):
+		t.Fatalf("backfill still running against a 404; stderr:\n%s", errOut.String())
+	}
+	for _, want := range []string{"sink influx took none of its", "backfill: 1 files, 100 records", "points written, 0 refused, 0 dead-lettered, 0 dropped"} {
+		if !strings.Contains(errOut.String(), want) {
+			t.Errorf("stderr lacks %q:\n%s", want, errOut.String())
+		}
+	}
+	if strings.Contains(errOut.String(), " 0 left queued") {
+		t.Errorf("the points not written are not reported queued:\n%s", errOut.String())
+	}
+	if code := run([]string{"backfill", "-stall", "-1s", file}, &out, &errOut); code != 2 {
+		t.Errorf("-stall -1s: exit %d, want 2", code)
 	}
 }
 
