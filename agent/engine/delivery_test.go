@@ -7,6 +7,7 @@ import (
 	"slices"
 	"sync"
 	"testing"
+	"testing/synctest"
 	"time"
 
 	"github.com/pmta-agent/pmta-agent/agent/queue"
@@ -158,6 +159,10 @@ func TestBackoffBounds(t *testing.T) {
 }
 
 func TestEngineDrainsOnShutdown(t *testing.T) {
+	synctest.Test(t, testEngineDrainsOnShutdown)
+}
+
+func testEngineDrainsOnShutdown(t *testing.T) {
 	s := &fakeSink{}
 	src := sourceFunc(func(ctx context.Context, emit func(agent.Batch)) error {
 		emit(agent.Batch{Points: pts(3)})
@@ -173,7 +178,7 @@ func TestEngineDrainsOnShutdown(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error)
 	go func() { done <- e.Run(ctx) }()
-	time.Sleep(50 * time.Millisecond)
+	synctest.Wait() // the source emitted and waits for the stop
 	cancel()
 	if err := <-done; err != nil {
 		t.Fatal(err)

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"strings"
 	"testing"
+	"testing/synctest"
 	"time"
 
 	"github.com/pmta-agent/pmta-agent/agent"
@@ -54,20 +55,18 @@ func TestEngineFeed(t *testing.T) {
 // producer is stopped and Feed says which sink stalled; what it holds is
 // left queued, and counted so.
 func TestEngineFeedGivesUpOnAStalledSink(t *testing.T) {
-	s := &fakeSink{write: func(int, []agent.Point) error {
-		return &agent.SinkError{Kind: agent.Retryable, Err: errors.New("HTTP 404: database not found")}
-	}}
-	buf := MemoryBuffer()
-	buf.MinBackoff, buf.MaxBackoff = time.Millisecond, 5*time.Millisecond
-	e, err := New(Config{ShutdownTimeout: 100 * time.Millisecond}, nil, []Output{{Sink: s, Buffer: buf, BatchSize: 10}}, nil, discard())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer e.Close(context.Background())
-	done := make(chan error, 1)
-	var emitted int
-	go func() {
-		done <- e.Feed(context.Background(), FeedOptions{High: 50, Stall: 300 * time.Millisecond},
+	synctest.Test(t, func(t *testing.T) {
+		s := &fakeSink{write: func(int, []agent.Point) error {
+			return &agent.SinkError{Kind: agent.Retryable, Err: errors.New("HTTP 404: database not found")}
+		}}
+		e, err := New(Config{ShutdownTimeout: 10 * time.Second}, nil, []Output{{Sink: s, Buffer: MemoryBuffer(), BatchSize: 10}}, nil, discard())
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer e.Close(context.Background())
+		start := time.Now()
+		var emitted int
+		err = e.Feed(context.Background(), FeedOptions{High: 50, Stall: 5 * time.Minute},
 			func(ctx context.Context, emit func(agent.Batch)) error {
 				for ctx.Err() == nil {
 					emit(agent.Batch{Points: pts(10)})
@@ -75,18 +74,17 @@ func TestEngineFeedGivesUpOnAStalledSink(t *testing.T) {
 				}
 				return ctx.Err()
 			})
-	}()
-	select {
-	case err = <-done:
-	case <-time.After(30 * time.Second):
-		t.Fatal("Feed still waits on a sink that never takes a point")
-	}
-	if err == nil || !strings.Contains(err.Error(), "sink fake took none of its") {
-		t.Fatalf("Feed: %v, want the stall named", err)
-	}
-	if c := e.Deliveries()[0].Counts(); c.Queued != int64(emitted) || c.Written != 0 {
-		t.Errorf("counts %+v after emitting %d", c, emitted)
-	}
+		if err == nil || !strings.Contains(err.Error(), "sink fake took none of its") {
+			t.Fatalf("Feed: %v, want the stall named", err)
+		}
+		// The stall, then the last attempt within ShutdownTimeout.
+		if took := time.Since(start); took < 5*time.Minute || took > 5*time.Minute+15*time.Second {
+			t.Errorf("Feed gave up after %s, want 5m and the shutdown timeout", took)
+		}
+		if c := e.Deliveries()[0].Counts(); c.Queued != int64(emitted) || c.Written != 0 {
+			t.Errorf("counts %+v after emitting %d", c, emitted)
+		}
+	})
 }
 
 // Gather is the once mode: the gatherers' points as the pipeline makes them.
@@ -150,27 +148,33 @@ func (c closeRecorder) Close() error { close(c.closed); return nil }
 // the sources are closed before the sinks, and Close gives up on the sinks
 // at the shutdown deadline.
 func TestEngineCloseDoesNotWaitForSinksToReleaseLocalState(t *testing.T) {
-	dir := t.TempDir()
-	sink := &hangingSink{release: make(chan struct{})}
-	defer close(sink.release)
-	src := closeRecorder{closed: make(chan struct{})}
-	e, err := New(Config{StateDir: dir, ShutdownTimeout: 200 * time.Millisecond}, []agent.Source{src},
-		[]Output{{Sink: sink, Buffer: DiskBuffer()}}, nil, discard())
-	if err != nil {
-		t.Fatal(err)
-	}
-	err = e.Close(context.Background())
-	if !errors.Is(err, context.DeadlineExceeded) {
-		t.Fatalf("Close with a hanging sink: %v, want the deadline", err)
-	}
-	select {
-	case <-src.closed:
-	default:
-		t.Error("the source was not closed")
-	}
-	e2, err := New(Config{StateDir: dir}, nil, []Output{{Sink: &fakeSink{}, Buffer: DiskBuffer()}}, nil, discard())
-	if err != nil {
-		t.Fatalf("the queue stayed locked behind a hanging sink: %v", err)
-	}
-	_ = e2.Close(context.Background())
+	synctest.Test(t, func(t *testing.T) {
+		dir := t.TempDir()
+		sink := &hangingSink{release: make(chan struct{})}
+		defer close(sink.release)
+		src := closeRecorder{closed: make(chan struct{})}
+		e, err := New(Config{StateDir: dir, ShutdownTimeout: 10 * time.Second}, []agent.Source{src},
+			[]Output{{Sink: sink, Buffer: DiskBuffer()}}, nil, discard())
+		if err != nil {
+			t.Fatal(err)
+		}
+		start := time.Now()
+		err = e.Close(context.Background())
+		if !errors.Is(err, context.DeadlineExceeded) {
+			t.Fatalf("Close with a hanging sink: %v, want the deadline", err)
+		}
+		if took := time.Since(start); took != 10*time.Second {
+			t.Errorf("Close took %s, want the shutdown timeout", took)
+		}
+		select {
+		case <-src.closed:
+		default:
+			t.Error("the source was not closed")
+		}
+		e2, err := New(Config{StateDir: dir}, nil, []Output{{Sink: &fakeSink{}, Buffer: DiskBuffer()}}, nil, discard())
+		if err != nil {
+			t.Fatalf("the queue stayed locked behind a hanging sink: %v", err)
+		}
+		_ = e2.Close(context.Background())
+	})
 }
