@@ -32,38 +32,15 @@ type jsonStream struct {
 }
 
 func newJSONStream(r io.Reader) *jsonStream {
-	lim := &jsonValueLimit{r: r}
-	dec := json.NewDecoder(lim)
-	lim.dec = dec
+	var dec *json.Decoder
+	// json.Decoder buffers the whole of the value (or token) it is
+	// reading, and InputOffset is where that value starts.
+	dec = json.NewDecoder(&valueLimit{r: r, max: maxJSONValue + 1, err: errJSONValueTooLarge,
+		start: func() int64 { return dec.InputOffset() }})
 	// Numbers walked over stay text: 1e999 is then not an error in a
 	// member nobody reads.
 	dec.UseNumber()
 	return &jsonStream{dec: dec}
-}
-
-// jsonValueLimit refuses to read on while the decoder holds more than
-// maxJSONValue bytes it has not got past: json.Decoder buffers the whole
-// of the value (or token) it is reading, and InputOffset is where that
-// value starts.
-type jsonValueLimit struct {
-	r    io.Reader
-	dec  *json.Decoder
-	read int64
-}
-
-func (l *jsonValueLimit) Read(p []byte) (int, error) {
-	room := maxJSONValue + 1 - (l.read - l.dec.InputOffset())
-	if room <= 0 {
-		return 0, errJSONValueTooLarge
-	}
-	// Read no more than the limit allows, or the decoder's buffer grows
-	// (doubling) well past it before the next check.
-	if int64(len(p)) > room {
-		p = p[:room]
-	}
-	n, err := l.r.Read(p)
-	l.read += int64(n)
-	return n, err
 }
 
 // jsonErr words a decoding error for the log; the end of the input inside a

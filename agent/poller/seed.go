@@ -211,6 +211,8 @@ func isFloat(s string) bool {
 // 1 KiB.
 const maxCSVRecord = 16 << 10
 
+var errCSVRecord = fmt.Errorf("a row longer than %d bytes: not the seed CSV", maxCSVRecord)
+
 // parseSeedCSV reads a seed CSV. Its first row is a header unless the
 // columns the format fixes as numbers hold numbers there (numeric): then the
 // file has no header, and the optional columns, which only a header can
@@ -224,13 +226,17 @@ func parseSeedCSV(r io.Reader, name string, minCols int, numeric func([]string) 
 	if err != nil {
 		return listing{}, err
 	}
-	lim := &csvRecordLimit{r: br}
-	cr := csv.NewReader(lim)
+	// csv.Reader buffers the whole of the record it reads and reads ahead
+	// 4 KiB at most; start is the end of the last record it returned (its
+	// InputOffset moves line by line within a record).
+	var start int64
+	cr := csv.NewReader(&valueLimit{r: br, max: maxCSVRecord + 4<<10, err: errCSVRecord,
+		start: func() int64 { return start }})
 	cr.FieldsPerRecord = -1
 	cr.LazyQuotes = true
 	cr.ReuseRecord = true
 	first, err := cr.Read()
-	lim.start = cr.InputOffset()
+	start = cr.InputOffset()
 	if err != nil {
 		if errors.Is(err, io.EOF) {
 			return listing{}, errEmptyBody
@@ -251,7 +257,7 @@ func parseSeedCSV(r io.Reader, name string, minCols int, numeric func([]string) 
 	}
 	for {
 		rec, err := cr.Read()
-		lim.start = cr.InputOffset()
+		start = cr.InputOffset()
 		if errors.Is(err, io.EOF) {
 			return l, nil
 		}
@@ -273,27 +279,4 @@ func parseSeedCSV(r io.Reader, name string, minCols int, numeric func([]string) 
 			l.add(&row)
 		}
 	}
-}
-
-// csvRecordLimit refuses to hand csv.Reader more than maxCSVRecord bytes
-// past the end of the last record it returned (start, set by the caller
-// from InputOffset). csv.Reader reads ahead 4 KiB at most.
-type csvRecordLimit struct {
-	r           io.Reader
-	read, start int64
-}
-
-var errCSVRecord = fmt.Errorf("a row longer than %d bytes: not the seed CSV", maxCSVRecord)
-
-func (l *csvRecordLimit) Read(p []byte) (int, error) {
-	room := l.start + maxCSVRecord + 4<<10 - l.read
-	if room <= 0 {
-		return 0, errCSVRecord
-	}
-	if int64(len(p)) > room {
-		p = p[:room]
-	}
-	n, err := l.r.Read(p)
-	l.read += int64(n)
-	return n, err
 }
