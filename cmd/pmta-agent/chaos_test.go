@@ -75,6 +75,9 @@ func TestChaos(t *testing.T) {
 	if testing.Short() {
 		t.Skip("chaos test skipped in -short mode")
 	}
+	// Its agent is a process of its own, with its own InfluxDB and
+	// collector: it runs beside the other long tests that wait more than they work.
+	t.Parallel()
 	seed := time.Now().UnixNano()
 	if s := os.Getenv("PMTA_CHAOS_SEED"); s != "" {
 		seed, _ = strconv.ParseInt(s, 10, 64)

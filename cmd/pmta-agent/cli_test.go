@@ -47,6 +47,7 @@ func measurements(lp string) map[string]int {
 // The README's first command: the demo prints every measurement within a
 // few seconds, with no PowerMTA and no database.
 func TestDemoPrintsEveryMeasurement(t *testing.T) {
+	t.Parallel() // mostly waiting for its 8 s: beside the chaos test
 	for _, dialect := range []string{"pmta", "seed"} {
 		t.Run(dialect, func(t *testing.T) {
 			var out, errOut syncBuffer

@@ -32,6 +32,7 @@ func collectorAcct(pts []otelcoltest.Point) (map[sim.AcctKey]int64, int64) {
 // identical accounting totals, equal to the records written, and the same
 // polled values.
 func TestBothSinksAgree(t *testing.T) {
+	t.Parallel() // its own servers and ports: beside the chaos test
 	srv := influxtest.Start(t)
 	col := otelcoltest.Start(t)
 	for _, protocol := range []string{"grpc", "http"} {
