@@ -40,7 +40,8 @@ type aggVal struct {
 	count, bytes, qsum, qmax int64
 }
 
-// aggEntry is one tag set's sums within an interval.
+// aggEntry is one tag set's sums within an interval, its key decoded (see
+// aggregator.entries).
 type aggEntry struct {
 	key aggKey
 	aggVal
@@ -56,15 +57,18 @@ type diagEntry struct {
 // interval is one open aggregation window [start, start+iv). Its maps are
 // keyed by the tag values packed into bytes (see appendAcctKey): one hash of
 // one short string per record instead of one per tag, and a lookup with a
-// []byte converted in place, which does not allocate.
+// []byte converted in place, which does not allocate. The packed key is
+// the only copy of a tag set while the interval is open — its strings are
+// decoded when it closes (entries) — so that an open tag set costs its key
+// and its sums, about 120 bytes: a catch-up holds thousands per interval.
 type interval struct {
 	start int64
-	acct  map[string]*aggEntry
+	acct  map[string]*aggVal
 	diag  map[string]*diagEntry
 }
 
 func newInterval(start int64) *interval {
-	return &interval{start: start, acct: make(map[string]*aggEntry), diag: make(map[string]*diagEntry)}
+	return &interval{start: start, acct: make(map[string]*aggVal), diag: make(map[string]*diagEntry)}
 }
 
 // appendPart appends one length-prefixed value, so that packed keys of
@@ -81,6 +85,59 @@ func appendAcctKey[T string | []byte](dst []byte, typ recType, class byte, domai
 	dst = appendPart(dst, pool)
 	dst = appendPart(dst, sourceIP)
 	return appendPart(dst, bounceCat)
+}
+
+// decodeKey returns the tag set packed by appendAcctKey, its strings
+// interned and its isp looked up from its domain, as add would have made it.
+// It allocates only for a value not seen before.
+func (a *aggregator) decodeKey(packed string) aggKey {
+	k := aggKey{typ: recType(packed[0]), dsnClass: packed[1]}
+	rest := packed[2:]
+	part := func() string {
+		var n, shift, w int
+		for ; ; w++ {
+			c := rest[w]
+			n |= int(c&0x7f) << shift
+			if c < 0x80 {
+				w++
+				break
+			}
+			shift += 7
+		}
+		v := rest[w : w+n]
+		rest = rest[w+n:]
+		return v
+	}
+	dom := a.domainOf(part())
+	k.domain, k.isp = dom.name, dom.isp
+	k.vmta, k.pool, k.sourceIP, k.bounceCat = a.internString(part()), a.internString(part()), a.internString(part()), a.internString(part())
+	return k
+}
+
+// internString and domainOf are intern and domain for a part of a packed
+// key, which they must not keep: a miss copies it.
+func (a *aggregator) internString(s string) string {
+	if v, ok := a.strs[s]; ok || s == "" {
+		return v
+	}
+	return a.intern([]byte(s))
+}
+
+func (a *aggregator) domainOf(s string) domInfo {
+	if d, ok := a.doms[s]; ok || s == "" {
+		return d
+	}
+	return a.domain([]byte(s))
+}
+
+// entries returns an interval's tag sets with their keys decoded, in the
+// order of their packed keys.
+func (a *aggregator) entries(iv *interval) []aggEntry {
+	out := make([]aggEntry, 0, len(iv.acct))
+	for _, packed := range sortedKeys(iv.acct) {
+		out = append(out, aggEntry{key: a.decodeKey(packed), aggVal: *iv.acct[packed]})
+	}
+	return out
 }
 
 func appendDiagKey[T string | []byte](dst []byte, typ recType, isp string, pattern T) []byte {
@@ -103,6 +160,7 @@ type aggregator struct {
 	iv         int64 // interval length in seconds
 	topDiag    int
 	isp        *agent.ISPMap
+	views      []*view
 	open       []*interval // ascending by start
 	closedUpTo int64
 	closedSet  bool
@@ -120,15 +178,21 @@ type aggregator struct {
 	restored int64 // records that restores put into (or took out of) the open intervals
 }
 
-func newAggregator(iv time.Duration, topDiag int, isp *agent.ISPMap) *aggregator {
+// newAggregator returns an aggregator that rolls closed intervals up into
+// views (the default views if none).
+func newAggregator(iv time.Duration, topDiag int, isp *agent.ISPMap, views ...View) *aggregator {
 	sec := int64(iv / time.Second)
 	if sec < 1 {
 		sec = 1
+	}
+	if len(views) == 0 {
+		views = DefaultViews()
 	}
 	return &aggregator{
 		iv:      sec,
 		topDiag: topDiag,
 		isp:     isp,
+		views:   newViews(views),
 		strs:    make(map[string]string),
 		doms:    make(map[string]domInfo),
 	}
@@ -244,17 +308,7 @@ func (a *aggregator) add(r *record) {
 	a.keyBuf = appendAcctKey(a.keyBuf[:0], r.typ, class, domain, vmta, pool, sourceIP, bounceCat)
 	e := iv.acct[string(a.keyBuf)]
 	if e == nil {
-		dom := a.domain(domain)
-		e = &aggEntry{key: aggKey{
-			typ:       r.typ,
-			dsnClass:  class,
-			domain:    dom.name,
-			isp:       dom.isp,
-			vmta:      a.intern(vmta),
-			pool:      a.intern(pool),
-			sourceIP:  a.intern(sourceIP),
-			bounceCat: a.intern(bounceCat),
-		}}
+		e = &aggVal{}
 		iv.acct[string(a.keyBuf)] = e
 	}
 	e.count++
@@ -267,10 +321,11 @@ func (a *aggregator) add(r *record) {
 	if r.typ.hasDiag() && len(r.dsnDiag) > 0 {
 		a.diagBuf = appendDiagPattern(a.diagBuf[:0], r.dsnDiag)
 		pattern := a.safe(5, a.diagBuf)
-		a.keyBuf = appendDiagKey(a.keyBuf[:0], r.typ, e.key.isp, pattern)
+		isp := a.domain(domain).isp
+		a.keyBuf = appendDiagKey(a.keyBuf[:0], r.typ, isp, pattern)
 		d := iv.diag[string(a.keyBuf)]
 		if d == nil {
-			d = &diagEntry{typ: r.typ, isp: e.key.isp, pattern: a.intern(pattern)}
+			d = &diagEntry{typ: r.typ, isp: isp, pattern: a.intern(pattern)}
 			iv.diag[string(a.keyBuf)] = d
 		}
 		d.count++
@@ -308,7 +363,19 @@ func (a *aggregator) closeBefore(boundary int64) ([]agent.Point, bool) {
 	return pts, true
 }
 
-// closeAll closes every open interval: the end of a backfill.
+// closeEach closes the intervals before boundary one at a time and hands
+// each one's points to send as they are made, so that a backfill holds one
+// interval's points at a time, not a window's, and a slow sink holds the
+// reader back after each interval. The result is that of closeBefore.
+func (a *aggregator) closeEach(boundary int64, send func([]agent.Point)) {
+	boundary = floorDiv(boundary, a.iv) * a.iv
+	for len(a.open) > 0 && a.open[0].start < boundary {
+		pts, _ := a.closeBefore(a.open[0].start + a.iv)
+		send(pts)
+	}
+}
+
+// closeAll closes every open interval.
 func (a *aggregator) closeAll() ([]agent.Point, bool) {
 	if len(a.open) == 0 {
 		return nil, false
@@ -339,39 +406,14 @@ func sortedKeys[V any](m map[string]V) []string {
 	return keys
 }
 
-// appendPoints turns a closed interval into points in a fixed order, so that
-// a replay emits the very same batch.
+// appendPoints turns a closed interval into the points of every view and
+// the diag points, in a fixed order, so that a replay emits the very same
+// batch.
 func (a *aggregator) appendPoints(pts []agent.Point, iv *interval) []agent.Point {
 	ts := time.Unix(iv.start, 0).UTC()
-	keys := sortedKeys(iv.acct)
-	// One allocation for all tags and one for all fields of the interval,
-	// instead of two per point.
-	tags := make([]agent.Tag, 0, 8*len(keys))
-	fields := make([]agent.Field, 0, 5*len(keys))
-	for _, key := range keys {
-		e := iv.acct[key]
-		k := &e.key
-		t0, f0 := len(tags), len(fields)
-		// Tags in key order, so that NewPoint need not sort them.
-		tags = append(tags,
-			agent.Tag{Key: "bounce_cat", Value: k.bounceCat},
-			agent.Tag{Key: "domain", Value: k.domain},
-			agent.Tag{Key: "dsn_class", Value: dsnClassTag(k.dsnClass)},
-			agent.Tag{Key: "isp", Value: k.isp},
-			agent.Tag{Key: "pool", Value: k.pool},
-			agent.Tag{Key: "source_ip", Value: k.sourceIP},
-			agent.Tag{Key: "type", Value: k.typ.String()},
-			agent.Tag{Key: "vmta", Value: k.vmta})
-		fields = append(fields,
-			agent.Field{Key: "count", Value: e.count},
-			agent.Field{Key: "bytes", Value: e.bytes},
-			agent.Field{Key: "queued_s_sum", Value: float64(e.qsum)},
-			agent.Field{Key: "queued_s_max", Value: float64(e.qmax)},
-			// The interval length travels with the point, so that a sink
-			// can give a sum its start and end (OTLP) and a dashboard can
-			// turn counts into rates.
-			agent.Field{Key: "interval_s", Value: a.iv})
-		pts = append(pts, agent.NewPoint(measAcct, tags[t0:len(tags):len(tags)], fields[f0:len(fields):len(fields)], ts))
+	entries := a.entries(iv)
+	for _, v := range a.views {
+		pts = v.appendPoints(pts, entries, iv.start, ts, a.iv)
 	}
 	return a.appendDiagPoints(pts, iv, ts)
 }

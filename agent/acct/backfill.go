@@ -14,8 +14,8 @@ import (
 
 // BackfillOptions configures Backfill.
 type BackfillOptions struct {
-	// Config gives the aggregation: Interval, TopDiag, MaxLineBytes and
-	// MaxClockSkew, checked as Config.Validate checks them except that the
+	// Config gives the aggregation: Interval, TopDiag, MaxLineBytes,
+	// MaxClockSkew and Views, checked as Config.Validate checks them except that the
 	// interval need not divide an hour (a backfill lines up with nothing);
 	// zero fields take DefaultConfig's. Its other settings take no part: a backfill
 	// reads the files it is given, whole, with no checkpoint, and takes
@@ -38,6 +38,7 @@ const defaultBackfillLag = time.Minute
 func (o BackfillOptions) config() Config {
 	c := DefaultConfig()
 	c.Interval, c.TopDiag, c.MaxLineBytes, c.MaxClockSkew = o.Config.Interval, o.Config.TopDiag, o.Config.MaxLineBytes, o.Config.MaxClockSkew
+	c.Views = o.Config.Views
 	return c.withDefaults()
 }
 
@@ -92,7 +93,7 @@ func Backfill(ctx context.Context, files []string, opts BackfillOptions, isp *ag
 	if logger == nil {
 		logger = slog.New(slog.DiscardHandler)
 	}
-	agg := newAggregator(cfg.Interval, cfg.TopDiag, isp)
+	agg := newAggregator(cfg.Interval, cfg.TopDiag, isp, cfg.Views...)
 	p := newLineParser(agg, cfg.MaxLineBytes, timeRange{now: time.Now, skew: int64(cfg.MaxClockSkew / time.Second)},
 		logger, time.Now)
 	var st BackfillStats
@@ -132,8 +133,7 @@ func Backfill(ctx context.Context, files []string, opts BackfillOptions, isp *ag
 			return stopped, next, err
 		},
 		windowDone: func(_, until int64) {
-			pts, _ := agg.closeBefore(until - lag)
-			send(pts)
+			agg.closeEach(until-lag, send)
 			tick()
 		},
 	}
@@ -141,8 +141,9 @@ func Backfill(ctx context.Context, files []string, opts BackfillOptions, isp *ag
 		closeAll(in)
 		return stats(), fmt.Errorf("backfill: %w", err)
 	}
-	pts, _ := agg.closeAll()
-	send(pts)
+	if n := len(agg.open); n > 0 {
+		agg.closeEach(agg.open[n-1].start+agg.iv, send)
+	}
 	out := stats()
 	if progress != nil {
 		progress(out)

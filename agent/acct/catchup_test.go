@@ -45,9 +45,9 @@ func backlogFiles(t *testing.T, h *harness, iv int64) ([]genRecord, map[int64]in
 }
 
 // maxOpenBound is how many 10 s intervals a catch-up may hold open: a
-// window of records (readWindow, 60 s), the interval of slack behind it
-// and the next window.
-const maxOpenBound = 2*60/10 + 2
+// window of records (readWindow), the interval of slack behind it and the
+// next window.
+const maxOpenBound = 2*readWindow/10 + 2
 
 // TestTailerCatchUpSideBySide starts the tailer on two hours of acct and
 // diag records for the same times: it must read them side by side, so that

@@ -92,6 +92,8 @@ type aggState struct {
 	ClosedUpTo int64           `json:"closed_up_to"`
 	ClosedSet  bool            `json:"closed_set"`
 	Intervals  []intervalState `json:"intervals,omitempty"`
+	// Views holds the domains each capped view admitted today.
+	Views []viewState `json:"views,omitempty"`
 }
 
 type intervalState struct {
@@ -124,11 +126,10 @@ type diagState struct {
 
 // state copies the aggregator's open intervals, in a fixed order.
 func (a *aggregator) state() aggState {
-	s := aggState{ClosedUpTo: a.closedUpTo, ClosedSet: a.closedSet}
+	s := aggState{ClosedUpTo: a.closedUpTo, ClosedSet: a.closedSet, Views: a.viewStates()}
 	for _, iv := range a.open {
 		is := intervalState{Start: iv.start}
-		for _, key := range sortedKeys(iv.acct) {
-			e := iv.acct[key]
+		for _, e := range a.entries(iv) {
 			k := &e.key
 			is.Acct = append(is.Acct, acctState{
 				Type: k.typ.String(), Domain: k.domain, ISP: k.isp, Vmta: k.vmta, Pool: k.pool,
@@ -162,6 +163,7 @@ func (a *aggregator) restore(s aggState) error {
 	}()
 	a.open = a.open[:0]
 	a.closedUpTo, a.closedSet = s.ClosedUpTo, s.ClosedSet
+	a.restoreViews(s.Views)
 	for _, is := range s.Intervals {
 		if is.Start%a.iv != 0 {
 			return fmt.Errorf("interval start %d is not a multiple of the %d s interval", is.Start, a.iv)
@@ -179,7 +181,7 @@ func (a *aggregator) restore(s aggState) error {
 			k := aggKey{typ: typ, dsnClass: class, domain: e.Domain, isp: e.ISP, vmta: e.Vmta,
 				pool: e.Pool, sourceIP: e.SourceIP, bounceCat: e.BounceCat}
 			key := appendAcctKey(nil, typ, class, k.domain, k.vmta, k.pool, k.sourceIP, k.bounceCat)
-			iv.acct[string(key)] = &aggEntry{key: k, aggVal: aggVal{count: e.Count, bytes: e.Bytes, qsum: e.QSum, qmax: e.QMax}}
+			iv.acct[string(key)] = &aggVal{count: e.Count, bytes: e.Bytes, qsum: e.QSum, qmax: e.QMax}
 		}
 		for _, e := range is.Diag {
 			typ, ok := parseType([]byte(e.Type))
@@ -232,11 +234,34 @@ func quarantineCheckpoint(dir string, now time.Time) (string, error) {
 	return to, nil
 }
 
-// writeFileAtomic replaces dir/name with data through statefile.WriteAtomic
-// (temp file, fsync, rename, fsync of the directory), so that a crash leaves
-// either the old or the new content, and names the file in its errors.
-func writeFileAtomic(dir, name string, data []byte) error {
-	err := statefile.WriteAtomic(filepath.Join(dir, name), data, 0o600)
+// checkpointParts returns cf as JSON in three parts, buf[:n], cf.Snapshot
+// and buf[n:]: the very bytes json.Marshal writes, without encoding or
+// copying the snapshot, which is JSON already (json.Marshal would validate
+// and copy it: megabytes per cut while a backlog with many tag sets is
+// read). The small parts are written over buf, which the caller may reuse.
+func checkpointParts(buf []byte, cf *checkpointFile) (_ []byte, n int, err error) {
+	buf = fmt.Appendf(buf[:0], `{"version":%d,"seq":%d,"snapshot":`, cf.Version, cf.Seq)
+	n = len(buf)
+	if len(cf.Pending) > 0 {
+		pending, err := json.Marshal(cf.Pending)
+		if err != nil {
+			return buf, 0, fmt.Errorf("encode checkpoint: %w", err)
+		}
+		buf = append(buf, `,"pending":`...)
+		buf = append(buf, pending...)
+	}
+	if cf.TimesChecked {
+		buf = append(buf, `,"times_checked":true`...)
+	}
+	return append(buf, '}'), n, nil
+}
+
+// writeFileAtomic replaces dir/name with the parts through
+// statefile.WriteAtomicParts (temp file, fsync, rename, fsync of the
+// directory), so that a crash leaves either the old or the new content, and
+// names the file in its errors.
+func writeFileAtomic(dir, name string, parts ...[]byte) error {
+	err := statefile.WriteAtomicParts(filepath.Join(dir, name), 0o600, parts...)
 	if err == nil {
 		return nil
 	}

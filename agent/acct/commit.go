@@ -13,12 +13,23 @@ import (
 // which needs the files and the aggregator the journal knows nothing of.
 
 // snapshotJSON is the tailer's whole resumable state: the files and the
-// aggregator's open intervals.
+// aggregator's open intervals, as json.Marshal(snapshot{...}) writes them.
+// The open intervals are written straight from the aggregator (appendState),
+// into one allocation in the common case: a catch-up takes a snapshot after
+// every window.
 func (t *Tailer) snapshotJSON() ([]byte, error) {
-	b, err := json.Marshal(snapshot{Agg: t.agg.state(), Files: t.files.state()})
+	files, err := json.Marshal(t.files.state())
 	if err != nil {
 		return nil, fmt.Errorf("encode checkpoint: %w", err)
 	}
+	// Sized from the last one, so that it is usually the one allocation.
+	b := make([]byte, 0, t.snapSize+t.snapSize/8+len(files)+64)
+	b = append(b, `{"files":`...)
+	b = append(b, files...)
+	b = append(b, `,"agg":`...)
+	b = t.agg.appendState(b)
+	b = append(b, '}')
+	t.snapSize = len(b)
 	return b, nil
 }
 
@@ -119,7 +130,7 @@ func (t *Tailer) checkJumps(cuts []cut) error {
 		if err := json.Unmarshal(c.Snapshot, &s); err != nil {
 			return fmt.Errorf("%w: jump %d: %w", errCorrupt, c.Seq, err)
 		}
-		scratch := newAggregator(t.cfg.Interval, t.cfg.TopDiag, t.agg.isp)
+		scratch := newAggregator(t.cfg.Interval, t.cfg.TopDiag, t.agg.isp, t.cfg.Views...)
 		if err := scratch.restore(s.Agg); err != nil {
 			return fmt.Errorf("%w: jump %d: %w", errCorrupt, c.Seq, err)
 		}

@@ -46,6 +46,9 @@ type Config struct {
 	// counted per reason and not aggregated.
 	MaxClockSkew time.Duration `koanf:"max_clock_skew"`
 	MaxAge       time.Duration `koanf:"max_age"`
+	// Views are the dimension sets the counts are emitted in, each as its
+	// own measurement with exact sums (see View): the series budget.
+	Views []View `koanf:"views"`
 }
 
 // DefaultConfig returns the defaults of every setting: the values of
@@ -63,6 +66,7 @@ func DefaultConfig() Config {
 		MaxLineBytes:    1 << 20,
 		MaxClockSkew:    5 * time.Minute,
 		MaxAge:          7 * 24 * time.Hour,
+		Views:           DefaultViews(),
 	}
 }
 
@@ -77,7 +81,7 @@ func DefaultGlobs() []string {
 // default.
 func (c Config) withDefaults() Config {
 	zerofill.From(&c, DefaultConfig(), "Globs", "StartAt", "Interval", "Grace", "PollEvery", "FingerprintSize",
-		"TopDiag", "MaxLineBytes", "MaxClockSkew")
+		"TopDiag", "MaxLineBytes", "MaxClockSkew", "Views")
 	return c
 }
 
@@ -130,6 +134,7 @@ func (c Config) validateAggregation(p *problems, lineUp bool) {
 		p.add("max_line_bytes", "must be at least 1024")
 	}
 	p.positive("max_clock_skew", c.MaxClockSkew)
+	validateViews(p, c.Views)
 }
 
 // problems collects Validate's errors.

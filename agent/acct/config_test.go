@@ -19,6 +19,10 @@ func TestDefaultConfig(t *testing.T) {
 		Enabled: false, Globs: []string{"/var/log/pmta/acct-*.csv", "/var/log/pmta/diag-*.csv"}, StartAt: "end",
 		Interval: 10 * time.Second, Grace: 500 * time.Millisecond, PollEvery: 500 * time.Millisecond,
 		FingerprintSize: 1024, TopDiag: 20, MaxLineBytes: 1048576, MaxClockSkew: 5 * time.Minute, MaxAge: 168 * time.Hour,
+		Views: []View{
+			{Name: "pmta_acct", Tags: []string{"type", "isp", "vmta", "pool", "source_ip"}},
+			{Name: "pmta_acct_domain", Tags: []string{"type", "domain", "isp", "bounce_cat", "dsn_class"}, MaxDomains: 500},
+		},
 	}
 	if got := DefaultConfig(); !reflect.DeepEqual(got, want) {
 		t.Fatalf("DefaultConfig() = %+v, want %+v", got, want)
@@ -33,7 +37,7 @@ func TestConfigKeys(t *testing.T) {
 	want := map[string]string{
 		"Enabled": "enabled", "Globs": "globs", "StateDir": "-", "StartAt": "start_at", "Interval": "interval",
 		"Grace": "grace", "PollEvery": "poll_every", "FingerprintSize": "-", "TopDiag": "top_diag",
-		"MaxLineBytes": "max_line_bytes", "MaxClockSkew": "max_clock_skew", "MaxAge": "max_age",
+		"MaxLineBytes": "max_line_bytes", "MaxClockSkew": "max_clock_skew", "MaxAge": "max_age", "Views": "views",
 	}
 	typ := reflect.TypeFor[Config]()
 	if typ.NumField() != len(want) {

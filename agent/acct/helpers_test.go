@@ -16,11 +16,14 @@ import (
 func discardLogger() *slog.Logger { return slog.New(slog.DiscardHandler) }
 
 // sumCount adds up the count field of the pmta_acct points.
+// sumCount returns the sum of count over the pmta_acct points, and fails
+// the test if another view's sum differs: every view sums every record.
 func sumCount(t testing.TB, pts []agent.Point) int64 {
 	t.Helper()
-	var n int64
+	sums := map[string]int64{}
 	for i := range pts {
-		if pts[i].Measurement != measAcct {
+		m := pts[i].Measurement
+		if m == measDiag || !strings.HasPrefix(m, measAcct) {
 			continue
 		}
 		v, ok := pts[i].FieldValue("count")
@@ -28,9 +31,14 @@ func sumCount(t testing.TB, pts []agent.Point) int64 {
 		if !ok || !isInt {
 			t.Fatalf("point %d has no int64 count: %#v", i, pts[i])
 		}
-		n += c
+		sums[m] += c
 	}
-	return n
+	for m, n := range sums {
+		if n != sums[measAcct] {
+			t.Fatalf("the %s view sums to %d, pmta_acct to %d", m, n, sums[measAcct])
+		}
+	}
+	return sums[measAcct]
 }
 
 // sortedLP renders points as line protocol, one line each, sorted.
@@ -112,7 +120,9 @@ func genFile(seed uint64, n int, start time.Time, step time.Duration, crlf bool)
 	return b.Bytes(), recs
 }
 
-// tally counts points by (type, domain, vmta), as the exactness tests need.
+// tally counts points by (type, vmta) from the pmta_acct view and by
+// (type, domain) from the pmta_acct_domain view, as the exactness tests
+// need: each default view must sum exactly.
 type tallyKey struct{ typ, domain, vmta string }
 
 func tallyPoints(t testing.TB, pts []agent.Point) map[tallyKey]int64 {
@@ -120,7 +130,7 @@ func tallyPoints(t testing.TB, pts []agent.Point) map[tallyKey]int64 {
 	m := map[tallyKey]int64{}
 	for i := range pts {
 		p := &pts[i]
-		if p.Measurement != measAcct {
+		if p.Measurement != measAcct && p.Measurement != measAcct+"_domain" {
 			continue
 		}
 		typ, _ := p.TagValue("type")
@@ -135,7 +145,8 @@ func tallyPoints(t testing.TB, pts []agent.Point) map[tallyKey]int64 {
 func tallyRecords(recs []genRecord) map[tallyKey]int64 {
 	m := map[tallyKey]int64{}
 	for _, r := range recs {
-		m[tallyKey{r.typ, r.domain, r.vmta}]++
+		m[tallyKey{r.typ, "", r.vmta}]++
+		m[tallyKey{r.typ, r.domain, ""}]++
 	}
 	return m
 }

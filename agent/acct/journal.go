@@ -1,7 +1,6 @@
 package acct
 
 import (
-	"encoding/json"
 	"fmt"
 	"log/slog"
 	"sync"
@@ -47,6 +46,7 @@ type journal struct {
 	seq           uint64 // the newest cut's
 	commitUnsaved bool   // committed moved since the last checkpoint write
 	pending       []*pendingCut
+	buf           []byte // the checkpoint file's small parts, reused by each write
 
 	// Counters for Stats (see there).
 	lastCheckpoint, lastCommit, pendingCuts, checkpointErrors atomic.Int64
@@ -210,9 +210,11 @@ func (j *journal) saveLocked() error {
 	for _, p := range j.pending {
 		cf.Pending = append(cf.Pending, p.c)
 	}
-	data, err := json.Marshal(cf)
+	var n int
+	var err error
+	j.buf, n, err = checkpointParts(j.buf, &cf)
 	if err == nil {
-		err = writeFileAtomic(j.dir, checkpointName, data)
+		err = writeFileAtomic(j.dir, checkpointName, j.buf[:n], cf.Snapshot, j.buf[n:])
 	}
 	if err != nil {
 		j.checkpointErrors.Add(1)

@@ -1,6 +1,7 @@
 package acct
 
 import (
+	"encoding/json"
 	"fmt"
 	"log/slog"
 	"os"
@@ -256,5 +257,30 @@ func TestJournalWriteFailure(t *testing.T) {
 	}
 	if n := r.log.Count("WARN accounting checkpoint write failed"); n != 1 {
 		t.Fatalf("write failure logged %d times, want 1", n)
+	}
+}
+
+// checkpointParts are the very bytes json.Marshal writes, with a jump
+// (a snapshot inside a pending cut) and without.
+func TestAppendCheckpointIsJSONMarshal(t *testing.T) {
+	snap := json.RawMessage(`{"files":[{"fp":"AAE=","path":"/l/a.csv","offset":12}],"agg":{"closed_up_to":10,"closed_set":true}}`)
+	for _, cf := range []checkpointFile{
+		{Version: checkpointVersion, Seq: 3, Snapshot: snap},
+		{Version: checkpointVersion, Seq: 7, Snapshot: snap, TimesChecked: true, Pending: []cut{
+			{Seq: 8, ClosedUpTo: 20, Files: []cutFile{{FPLen: 2, FPSum: "ab", Offset: 99}}},
+			{Seq: 9, ClosedUpTo: 30, Snapshot: snap},
+		}},
+	} {
+		want, err := json.Marshal(cf)
+		if err != nil {
+			t.Fatal(err)
+		}
+		buf, n, err := checkpointParts([]byte("junk"), &cf)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := string(buf[:n]) + string(cf.Snapshot) + string(buf[n:]); got != string(want) {
+			t.Errorf("appendCheckpoint:\n%s\njson.Marshal:\n%s", got, want)
+		}
 	}
 }

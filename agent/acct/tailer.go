@@ -30,17 +30,18 @@ const (
 // lineParser and an aggregator (their records, summed per interval) and a
 // journal (the checkpoint), and holds its state directory's lock.
 type Tailer struct {
-	cfg     Config
-	log     *slog.Logger
-	now     func() time.Time
-	lock    *statefile.DirLock // released by Close
-	files   *fileset
-	journal *journal
-	agg     *aggregator
-	parser  *lineParser
-	emit    func(agent.Batch)
-	first   bool // no checkpoint: StartAt applies to the files found now
-	errLog  *limitedLog
+	cfg      Config
+	log      *slog.Logger
+	now      func() time.Time
+	lock     *statefile.DirLock // released by Close
+	files    *fileset
+	journal  *journal
+	agg      *aggregator
+	parser   *lineParser
+	emit     func(agent.Batch)
+	first    bool // no checkpoint: StartAt applies to the files found now
+	errLog   *limitedLog
+	snapSize int // the size of snapshotJSON's last result
 
 	st tailerStats
 	// legacyTimes: the checkpoint loaded was written before times were
@@ -88,7 +89,7 @@ func NewTailer(cfg Config, isp *agent.ISPMap, log *slog.Logger) (*Tailer, error)
 	t.errLog = newLimitedLog(log, slog.LevelWarn, errLogEvery, now)
 	t.files = newFileset(cfg.Globs, cfg.FingerprintSize, log)
 	t.journal = newJournal(cfg.StateDir, log, t.errLog, now)
-	t.agg = newAggregator(cfg.Interval, cfg.TopDiag, isp)
+	t.agg = newAggregator(cfg.Interval, cfg.TopDiag, isp, cfg.Views...)
 	t.parser = newLineParser(t.agg, cfg.MaxLineBytes, timeRange{now: now, skew: int64(cfg.MaxClockSkew / time.Second),
 		maxAge: int64(cfg.MaxAge / time.Second)}, log, now)
 	if err := t.load(); err != nil {

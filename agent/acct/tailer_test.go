@@ -254,11 +254,7 @@ func TestTailerRotation(t *testing.T) {
 	h.stop()
 	got := tallyPoints(t, h.db.points())
 	checkTotals(t, got, written)
-	var total int64
-	for _, n := range got {
-		total += n
-	}
-	if total != int64(len(written)) {
+	if total := sumCount(t, h.db.points()); total != int64(len(written)) {
 		t.Fatalf("counted %d records, wrote %d", total, len(written))
 	}
 }

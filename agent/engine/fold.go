@@ -71,10 +71,17 @@ func foldTag(pts []agent.Point, tag string, max int) int {
 func mergeSeries(pts []agent.Point) ([]agent.Point, int) {
 	out := pts[:0:0]
 	index := make(map[string]int, len(pts)) // series key → place in out
+	owned := map[int]bool{}                 // places whose fields are a copy
 	var key []byte
 	for i := range pts {
 		key = seriesKey(key[:0], &pts[i])
 		if j, seen := index[string(key)]; seen {
+			// The fields may be the input's (see Process): copy them
+			// before the first change.
+			if !owned[j] {
+				out[j].Fields = slices.Clone(out[j].Fields)
+				owned[j] = true
+			}
 			mergeFields(&out[j], &pts[i])
 			continue
 		}

@@ -26,11 +26,22 @@ import (
 // When only the directory sync failed, the error is a *DirSyncError: the new
 // content is in place, but may not be after a power cut.
 func WriteAtomic(path string, data []byte, perm os.FileMode) error {
+	return WriteAtomicParts(path, perm, data)
+}
+
+// WriteAtomicParts is WriteAtomic of the parts written one after the other,
+// for a caller whose content is pieces it holds already (a checkpoint that
+// embeds a snapshot of megabytes), which need not be copied into one slice.
+func WriteAtomicParts(path string, perm os.FileMode, parts ...[]byte) error {
 	tmp, f, err := createTemp(path, perm)
 	if err != nil {
 		return err
 	}
-	_, err = f.Write(data)
+	for _, p := range parts {
+		if err == nil {
+			_, err = f.Write(p)
+		}
+	}
 	if err == nil {
 		err = f.Sync()
 	}

@@ -21,7 +21,7 @@ import (
 // waits for the sinks instead of dropping, so memory stays flat however large
 // the files are. The buffers themselves are unbounded (one backfill window
 // may go over backfillHigh), so nothing is ever dropped.
-const backfillHigh = 20_000
+const backfillHigh = 5_000
 
 // defaultBackfillStall is how long a backfill waits on a sink that takes
 // nothing (a bucket that does not exist answers 404 for ever): several

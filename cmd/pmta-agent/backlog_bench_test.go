@@ -98,7 +98,7 @@ sinks:
 	if err := agent.stop(); err != nil {
 		t.Errorf("agent stop: %v", err)
 	}
-	_, total := acctSums(t, srv, db)
+	total := viewTotal(t, srv, db, "pmta_acct")
 	if total != records {
 		t.Errorf("InfluxDB counts %d records, written %d", total, records)
 		agentLog, _ := os.ReadFile(logf.Name())

@@ -121,6 +121,10 @@ acct:
   interval: 5s
   grace: 1s
   poll_every: 200ms
+  views:
+    - {name: pmta_acct, tags: [type, isp, vmta, pool, source_ip]}
+    - {name: pmta_acct_domain, tags: [type, domain, isp, bounce_cat, dsn_class], max_domains: 500}
+    - {name: pmta_acct_full, tags: [type, domain, isp, vmta, pool, source_ip, bounce_cat, dsn_class]}
 sinks:
   influx:
     enabled: true
@@ -254,7 +258,8 @@ sinks:
 			}
 		}
 	}
-	series, err := srv.Query(db, `SELECT "count" FROM pmta_acct`)
+	checkViewsAgree(t, srv, db, total)
+	series, err := srv.Query(db, `SELECT "count" FROM pmta_acct_full`)
 	if err != nil {
 		t.Fatal(err)
 	}

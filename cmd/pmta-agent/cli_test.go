@@ -99,10 +99,10 @@ func TestOncePrintsOneRound(t *testing.T) {
 func TestBackfillToStdout(t *testing.T) {
 	dir := t.TempDir()
 	a, b := dir+"/acct-2024-01-15-0000.csv", dir+"/acct-2024-01-15-0001.csv"
-	if err := sim.GenerateFile(a, 3000, 1); err != nil {
+	if err := sim.GenerateFile(a, sim.GenerateOptions{Records: 3000, Seed: 1}); err != nil {
 		t.Fatal(err)
 	}
-	if err := sim.GenerateFile(b, 2000, 2); err != nil {
+	if err := sim.GenerateFile(b, sim.GenerateOptions{Records: 2000, Seed: 2}); err != nil {
 		t.Fatal(err)
 	}
 	var out, errOut syncBuffer
@@ -151,7 +151,7 @@ func TestBackfillGivesUpOnAStalledSink(t *testing.T) {
 	}))
 	defer influx.Close()
 	file := dir + "/acct-2024-01-15-0000.csv"
-	if err := sim.GenerateFile(file, 100, 1); err != nil {
+	if err := sim.GenerateFile(file, sim.GenerateOptions{Records: 100, Seed: 1}); err != nil {
 		t.Fatal(err)
 	}
 	path := dir + "/agent.yaml"

@@ -6,14 +6,20 @@ import (
 	"testing"
 	"time"
 
+	"github.com/pmta-agent/pmta-agent/agent/acct"
 	"github.com/pmta-agent/pmta-agent/cmd/pmta-sim/sim"
 	"github.com/pmta-agent/pmta-agent/sinks/influx/influxtest"
 )
 
-// acctSums returns sum(count) of pmta_acct per (type, domain, vmta).
+// fullViews are the default views and the full cross product, which the
+// exactness tests compare per (type, domain, vmta) with what was written.
+func fullViews() []acct.View { return append(acct.DefaultViews(), acct.FullView()) }
+
+// acctSums returns sum(count) of the pmta_acct_full view per (type, domain,
+// vmta): the agent must run with fullViews.
 func acctSums(t *testing.T, srv *influxtest.Server, db string) (map[sim.AcctKey]int64, int64) {
 	t.Helper()
-	series, err := srv.Query(db, `SELECT sum("count") FROM pmta_acct GROUP BY "type", "domain", "vmta"`)
+	series, err := srv.Query(db, `SELECT sum("count") FROM pmta_acct_full GROUP BY "type", "domain", "vmta"`)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -28,6 +34,35 @@ func acctSums(t *testing.T, srv *influxtest.Server, db string) (map[sim.AcctKey]
 		total += n
 	}
 	return out, total
+}
+
+// viewTotal returns sum(count) over one measurement.
+func viewTotal(t *testing.T, srv *influxtest.Server, db, measurement string) int64 {
+	t.Helper()
+	series, err := srv.Query(db, `SELECT sum("count") FROM `+measurement)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var total int64
+	for _, s := range series {
+		n, err := s.Values[0][1].(json.Number).Int64()
+		if err != nil {
+			t.Fatal(err)
+		}
+		total += n
+	}
+	return total
+}
+
+// checkViewsAgree requires every default view to hold the same total as the
+// full one: each view sums every record.
+func checkViewsAgree(t *testing.T, srv *influxtest.Server, db string, want int64) {
+	t.Helper()
+	for _, v := range acct.DefaultViews() {
+		if got := viewTotal(t, srv, db, v.Name); got != want {
+			t.Errorf("%s sums to %d in InfluxDB, the full view to %d", v.Name, got, want)
+		}
+	}
 }
 
 // TestAcctToInfluxDB: the simulator writes accounting files that rotate by
@@ -59,6 +94,7 @@ func TestAcctToInfluxDB(t *testing.T) {
 	cfg.Acct.StartAt = "beginning"
 	cfg.Acct.PollEvery = 100 * time.Millisecond
 	cfg.Acct.Globs = []string{filepath.Join(logs, "*.csv"), filepath.Join(moved, "*.csv")}
+	cfg.Acct.Views = fullViews()
 
 	written := int64(40 * 250)
 	go func() {
@@ -89,4 +125,5 @@ func TestAcctToInfluxDB(t *testing.T) {
 	if total != wantTotal || wantTotal != written {
 		t.Errorf("InfluxDB total %d, writer counts %d, written %d", total, wantTotal, written)
 	}
+	checkViewsAgree(t, srv, db, total)
 }

@@ -11,12 +11,13 @@ import (
 	"github.com/pmta-agent/pmta-agent/sinks/otlp/otelcoltest"
 )
 
-// collectorAcct sums pmta.acct.count data points per (type, domain, vmta).
+// collectorAcct sums the full view's pmta.acct_full.count data points per
+// (type, domain, vmta).
 func collectorAcct(pts []otelcoltest.Point) (map[sim.AcctKey]int64, int64) {
 	out := map[sim.AcctKey]int64{}
 	var total int64
 	for _, p := range pts {
-		if p.Name != "pmta.acct.count" {
+		if p.Name != "pmta.acct_full.count" {
 			continue
 		}
 		k := sim.AcctKey{Type: p.Attributes["type"], Domain: p.Attributes["domain"], VMTA: p.Attributes["vmta"]}
@@ -64,6 +65,7 @@ func TestBothSinksAgree(t *testing.T) {
 			cfg.Acct.StartAt = "beginning"
 			cfg.Acct.PollEvery = 100 * time.Millisecond
 			cfg.Acct.Globs = []string{filepath.Join(logs, "*.csv")}
+			cfg.Acct.Views = fullViews()
 			cfg.Sinks.OTLP.Enabled = true
 			cfg.Sinks.OTLP.Protocol = protocol
 			cfg.Sinks.OTLP.Insecure = true

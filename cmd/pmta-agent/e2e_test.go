@@ -51,12 +51,15 @@ func runUntil(t *testing.T, cfg config.Config, cond func() bool) {
 	done := make(chan error, 1)
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
 	go func() { done <- runAgent(ctx, cfg, io.Discard, log) }()
-	deadline := time.Now().Add(30 * time.Second)
+	// A deadline for waiting, not a timing assertion: generous, since CI
+	// runs these tests beside the chaos and fleet tests on two cores.
+	const wait = 90 * time.Second
+	deadline := time.Now().Add(wait)
 	for !cond() {
 		if time.Now().After(deadline) {
 			cancel()
 			<-done
-			t.Fatal("condition not met within 30s")
+			t.Fatalf("condition not met within %s", wait)
 		}
 		time.Sleep(100 * time.Millisecond)
 	}

@@ -116,7 +116,7 @@ func (h *hostileWriter) write(i int, now time.Time) error {
 	return h.w.WriteRaw(kind, now, line)
 }
 
-// collectorAcctDedup sums the collector's pmta.acct.count data points per
+// collectorAcctDedup sums the collector's pmta.acct_full.count data points per
 // (type, domain, vmta), keeping one data point per series and interval, as
 // InfluxDB keeps one point per series and time: an agent killed before its
 // checkpoint moved sends an interval again, with the same values.
@@ -128,7 +128,7 @@ func collectorAcctDedup(t *testing.T, col *otelcoltest.Collector) (map[sim.AcctK
 	}
 	last := map[string]otelcoltest.Point{}
 	for _, p := range pts {
-		if p.Name != "pmta.acct.count" {
+		if p.Name != "pmta.acct_full.count" {
 			continue
 		}
 		keys := make([]string, 0, len(p.Attributes))

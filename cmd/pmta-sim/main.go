@@ -59,8 +59,8 @@ func parseFlags(args []string, stderr io.Writer) (config, error) {
 	fs.StringVar(&c.listen, "listen", "127.0.0.1:8080", "address to serve the API on")
 	fs.Int64Var(&c.seed, "seed", 1, "seed of the model")
 	fs.Float64Var(&c.rate, "rate", 50, "delivered recipients per second of the model's own traffic; accounting records add to it (negative: none, so only -acct-dir records move the counters)")
-	fs.IntVar(&c.domains, "domains", 40, "recipient domains")
-	fs.IntVar(&c.vmtas, "vmtas", 24, "VirtualMTAs")
+	fs.IntVar(&c.domains, "domains", 40, "recipient domains (at most 400 when serving, 20000 with -acct-generate)")
+	fs.IntVar(&c.vmtas, "vmtas", 24, "VirtualMTAs, each with its own source IP (at most 400 when serving, 20000 with -acct-generate)")
 	fs.StringVar(&c.hostname, "hostname", "mta01.sim.example", "fullHostName reported by /status")
 	fs.StringVar(&c.apiKey, "api-key", os.Getenv("PMTA_SIM_API_KEY"), "required X-API-Key (default $PMTA_SIM_API_KEY; empty: no check)")
 	fs.BoolVar(&c.tls, "tls", false, "serve HTTPS with a freshly generated self-signed certificate")
@@ -70,7 +70,7 @@ func parseFlags(args []string, stderr io.Writer) (config, error) {
 	fs.Float64Var(&c.garbageRate, "garbage-rate", 0, "fraction of responses with a garbage body")
 	fs.DurationVar(&c.restartEvery, "restart-every", 0, "simulate a PowerMTA restart (counters to zero) this often")
 	fs.StringVar(&c.acctDir, "acct-dir", "", "write accounting files into this directory")
-	fs.Float64Var(&c.acctRate, "acct-rate", 100, "accounting records per second")
+	fs.Float64Var(&c.acctRate, "acct-rate", 100, "accounting records per second (of log time, with -acct-generate)")
 	fs.StringVar(&c.acctMoveTo, "acct-move-to", "", "move finished accounting files here")
 	fs.Int64Var(&c.acctMaxSize, "acct-max-size", 50<<20, "rotate accounting files at this size in bytes")
 	fs.StringVar(&c.acctTypes, "acct-types", "d,b,t,tq,r,f,rb,rs", "record types to write")
@@ -96,7 +96,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	}
 	if c.acctGenerate > 0 {
 		start := time.Now()
-		if err := sim.GenerateFile(c.acctOut, c.acctGenerate, c.seed); err != nil {
+		if err := sim.GenerateFile(c.acctOut, sim.GenerateOptions{
+			Records: c.acctGenerate, Seed: c.seed, Domains: c.domains, VMTAs: c.vmtas, Rate: c.acctRate}); err != nil {
 			return err
 		}
 		fmt.Fprintf(stdout, "wrote %d records to %s in %s\n", c.acctGenerate, c.acctOut, time.Since(start).Round(time.Millisecond))

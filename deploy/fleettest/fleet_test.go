@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/pmta-agent/pmta-agent/agent"
+	"github.com/pmta-agent/pmta-agent/internal/servertest"
 )
 
 // Fleet shape: enough agents to be a fleet, few enough records that two
@@ -184,7 +185,7 @@ func TestFleetThroughGateway(t *testing.T) {
 	colBin := collectorBinary(t)
 	vmBin, err := victoriaBinary()
 	if err != nil {
-		missing(t, err.Error())
+		servertest.Missing(t, err.Error())
 	}
 	began := time.Now()
 	base := t.TempDir()

@@ -5,7 +5,6 @@ import (
 	"bytes"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -16,27 +15,6 @@ import (
 	"testing"
 	"time"
 )
-
-// missing skips the test for lack of a server binary, saying how to get it,
-// or fails it under CI=true, where a missing server is a broken CI.
-func missing(t testing.TB, howToGetIt string) {
-	t.Helper()
-	if os.Getenv("CI") == "true" {
-		t.Fatal(howToGetIt)
-	}
-	t.Skip(howToGetIt)
-}
-
-// freePort returns a loopback port no one listens on now.
-func freePort(t testing.TB) int {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port
-}
 
 // proc is a process of the fleet, its output in a log file. It is not safe
 // for concurrent use.

@@ -17,6 +17,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/pmta-agent/pmta-agent/internal/servertest"
 	"github.com/pmta-agent/pmta-agent/sinks/otlp/otelcoltest"
 )
 
@@ -70,7 +71,7 @@ type victoria struct {
 
 func startVictoria(t testing.TB, bin, dir string) *victoria {
 	t.Helper()
-	port := freePort(t)
+	port := servertest.FreePort(t)
 	v := &victoria{
 		url:  fmt.Sprintf("http://127.0.0.1:%d", port),
 		auth: "Basic " + base64.StdEncoding.EncodeToString([]byte("fleet:s3cret")),
@@ -201,7 +202,7 @@ func startGateway(t testing.TB, bin, dir string, store *victoria) *gateway {
 	if err != nil {
 		t.Fatal(err)
 	}
-	grpcPort, httpPort, healthPort, telPort := freePort(t), freePort(t), freePort(t), freePort(t)
+	grpcPort, httpPort, healthPort, telPort := servertest.FreePort(t), servertest.FreePort(t), servertest.FreePort(t), servertest.FreePort(t)
 	g := &gateway{
 		grpcEndpoint: fmt.Sprintf("127.0.0.1:%d", grpcPort),
 		health:       fmt.Sprintf("http://127.0.0.1:%d/", healthPort),
@@ -247,7 +248,7 @@ func collectorBinary(t testing.TB) string {
 	t.Helper()
 	bin, err := otelcoltest.Binary()
 	if err != nil {
-		missing(t, err.Error())
+		servertest.Missing(t, err.Error())
 	}
 	return bin
 }

@@ -46,9 +46,16 @@ const (
 	roleSkip
 )
 
+// isAcct reports whether a measurement holds accounting sums: pmta_acct, the
+// other views of the counts (pmta_acct_domain, pmta_acct_full, …) and
+// pmta_acct_diag.
+func isAcct(measurement string) bool {
+	return measurement == measAcct || strings.HasPrefix(measurement, measAcct+"_")
+}
+
 // fieldRole decides the OTLP type of one field.
 func fieldRole(measurement, field string) role {
-	acct := measurement == measAcct || measurement == measDiag
+	acct := isAcct(measurement)
 	switch {
 	case acct && field == fieldInterval:
 		return roleSkip
@@ -71,7 +78,7 @@ func metricName(measurement, field string) string {
 // conventions: "By", "KiBy", "s", "1" for flags and curly-brace annotations
 // for counts of things. Rates (*_per_sec) get "<unit>/s".
 func unitFor(measurement, field string) string {
-	if (measurement == measAcct || measurement == measDiag) && field == "count" {
+	if isAcct(measurement) && field == "count" {
 		return "{record}"
 	}
 	if base, ok := strings.CutSuffix(field, "_per_sec"); ok {

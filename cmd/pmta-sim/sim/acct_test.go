@@ -380,7 +380,7 @@ func TestAcctOptions(t *testing.T) {
 
 func TestGenerateFile(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "acct-bench.csv")
-	if err := GenerateFile(path, 100000, 1); err != nil {
+	if err := GenerateFile(path, GenerateOptions{Records: 100000, Seed: 1}); err != nil {
 		t.Fatal(err)
 	}
 	f, err := os.Open(path)
@@ -424,11 +424,11 @@ func TestGenerateFile(t *testing.T) {
 		t.Error("no record with a line break inside a quoted field")
 	}
 	again := filepath.Join(t.TempDir(), "again.csv")
-	if err := GenerateFile(again, 1000, 1); err != nil {
+	if err := GenerateFile(again, GenerateOptions{Records: 1000, Seed: 1}); err != nil {
 		t.Fatal(err)
 	}
 	a, _ := os.ReadFile(again)
-	if err := GenerateFile(again, 1000, 1); err != nil {
+	if err := GenerateFile(again, GenerateOptions{Records: 1000, Seed: 1}); err != nil {
 		t.Fatal(err)
 	}
 	b, _ := os.ReadFile(again)
@@ -440,7 +440,7 @@ func TestGenerateFile(t *testing.T) {
 func BenchmarkGenerateFile(b *testing.B) {
 	path := filepath.Join(b.TempDir(), "bench.csv")
 	for b.Loop() {
-		if err := GenerateFile(path, 10000, 1); err != nil {
+		if err := GenerateFile(path, GenerateOptions{Records: 10000, Seed: 1}); err != nil {
 			b.Fatal(err)
 		}
 	}

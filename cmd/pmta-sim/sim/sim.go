@@ -17,7 +17,8 @@ type Options struct {
 	// turns the model's own traffic off, so that only accounting records
 	// written by an AcctWriter move the counters.
 	Rate float64
-	// Domains and VMTAs size the model (defaults 40 and 24, at most 400 each).
+	// Domains and VMTAs size the model (defaults 40 and 24, at most 400
+	// each; GenerateFile allows more). Every vmta has its own source IP.
 	Domains, VMTAs int
 	// APIKey, when set, must arrive in the X-API-Key header of every request.
 	APIKey string
@@ -66,7 +67,17 @@ type Sim struct {
 }
 
 // New builds a model from o.
-func New(o Options) *Sim {
+func New(o Options) *Sim { return newSim(o, maxServed) }
+
+// maxServed bounds Domains and VMTAs of a model that serves the API, whose
+// listings hold a row per queue; maxGenerated those of a file generator,
+// sized for a large sender's fleet member (5,000 domains, 500 source IPs).
+const (
+	maxServed    = 400
+	maxGenerated = 20000
+)
+
+func newSim(o Options, limit int) *Sim {
 	if o.Clock == nil {
 		o.Clock = time.Now
 	}
@@ -79,7 +90,7 @@ func New(o Options) *Sim {
 	if o.VMTAs <= 0 {
 		o.VMTAs = 24
 	}
-	o.Domains, o.VMTAs = min(o.Domains, 400), min(o.VMTAs, 400)
+	o.Domains, o.VMTAs = min(o.Domains, limit), min(o.VMTAs, limit)
 	if o.Hostname == "" {
 		o.Hostname = "mta01.sim.example"
 	}

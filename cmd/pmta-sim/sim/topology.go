@@ -213,12 +213,17 @@ func buildVMTAs(n int) []vmta {
 	return out
 }
 
-// sourceIP maps a vmta number to a documentation address (RFC 5737).
+// sourceIP maps a vmta number to a documentation address (RFC 5737), and
+// past those to the benchmarking range 198.18.0.0/15 (RFC 2544).
 func sourceIP(num int) string {
-	if num <= 254 {
+	switch {
+	case num <= 254:
 		return fmt.Sprintf("203.0.113.%d", num)
+	case num <= 508:
+		return fmt.Sprintf("192.0.2.%d", num-254)
 	}
-	return fmt.Sprintf("192.0.2.%d", num-254)
+	n := num - 509
+	return fmt.Sprintf("198.%d.%d.%d", 18+n/(256*254), n/254%256, n%254+1)
 }
 
 // mxFor returns the MX host and address the model delivers a domain to. The

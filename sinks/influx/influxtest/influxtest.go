@@ -21,7 +21,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/pmta-agent/pmta-agent/sinks/internal/servertest"
+	"github.com/pmta-agent/pmta-agent/internal/servertest"
 )
 
 // Server is a running influxd with its own temporary directories.

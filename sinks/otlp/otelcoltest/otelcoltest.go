@@ -18,7 +18,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/pmta-agent/pmta-agent/sinks/internal/servertest"
+	"github.com/pmta-agent/pmta-agent/internal/servertest"
 )
 
 // startTimeout bounds the wait for the collector's ports.
