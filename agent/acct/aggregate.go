@@ -198,10 +198,12 @@ func newAggregator(iv time.Duration, topDiag int, isp *agent.ISPMap, views ...Vi
 	}
 }
 
-// reset drops the open intervals and what was closed, as at a first start;
+// reset drops the open intervals, what was closed and the domains the views
+// admitted, as at a first start;
 // the records dropped count as taken out of the restored ones.
 func (a *aggregator) reset() {
 	a.open, a.closedUpTo, a.closedSet = nil, 0, false
+	a.restoreViews(nil)
 	a.restored -= a.inOpen
 	a.inOpen = 0
 }

@@ -1,5 +1,6 @@
 // Package acct reads PowerMTA's accounting CSV files and turns them into
-// pmta_acct and pmta_acct_diag points.
+// points of the configured views (pmta_acct, pmta_acct_domain, …; see View)
+// and pmta_acct_diag points.
 //
 // The work is split the way the data flows, in parts that each do one thing
 // (the lines OpenTelemetry's fileconsumer draws between its fileset,
@@ -33,8 +34,8 @@
 //   - Config (config.go) is the acct: section of the configuration, with
 //     its defaults (DefaultConfig) and checks (Validate), written once.
 //
-// Guarantee: every record read is counted exactly once — the sum of count
-// over all pmta_acct points equals the records read — across restarts, late
+// Guarantee: every record read is counted exactly once in every view — the
+// sum of count over each view's points equals the records read — across restarts, late
 // records and crashes (after a crash the same points are emitted again, with
 // the same tags and timestamps, so the sink's last write wins). Records of a
 // file deleted or truncated while the tailer was stopped, beyond the

@@ -22,7 +22,7 @@ type View struct {
 	// Name is the measurement: pmta_acct or pmta_acct_<something>, so
 	// that sinks and dashboards know it for an accounting sum.
 	Name string `koanf:"name"`
-	// Tags are the dimensions kept, from ViewTags; "type" is required.
+	// Tags are the dimensions kept, some of ViewTags(); "type" is required.
 	// The server and the configuration's static tags are added to every
 	// point as usual.
 	Tags []string `koanf:"tags"`
@@ -34,9 +34,12 @@ type View struct {
 	MaxDomains int `koanf:"max_domains"`
 }
 
-// ViewTags are the dimensions a view can keep, in the order of their tag
-// keys.
-var ViewTags = [...]string{"bounce_cat", "domain", "dsn_class", "isp", "pool", "source_ip", "type", "vmta"}
+// viewTags are the dimensions a view can keep, in the order of their tag
+// keys; ViewTags returns them.
+var viewTags = [...]string{"bounce_cat", "domain", "dsn_class", "isp", "pool", "source_ip", "type", "vmta"}
+
+// ViewTags returns the dimensions a view can keep.
+func ViewTags() []string { return slices.Clone(viewTags[:]) }
 
 // DefaultViews returns the views of the default configuration, sized so that
 // a large server (200 source IPs, 50 vmtas, 5,000 active domains) stays
@@ -44,7 +47,9 @@ var ViewTags = [...]string{"bounce_cat", "domain", "dsn_class", "isp", "pool", "
 //   - pmta_acct, per ISP × source IP: what the deferral and bounce rates by
 //     provider, vmta, pool and IP panels and alerts read;
 //   - pmta_acct_domain, per recipient domain with bounce category and DSN
-//     class, the top 500 domains of each day by volume (the rest "other").
+//     class, at most 500 domains a UTC day (see View.MaxDomains: the
+//     first by volume, interval by interval, so the day's big domains,
+//     present from its first minutes, are in; the rest "other").
 //
 // The full cross product is opt-in (see deploy/pmta-agent.example.yaml).
 func DefaultViews() []View {
@@ -57,7 +62,7 @@ func DefaultViews() []View {
 // FullView is the whole cross product, every tag: the pmta_acct layout of
 // releases before views, for a small server or a short investigation.
 func FullView() View {
-	return View{Name: measAcct + "_full", Tags: ViewTags[:]}
+	return View{Name: measAcct + "_full", Tags: ViewTags()}
 }
 
 // validateViews adds the problems of the views to p.
@@ -81,8 +86,8 @@ func validateViews(p *problems, views []View) {
 		seen[v.Name] = true
 		tags := map[string]bool{}
 		for _, t := range v.Tags {
-			if !slices.Contains(ViewTags[:], t) {
-				p.add(key+".tags", fmt.Sprintf("%q is no accounting dimension; want some of %s", t, strings.Join(ViewTags[:], ", ")))
+			if !slices.Contains(viewTags[:], t) {
+				p.add(key+".tags", fmt.Sprintf("%q is no accounting dimension; want some of %s", t, strings.Join(viewTags[:], ", ")))
 			} else if tags[t] {
 				p.add(key+".tags", fmt.Sprintf("%q is listed twice", t))
 			}
@@ -99,7 +104,7 @@ func validateViews(p *problems, views []View) {
 	}
 }
 
-// dims is a set of dimensions: bit i is ViewTags[i].
+// dims is a set of dimensions: bit i is viewTags[i].
 type dims uint8
 
 const (
@@ -127,7 +132,7 @@ func newViews(vs []View) []*view {
 	for _, v := range vs {
 		w := &view{name: v.Name, maxDomains: v.MaxDomains, admitted: map[string]struct{}{}}
 		for _, t := range v.Tags {
-			if i := slices.Index(ViewTags[:], t); i >= 0 {
+			if i := slices.Index(viewTags[:], t); i >= 0 {
 				w.keep |= 1 << i
 			}
 		}
@@ -228,7 +233,7 @@ func (v *view) appendPoints(pts []agent.Point, entries []aggEntry, start int64, 
 	}
 	slices.SortFunc(keys, compareKeys)
 	n := 0
-	for i := range ViewTags {
+	for i := range viewTags {
 		if v.keep&(1<<i) != 0 {
 			n++
 		}
@@ -241,9 +246,9 @@ func (v *view) appendPoints(pts []agent.Point, entries []aggEntry, start int64, 
 		k, val := &keys[i], rolled[keys[i]]
 		t0, f0 := len(tags), len(fields)
 		// Tags in key order, so that NewPoint need not sort them.
-		for d := range ViewTags {
+		for d := range viewTags {
 			if v.keep&(1<<d) != 0 {
-				tags = append(tags, agent.Tag{Key: ViewTags[d], Value: k.value(dims(1 << d))})
+				tags = append(tags, agent.Tag{Key: viewTags[d], Value: k.value(dims(1 << d))})
 			}
 		}
 		fields = append(fields,

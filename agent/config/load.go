@@ -108,8 +108,12 @@ func decoderConfig(result any) *mapstructure.DecoderConfig {
 			mapstructure.StringToSliceHookFunc(","),
 			mapstructure.TextUnmarshallerHookFunc()),
 		WeaklyTypedInput: true,
-		TagName:          "koanf",
-		Result:           result,
+		// A list or map in the file replaces the default, never merges
+		// into it: merged, acct.views' second item would keep fields of
+		// the second default view (a domain cap the user never set).
+		ZeroFields: true,
+		TagName:    "koanf",
+		Result:     result,
 	}
 }
 

@@ -21,47 +21,66 @@ var (
 	foldedStat = [...]string{"domains_folded", "vmtas_folded", "pools_folded", "source_ips_folded", "bounce_cats_folded", "diags_folded"}
 )
 
-// foldTag keeps the max values of tag with the most volume (the "rcp" or
-// "count" fields of the points that carry them) and sets the others to
-// "other", in place. It returns how many distinct values it folded; the
-// caller merges the points that now share a series. max <= 0 bounds nothing.
+// foldTag keeps, in each measurement, the max values of tag with the most
+// volume (the "rcp" or "count" fields of the points that carry them) and
+// sets the others to "other", in place. Each measurement is ranked on its
+// own, so that one with many values (an opt-in full view of the accounting)
+// cannot crowd out the values another kept by its own rule (the domains a
+// capped view admitted for the day); "" and "other" are no values to rank.
+// It returns how many values it folded, counted per measurement; the caller
+// merges the points that now share a series. max <= 0 bounds nothing.
 func foldTag(pts []agent.Point, tag string, max int) int {
 	if max <= 0 {
 		return 0
 	}
-	volume := map[string]float64{}
-	for i := range pts {
-		if v, ok := pts[i].TagValue(tag); ok {
-			volume[v] += pointVolume(&pts[i])
-		}
+	type mv struct{ m, v string }
+	value := func(p *agent.Point) (mv, bool) {
+		v, ok := p.TagValue(tag)
+		return mv{p.Measurement, v}, ok && v != "" && v != Other
 	}
-	if len(volume) <= max {
-		return 0
+	volume := map[mv]float64{}
+	distinct := map[string]int{}
+	for i := range pts {
+		if k, ok := value(&pts[i]); ok {
+			if _, seen := volume[k]; !seen {
+				distinct[k.m]++
+			}
+			volume[k] += pointVolume(&pts[i])
+		}
 	}
 	type tv struct {
 		v   string
 		vol float64
 	}
-	ranked := make([]tv, 0, len(volume))
-	for v, vol := range volume {
-		ranked = append(ranked, tv{v, vol})
-	}
-	slices.SortFunc(ranked, func(a, b tv) int {
-		if c := cmp.Compare(b.vol, a.vol); c != 0 {
-			return c
+	ranked := map[string][]tv{}
+	for k, vol := range volume {
+		if distinct[k.m] > max {
+			ranked[k.m] = append(ranked[k.m], tv{k.v, vol})
 		}
-		return strings.Compare(a.v, b.v)
-	})
-	keep := make(map[string]bool, max)
-	for _, r := range ranked[:max] {
-		keep[r.v] = true
+	}
+	if len(ranked) == 0 {
+		return 0
+	}
+	fold := make(map[mv]bool)
+	folded := 0
+	for m, list := range ranked {
+		slices.SortFunc(list, func(a, b tv) int {
+			if c := cmp.Compare(b.vol, a.vol); c != 0 {
+				return c
+			}
+			return strings.Compare(a.v, b.v)
+		})
+		for _, r := range list[max:] {
+			fold[mv{m, r.v}] = true
+		}
+		folded += len(list) - max
 	}
 	for i := range pts {
-		if v, ok := pts[i].TagValue(tag); ok && !keep[v] {
+		if k, ok := value(&pts[i]); ok && fold[k] {
 			pts[i].SetTag(tag, Other)
 		}
 	}
-	return len(ranked) - max
+	return folded
 }
 
 // mergeSeries merges points that share measurement, tags and time into the

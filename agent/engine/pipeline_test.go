@@ -195,3 +195,41 @@ func TestPipelineCapsNameTheFoldedTags(t *testing.T) {
 		}
 	}
 }
+
+// Each measurement is ranked on its own, and "" and "other" are no values:
+// a capped view's admitted domains stay whatever another measurement holds.
+func TestFoldPerMeasurement(t *testing.T) {
+	ts := time.Unix(1705332300, 0)
+	var in []agent.Point
+	add := func(meas, domain string, n int64) {
+		tags := []agent.Tag{{Key: "type", Value: "d"}}
+		if domain != "-" {
+			tags = append(tags, agent.Tag{Key: "domain", Value: domain})
+		}
+		in = append(in, agent.NewPoint(meas, tags, []agent.Field{{Key: "count", Value: n}}, ts))
+	}
+	add("pmta_acct_domain", "a.example", 1)
+	add("pmta_acct_domain", "b.example", 1)
+	add("pmta_acct_domain", "other", 50)
+	add("pmta_acct_domain", "", 60)
+	add("pmta_acct_full", "c.example", 9)
+	add("pmta_acct_full", "d.example", 8)
+	add("pmta_acct_full", "e.example", 7)
+	p := NewPipeline(PipelineConfig{Server: "s", MaxDomains: 2})
+	got := map[string]int64{}
+	for _, pt := range p.Process(in) {
+		d, _ := pt.TagValue("domain")
+		c, _ := pt.FieldValue("count")
+		got[pt.Measurement+" "+d] += c.(int64)
+	}
+	want := map[string]int64{
+		"pmta_acct_domain a.example": 1, "pmta_acct_domain b.example": 1, "pmta_acct_domain other": 50, "pmta_acct_domain ": 60,
+		"pmta_acct_full c.example": 9, "pmta_acct_full d.example": 8, "pmta_acct_full other": 7,
+	}
+	if fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Errorf("got %v\nwant %v", got, want)
+	}
+	if f := p.Stats()[2]; f.Key != "domains_folded" || f.Value != int64(1) {
+		t.Errorf("stats %v, want domains_folded=1", f)
+	}
+}

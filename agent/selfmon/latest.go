@@ -11,14 +11,15 @@ import (
 
 // Latest keeps what the pipeline last produced for the polled measurements
 // (pmta_status, pmta_queue, pmta_domain, pmta_vmta) as gauges, and running
-// totals of the accounting counts (pmta_acct count and bytes,
-// pmta_acct_diag count) as counters, so that a Prometheus user can scrape
+// totals of the accounting counts (count and bytes of the pmta_acct view —
+// per ISP, vmta, pool and source IP — and pmta_acct_diag's count; not the
+// other views, whose domains would multiply the series) as counters, so that a Prometheus user can scrape
 // PowerMTA through the agent instead of pushing. It is an engine.Enqueuer:
 // the pipeline hands it every batch like a sink's store.
 //
 // A counter series not updated for counterTTL (24 h) is dropped, checked at
-// most once a minute in Enqueue: the accounting tags (domain, source IP,
-// vmta, bounce category) have high cardinality, and keeping every series
+// most once a minute in Enqueue: the accounting tags (source IP, vmta, the
+// diag patterns) multiply, and keeping every series
 // ever seen would grow memory and every /metrics response for as long as the
 // agent runs. A dropped series that comes back starts from zero again, which
 // Prometheus reads as a counter reset. Gauges need no expiry: each poll
@@ -69,7 +70,7 @@ func (l *Latest) Enqueue(points []agent.Point, durable func()) {
 					l.gauges[name] = map[string]sample{}
 				}
 				if v, ok := agent.FieldNumber(f.Value); ok {
-					l.gauges[name][seriesKey(p.Tags)] = sample{labels: p.Tags, value: v}
+					l.gauges[name][seriesKey(p.Tags)] = sample{labels: ownTags(p.Tags), value: v}
 				}
 			}
 		case p.Measurement == "pmta_acct" || p.Measurement == "pmta_acct_diag":
@@ -88,8 +89,11 @@ func (l *Latest) Enqueue(points []agent.Point, durable func()) {
 					l.counters[name] = m
 				}
 				k := seriesKey(p.Tags)
-				c := m[k]
-				c.labels, c.value, c.updated = p.Tags, c.value+v, now
+				c, seen := m[k]
+				if !seen {
+					c.labels = ownTags(p.Tags)
+				}
+				c.value, c.updated = c.value+v, now
 				m[k] = c
 			}
 		}
@@ -102,6 +106,11 @@ func (l *Latest) Enqueue(points []agent.Point, durable func()) {
 		durable()
 	}
 }
+
+// ownTags copies a point's tags for keeping: they may be a window into the
+// pipeline's slab of a whole batch (engine.Pipeline.Process), which a kept
+// slice would hold in memory for as long as the series lives.
+func ownTags(tags []agent.Tag) []agent.Tag { return slices.Clone(tags) }
 
 // pruneLocked drops the counter series not updated for counterTTL.
 func (l *Latest) pruneLocked(now time.Time) {

@@ -19,7 +19,7 @@ import (
 
 // Backfill holds about backfillHigh points per sink in memory: the reader
 // waits for the sinks instead of dropping, so memory stays flat however large
-// the files are. The buffers themselves are unbounded (one backfill window
+// the files are. The buffers themselves are unbounded (one interval's points
 // may go over backfillHigh), so nothing is ever dropped.
 const backfillHigh = 5_000
 

@@ -56,7 +56,7 @@ func TestDemoPrintsEveryMeasurement(t *testing.T) {
 				t.Fatalf("exit %d; stderr:\n%s", code, errOut.String())
 			}
 			got := measurements(out.String())
-			for _, m := range []string{"pmta_status", "pmta_queue", "pmta_domain", "pmta_vmta", "pmta_acct", "pmta_acct_diag", "pmta_agent"} {
+			for _, m := range []string{"pmta_status", "pmta_queue", "pmta_domain", "pmta_vmta", "pmta_acct", "pmta_acct_domain", "pmta_acct_diag", "pmta_agent"} {
 				if got[m] == 0 {
 					t.Errorf("no %s in the demo output (got %v)", m, got)
 				}

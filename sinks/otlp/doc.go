@@ -31,7 +31,7 @@
 // {recipient} for rcp and recipient counts (delivered, deferred), By for
 // bytes, KiBy for kb, s for seconds (uptime_s, queued_s_sum, queued_s_max,
 // *_unix), {connection} for conn*, 1 for flags (up, paused, backoff,
-// shutting_down), {record} for the count of pmta_acct and pmta_acct_diag,
+// shutting_down), {record} for the count of pmta_acct, its other views and pmta_acct_diag,
 // {domain}, {message}, {file} where the name says so, % for *_pct, and
 // <unit>/s for *_per_sec ({recipient}/s, KiBy/s, {message}/s). Anything
 // else is 1.
@@ -55,7 +55,8 @@
 // batch fail. Tag values that sanitize alike are one series.
 //
 // Types:
-//   - pmta_acct and pmta_acct_diag count, bytes, queued_s_sum: monotonic
+//   - pmta_acct, every other view of the accounting (pmta_acct_*) and
+//     pmta_acct_diag count, bytes, queued_s_sum: monotonic
 //     Sums. The point's time is the interval start; its int64 field
 //     interval_s (10 when absent) gives the length. interval_s is metadata
 //     and is not exported. With delta temporality (the default) a data
