@@ -161,7 +161,9 @@ type aggregator struct {
 	topDiag    int
 	isp        *agent.ISPMap
 	views      []*view
-	open       []*interval // ascending by start
+	fillIP     map[string][]byte // vmta → source IP, for records without one
+	fillPool   map[string][]byte // vmta → pool, for records without one
+	open       []*interval       // ascending by start
 	closedUpTo int64
 	closedSet  bool
 	strs       map[string]string
@@ -298,6 +300,22 @@ func (a *aggregator) safe(slot int, b []byte) []byte {
 	return a.safeBuf[slot]
 }
 
+// fillFrom sets the vmta → source IP and vmta → pool maps that fill records
+// lacking those fields.
+func (a *aggregator) fillFrom(sourceIPs, pools map[string]string) {
+	conv := func(m map[string]string) map[string][]byte {
+		if len(m) == 0 {
+			return nil
+		}
+		out := make(map[string][]byte, len(m))
+		for k, v := range m {
+			out[k] = []byte(v)
+		}
+		return out
+	}
+	a.fillIP, a.fillPool = conv(sourceIPs), conv(pools)
+}
+
 // add counts one parsed record. Once a tag set has been seen in an interval
 // this costs no allocation.
 func (a *aggregator) add(r *record) {
@@ -305,6 +323,14 @@ func (a *aggregator) add(r *record) {
 	a.records++
 	a.inOpen++
 	class := dsnClass(r.dsnStatus)
+	if len(r.vmta) > 0 {
+		if len(r.sourceIP) == 0 && a.fillIP != nil {
+			r.sourceIP = a.fillIP[string(r.vmta)]
+		}
+		if len(r.pool) == 0 && a.fillPool != nil {
+			r.pool = a.fillPool[string(r.vmta)]
+		}
+	}
 	domain, vmta, pool := a.safe(0, r.domain), a.safe(1, r.vmta), a.safe(2, r.pool)
 	sourceIP, bounceCat := a.safe(3, r.sourceIP), a.safe(4, r.bounceCat)
 	a.keyBuf = appendAcctKey(a.keyBuf[:0], r.typ, class, domain, vmta, pool, sourceIP, bounceCat)

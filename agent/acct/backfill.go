@@ -94,6 +94,7 @@ func Backfill(ctx context.Context, files []string, opts BackfillOptions, isp *ag
 		logger = slog.New(slog.DiscardHandler)
 	}
 	agg := newAggregator(cfg.Interval, cfg.TopDiag, isp, cfg.Views...)
+	agg.fillFrom(opts.Config.SourceIPs, opts.Config.Pools)
 	p := newLineParser(agg, cfg.MaxLineBytes, timeRange{now: time.Now, skew: int64(cfg.MaxClockSkew / time.Second)},
 		logger, time.Now)
 	var st BackfillStats

@@ -49,6 +49,11 @@ type Config struct {
 	// Views are the dimension sets the counts are emitted in, each as its
 	// own measurement with exact sums (see View): the series budget.
 	Views []View `koanf:"views"`
+	// SourceIPs and Pools map a vmta to its source IP and pool, to fill in
+	// records that lack dlvSourceIp or vmtaPool (the config package
+	// derives them from PowerMTA's configuration).
+	SourceIPs map[string]string `koanf:"-"`
+	Pools     map[string]string `koanf:"-"`
 }
 
 // DefaultConfig returns the defaults of every setting: the values of

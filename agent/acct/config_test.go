@@ -37,7 +37,7 @@ func TestConfigKeys(t *testing.T) {
 	want := map[string]string{
 		"Enabled": "enabled", "Globs": "globs", "StateDir": "-", "StartAt": "start_at", "Interval": "interval",
 		"Grace": "grace", "PollEvery": "poll_every", "FingerprintSize": "-", "TopDiag": "top_diag",
-		"MaxLineBytes": "max_line_bytes", "MaxClockSkew": "max_clock_skew", "MaxAge": "max_age", "Views": "views",
+		"MaxLineBytes": "max_line_bytes", "MaxClockSkew": "max_clock_skew", "MaxAge": "max_age", "Views": "views", "SourceIPs": "-", "Pools": "-",
 	}
 	typ := reflect.TypeFor[Config]()
 	if typ.NumField() != len(want) {

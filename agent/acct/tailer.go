@@ -90,6 +90,7 @@ func NewTailer(cfg Config, isp *agent.ISPMap, log *slog.Logger) (*Tailer, error)
 	t.files = newFileset(cfg.Globs, cfg.FingerprintSize, log)
 	t.journal = newJournal(cfg.StateDir, log, t.errLog, now)
 	t.agg = newAggregator(cfg.Interval, cfg.TopDiag, isp, cfg.Views...)
+	t.agg.fillFrom(cfg.SourceIPs, cfg.Pools)
 	t.parser = newLineParser(t.agg, cfg.MaxLineBytes, timeRange{now: now, skew: int64(cfg.MaxClockSkew / time.Second),
 		maxAge: int64(cfg.MaxAge / time.Second)}, log, now)
 	if err := t.load(); err != nil {

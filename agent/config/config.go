@@ -50,6 +50,10 @@ type Config struct {
 	Acct     acct.Config           `koanf:"acct"`
 	Pipeline engine.PipelineConfig `koanf:"pipeline"`
 	Sinks    Sinks                 `koanf:"sinks"`
+	// PMTA names PowerMTA's own configuration, read for what this one
+	// leaves unset; Derived says what was taken from it (nil: nothing).
+	PMTA    PMTA        `koanf:"pmta"`
+	Derived *Derivation `koanf:"-"`
 }
 
 // Sinks configures where points go: each sink's settings, and next to them
@@ -92,6 +96,7 @@ func Default() Config {
 		API:             poller.DefaultConfig(),
 		Acct:            acct.DefaultConfig(),
 		Pipeline:        engine.DefaultPipelineConfig(),
+		PMTA:            DefaultPMTA(),
 		Sinks: Sinks{
 			Stdout: Stdout{Config: stdout.DefaultConfig(), Buffer: engine.MemoryBuffer()},
 			Influx: Influx{Config: influx.DefaultConfig(), Buffer: engine.DiskBuffer()},

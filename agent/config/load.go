@@ -87,6 +87,16 @@ func Load(path string, environ []string) (Config, error) {
 		problems = append(problems, decodeProblems(err)...)
 	}
 
+	set := func(key string) bool { // key as written: "api.url"
+		key = strings.ReplaceAll(key, ".", delim)
+		for k := range good {
+			if k == key || strings.HasPrefix(k, key+delim) {
+				return true
+			}
+		}
+		return false
+	}
+	problems = append(problems, applyPMTA(&cfg, set)...)
 	problems = append(problems, readSecret(&cfg.API.APIKey, cfg.API.APIKeyFile, "api.api_key")...)
 	problems = append(problems, readSecret(&cfg.Sinks.Influx.Token, cfg.Sinks.Influx.TokenFile, "sinks.influx.token")...)
 	problems = append(problems, readHeaders(&cfg.Sinks.OTLP)...)

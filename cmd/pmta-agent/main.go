@@ -27,7 +27,11 @@ const usage = `pmta-agent — PowerMTA metrics for InfluxDB and OTLP
 Usage:
   pmta-agent run [-config FILE]            run the agent until SIGINT/SIGTERM
   pmta-agent once [-config FILE]           one collection round, printed as line protocol
-  pmta-agent check-config [-config FILE]   load and validate the configuration
+  pmta-agent check-config [-config FILE]   load and validate the configuration, and say what was
+                                           taken from PowerMTA's configuration
+  pmta-agent init [-config FILE] [-pmta-config FILE]
+                                           print the effective configuration as YAML, what was
+                                           taken from PowerMTA's configuration marked
   pmta-agent demo [-dialect pmta|seed]     run against a built-in PowerMTA simulator, print to stdout
   pmta-agent backfill [-config FILE] FILE… aggregate whole accounting files into the sinks
   pmta-agent version                       print the version
@@ -70,6 +74,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 		err = cmdOnce(ctx, rest, stdout, stderr)
 	case "check-config":
 		err = cmdCheckConfig(rest, stdout, stderr)
+	case "init":
+		err = cmdInit(rest, stdout, stderr)
 	case "demo":
 		err = cmdDemo(ctx, rest, stdout, stderr)
 	case "backfill":

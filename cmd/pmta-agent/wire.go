@@ -16,6 +16,7 @@ import (
 	"github.com/pmta-agent/pmta-agent/agent/acct"
 	"github.com/pmta-agent/pmta-agent/agent/config"
 	"github.com/pmta-agent/pmta-agent/agent/engine"
+	"github.com/pmta-agent/pmta-agent/agent/pmtaconf"
 	"github.com/pmta-agent/pmta-agent/agent/poller"
 	"github.com/pmta-agent/pmta-agent/agent/selfmon"
 	"github.com/pmta-agent/pmta-agent/sinks/influx"
@@ -185,6 +186,7 @@ func runAgent(ctx context.Context, cfg config.Config, stdout io.Writer, log *slo
 	}
 	log.Info("pmta-agent starting", "version", buildVersion(), "server", cfg.Server,
 		"sources", len(b.engine.Sources()), "sinks", len(b.engine.Deliveries()))
+	logDerivation(cfg.Derived, log)
 	closeEngine := func() error {
 		ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), cfg.ShutdownTimeout)
 		defer cancel()
@@ -234,8 +236,87 @@ func cmdCheckConfig(args []string, stdout, stderr io.Writer) error {
 			return fmt.Errorf("the accounting files cannot be read:\n  %s", strings.Join(probs, "\n  "))
 		}
 	}
+	printDerivation(cfg.Derived, stdout, stderr)
 	fmt.Fprintln(stdout, "configuration OK")
 	return nil
+}
+
+// cmdInit prints the configuration `run` would use, as YAML that loads back
+// to it: the defaults, the file and environment if any, and what PowerMTA's
+// configuration gives (each such line with a comment naming its source
+// line); secrets are never printed. Notes, risks and what would keep `run`
+// from starting go to stderr; the exit status is 0 all the same, so that
+// the output can be saved and edited.
+func cmdInit(args []string, stdout, stderr io.Writer) error {
+	fs := newFlagSet("init", stderr)
+	path := fs.String("config", "", "a configuration file to start from (YAML)")
+	pmtaPath := fs.String("pmta-config", "", "PowerMTA's configuration (default: pmta.config, "+pmtaconf.DefaultPath+")")
+	if err := parseFlags(fs, args); err != nil {
+		return err
+	}
+	env := os.Environ()
+	if *pmtaPath != "" {
+		env = append(env, config.EnvPrefix+"PMTA__CONFIG="+*pmtaPath)
+	}
+	cfg, err := config.Load(*path, env)
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(stdout, "# pmta-agent configuration, as `pmta-agent init` printed it (%s).\n", buildVersion())
+	if cfg.Derived != nil {
+		fmt.Fprintf(stdout, "# Lines marked \"from PowerMTA's config\" were read from %s;\n", cfg.Derived.File)
+		fmt.Fprintln(stdout, "# set them here to override it. Secrets are never printed.")
+	}
+	if _, err := stdout.Write(cfg.YAML()); err != nil {
+		return fmt.Errorf("write stdout: %w", err)
+	}
+	if cfg.Derived != nil {
+		for _, n := range cfg.Derived.Notes {
+			fmt.Fprintf(stderr, "note: %s\n", n)
+		}
+		for _, w := range cfg.Derived.Warnings {
+			fmt.Fprintf(stderr, "warning: %s\n", w)
+		}
+	}
+	if err := cfg.Validate(); err != nil {
+		fmt.Fprintf(stderr, "warning: run would refuse this configuration as it is: %v\n", err)
+	}
+	return nil
+}
+
+// logDerivation logs what was taken from PowerMTA's configuration: each
+// setting with its line (INFO), the notes (INFO) and the risks (WARN).
+func logDerivation(d *config.Derivation, log *slog.Logger) {
+	if d == nil {
+		return
+	}
+	for _, k := range d.Keys() {
+		log.Info("setting taken from PowerMTA's configuration", "setting", k, "from", d.Origins[k])
+	}
+	for _, n := range d.Notes {
+		log.Info("PowerMTA's configuration", "note", n)
+	}
+	for _, w := range d.Warnings {
+		log.Warn("PowerMTA's configuration is risky", "warning", w)
+	}
+}
+
+// printDerivation shows the same for check-config: the settings on stdout,
+// notes and warnings on stderr.
+func printDerivation(d *config.Derivation, stdout, stderr io.Writer) {
+	if d == nil {
+		return
+	}
+	fmt.Fprintf(stdout, "from PowerMTA's configuration %s:\n", d.File)
+	for _, k := range d.Keys() {
+		fmt.Fprintf(stdout, "  %s  (%s)\n", k, d.Origins[k])
+	}
+	for _, n := range d.Notes {
+		fmt.Fprintf(stderr, "note: %s\n", n)
+	}
+	for _, w := range d.Warnings {
+		fmt.Fprintf(stderr, "warning: %s\n", w)
+	}
 }
 
 // cmdOnce runs one collection round of every source that can gather on
