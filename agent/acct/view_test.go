@@ -279,3 +279,19 @@ func TestAppendStateIsJSON(t *testing.T) {
 		}
 	}
 }
+
+// Records without dlvSourceIp or vmtaPool take them from the vmta maps
+// PowerMTA's configuration gives; records that carry them keep their own.
+func TestFillFromVMTAMaps(t *testing.T) {
+	a := newAggregator(10*time.Second, 20, agent.NewISPMap(nil), View{Name: "pmta_acct", Tags: []string{"type", "vmta", "pool", "source_ip"}})
+	a.fillFrom(map[string]string{"v1": "192.0.2.1"}, map[string]string{"v1": "pool-a"})
+	a.add(&record{typ: typeD, timeLogged: 1000, vmta: []byte("v1")})
+	a.add(&record{typ: typeD, timeLogged: 1000, vmta: []byte("v1"), sourceIP: []byte("192.0.2.9"), pool: []byte("pool-z")})
+	a.add(&record{typ: typeD, timeLogged: 1000, vmta: []byte("v2")})
+	pts, _ := a.closeAll()
+	if got := sortedLP(pts); got != "pmta_acct,pool=pool-a,source_ip=192.0.2.1,type=d,vmta=v1 count=1i,bytes=0i,queued_s_sum=0.0,queued_s_max=0.0,interval_s=10i 1000000000000\n"+
+		"pmta_acct,pool=pool-z,source_ip=192.0.2.9,type=d,vmta=v1 count=1i,bytes=0i,queued_s_sum=0.0,queued_s_max=0.0,interval_s=10i 1000000000000\n"+
+		"pmta_acct,type=d,vmta=v2 count=1i,bytes=0i,queued_s_sum=0.0,queued_s_max=0.0,interval_s=10i 1000000000000\n" {
+		t.Errorf("got\n%s", got)
+	}
+}
