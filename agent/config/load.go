@@ -34,7 +34,28 @@ const delim = "/"
 // malformed file): nothing else is checked then.
 var ErrRead = errors.New("cannot read the configuration")
 
-var varRef = regexp.MustCompile(`\$\{([A-Za-z_][A-Za-z0-9_]*)\}`)
+// varRef is any ${…} in a value: ${NAME}, ${NAME:-default} and ${env:NAME}
+// (the OpenTelemetry Collector's spelling, also with :-default) are
+// expanded; anything else is refused rather than used literally.
+var varRef = regexp.MustCompile(`\$\{([^}]*)\}`)
+
+var varName = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]*$`)
+
+// resolveRef returns the value of one ${…} reference, without its braces.
+func resolveRef(ref string, lookup func(string) (string, bool)) (string, error) {
+	name, def, hasDef := strings.Cut(strings.TrimPrefix(ref, "env:"), ":-")
+	if !varName.MatchString(name) {
+		return "", fmt.Errorf("${%s} is no variable reference: use ${NAME}, ${NAME:-default} or ${env:NAME}", ref)
+	}
+	val, ok := lookup(name)
+	switch {
+	case hasDef && (!ok || val == ""):
+		return def, nil
+	case !ok:
+		return "", fmt.Errorf("${%s} is not set in the environment", name)
+	}
+	return val, nil
+}
 
 // Load builds the configuration from the defaults, the YAML file at path (none
 // when path is empty) and the environment (as os.Environ returns it). It
@@ -322,10 +343,9 @@ func expand(v any, lookup func(string) (string, bool)) (any, []error) {
 	case string:
 		var errs []error
 		out := varRef.ReplaceAllStringFunc(v, func(ref string) string {
-			name := ref[2 : len(ref)-1]
-			val, ok := lookup(name)
-			if !ok {
-				errs = append(errs, fmt.Errorf("${%s} is not set in the environment", name))
+			val, err := resolveRef(ref[2:len(ref)-1], lookup)
+			if err != nil {
+				errs = append(errs, err)
 			}
 			return val
 		})

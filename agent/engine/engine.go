@@ -41,6 +41,7 @@ type Engine struct {
 	sources    []agent.Source
 	reporters  []agent.StatsReporter
 	stores     []io.Closer // buffers and dead-letter files: closed first
+	started    func()      // see OnStarted
 	sinks      []io.Closer // closed last, under the shutdown deadline
 	log        *slog.Logger
 	now        func() time.Time
@@ -114,6 +115,10 @@ func (e *Engine) Deliveries() []*Delivery { return e.deliveries }
 // Run works until ctx is cancelled, then stops the sources, drains the sink
 // buffers within ShutdownTimeout and returns. It returns an error when a
 // source could not work at all or when points were left unwritten.
+// OnStarted sets a function Run calls once every delivery loop, source and
+// the self-monitoring loop have been started: systemd's READY=1.
+func (e *Engine) OnStarted(f func()) { e.started = f }
+
 func (e *Engine) Run(ctx context.Context) error {
 	stop := e.startDeliveries(ctx)
 	sctx, stopSources := context.WithCancel(ctx)
@@ -129,6 +134,9 @@ func (e *Engine) Run(ctx context.Context) error {
 	}
 	if e.cfg.SelfInterval > 0 {
 		swg.Go(func() { e.selfLoop(sctx) })
+	}
+	if e.started != nil {
+		e.started()
 	}
 	<-sctx.Done()
 	swg.Wait()

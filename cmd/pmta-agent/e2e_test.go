@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"math"
 	"net/http/httptest"
+	"runtime"
 	"strings"
 	"testing"
 	"time"
@@ -282,8 +283,8 @@ func TestCheckConfigReportsEveryProblem(t *testing.T) {
 	writeTestFile(t, path, "api:\n  url: ftp://x\n  dialect: snmp\n  intervall: 5s\nsinks:\n  influx:\n    enabled: true\n    bucket: \"\"\n")
 	var out, errOut strings.Builder
 	code := run([]string{"check-config", "-config", path}, &out, &errOut)
-	if code != 1 {
-		t.Fatalf("exit %d, want 1; stderr:\n%s", code, errOut.String())
+	if code != exitConfig {
+		t.Fatalf("exit %d, want %d; stderr:\n%s", code, exitConfig, errOut.String())
 	}
 	for _, want := range []string{"api.url:", "api.dialect:", "api.intervall: unknown key", "sinks.influx.bucket:"} {
 		if !strings.Contains(errOut.String(), want) {
@@ -295,5 +296,16 @@ func TestCheckConfigReportsEveryProblem(t *testing.T) {
 	}
 	if code := run([]string{"frobnicate"}, &out, &errOut); code != 2 {
 		t.Errorf("unknown command: exit %d, want 2", code)
+	}
+	for _, cmd := range []string{"run", "once", "check-config", "init", "demo", "backfill"} {
+		out.Reset()
+		errOut.Reset()
+		if code := run([]string{cmd, "-h"}, &out, &errOut); code != 0 || !strings.Contains(errOut.String(), "Usage of "+cmd) {
+			t.Errorf("%s -h: exit %d, %q", cmd, code, errOut.String())
+		}
+	}
+	out.Reset()
+	if code := run([]string{"version"}, &out, &errOut); code != 0 || !strings.Contains(out.String(), runtime.Version()) {
+		t.Errorf("version: exit %d, %q", code, out.String())
 	}
 }

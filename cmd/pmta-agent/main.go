@@ -15,6 +15,7 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
+	"runtime"
 	"runtime/debug"
 	"syscall"
 )
@@ -81,7 +82,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 	case "backfill":
 		err = cmdBackfill(ctx, rest, stdout, stderr)
 	case "version", "-version", "--version":
-		fmt.Fprintln(stdout, "pmta-agent", buildVersion())
+		fmt.Fprintln(stdout, "pmta-agent", buildVersion(), versionDetails())
 	case "help", "-h", "-help", "--help":
 		fmt.Fprint(stdout, usage)
 	default:
@@ -89,12 +90,18 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return 2
 	}
 	var ue usageError
+	var ce configError
 	switch {
 	case err == nil:
 		return 0
+	case errors.Is(err, errHelp):
+		return 0 // the flag set printed the command's usage
 	case errors.As(err, &ue):
 		fmt.Fprintf(stderr, "pmta-agent %s: %v\n", cmd, err)
 		return 2
+	case errors.As(err, &ce):
+		fmt.Fprintf(stderr, "pmta-agent %s: %v\n", cmd, err)
+		return exitConfig
 	default:
 		fmt.Fprintf(stderr, "pmta-agent %s: %v\n", cmd, err)
 		return 1
@@ -114,6 +121,9 @@ func logHangups(hups <-chan os.Signal, done <-chan struct{}, log *slog.Logger) {
 	}
 }
 
+// errHelp is -h or -help on a command: its usage is printed, exit 0.
+var errHelp = errors.New("help requested")
+
 // usageError marks bad flags or arguments (exit status 2).
 type usageError struct{ error }
 
@@ -126,11 +136,34 @@ func newFlagSet(name string, stderr io.Writer) *flag.FlagSet {
 func parseFlags(fs *flag.FlagSet, args []string) error {
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
-			return usageError{errors.New("help requested")}
+			return errHelp
 		}
 		return usageError{err}
 	}
 	return nil
+}
+
+// versionDetails says what the binary was built from: the Go version, and
+// the commit when the build recorded it.
+func versionDetails() string {
+	out := runtime.Version()
+	if bi, ok := debug.ReadBuildInfo(); ok {
+		var rev, modified string
+		for _, s := range bi.Settings {
+			switch s.Key {
+			case "vcs.revision":
+				rev = s.Value
+			case "vcs.modified":
+				if s.Value == "true" {
+					modified = "+modified"
+				}
+			}
+		}
+		if rev != "" {
+			out += " commit " + rev + modified
+		}
+	}
+	return out
 }
 
 func buildVersion() string {

@@ -29,7 +29,7 @@ import (
 func loadConfig(path string) (config.Config, error) {
 	cfg, err := config.Load(path, os.Environ())
 	if errors.Is(err, config.ErrRead) {
-		return cfg, err // nothing was loaded: validating the empty result would only add noise
+		return cfg, configError{err} // nothing was loaded: validating the empty result would only add noise
 	}
 	var problems []error
 	if err != nil {
@@ -42,10 +42,19 @@ func loadConfig(path string) (config.Config, error) {
 		// One problem a line, in key path order whichever check found it.
 		lines := strings.Split(errors.Join(problems...).Error(), "\n")
 		slices.Sort(lines)
-		return cfg, fmt.Errorf("invalid configuration:\n  %s", strings.Join(slices.Compact(lines), "\n  "))
+		return cfg, configError{fmt.Errorf("invalid configuration:\n  %s", strings.Join(slices.Compact(lines), "\n  "))}
 	}
 	return cfg, nil
 }
+
+// configError marks a configuration that cannot be used: exit status
+// exitConfig, which the systemd unit lists in RestartPreventExitStatus, so
+// that a broken file is said once instead of restarted every few seconds.
+type configError struct{ error }
+
+func (e configError) Unwrap() error { return e.error }
+
+const exitConfig = 3
 
 func newLogger(cfg config.Config, w io.Writer) *slog.Logger {
 	var level slog.Level
@@ -196,6 +205,22 @@ func runAgent(ctx context.Context, cfg config.Config, stdout io.Writer, log *slo
 	if err != nil {
 		return errors.Join(err, closeEngine())
 	}
+	sd := newSDNotifier()
+	notifyErr := func(err error) { log.Warn("systemd notification failed", "err", err) }
+	b.engine.OnStarted(func() {
+		if err := sd.notify("READY=1"); err != nil {
+			notifyErr(err)
+		}
+	})
+	wctx, stopWatchdog := context.WithCancel(ctx)
+	defer stopWatchdog()
+	go sd.keepAlive(wctx, notifyErr)
+	go func() {
+		<-wctx.Done()
+		if ctx.Err() != nil {
+			_ = sd.notify("STOPPING=1")
+		}
+	}()
 	runErr := b.engine.Run(ctx)
 	stopListen() // also when the engine stopped on its own (a source failed)
 	runErr = errors.Join(runErr, <-listenDone)

@@ -274,20 +274,23 @@ func TestMathExpressions(t *testing.T) {
 // requiredDirectives are the hardening settings of the issue, each of which
 // must appear in the unit with exactly this value.
 var requiredDirectives = map[string]string{
-	"User":                    "pmta-agent",
-	"StateDirectory":          "pmta-agent",
-	"ReadOnlyPaths":           "/var/log/pmta",
-	"ProtectSystem":           "strict",
-	"ProtectHome":             "yes",
-	"PrivateTmp":              "yes",
-	"NoNewPrivileges":         "yes",
-	"CapabilityBoundingSet":   "",
-	"RestrictAddressFamilies": "AF_INET AF_INET6 AF_UNIX",
-	"SystemCallFilter":        "@system-service",
-	"Restart":                 "always",
-	"RestartSec":              "5",
-	"ExecStart":               "/usr/local/bin/pmta-agent run -config /etc/pmta-agent/pmta-agent.yaml",
-	"EnvironmentFile":         "-/etc/pmta-agent/env",
+	"User":                     "pmta-agent",
+	"StateDirectory":           "pmta-agent",
+	"ReadOnlyPaths":            "/var/log/pmta",
+	"ProtectSystem":            "strict",
+	"ProtectHome":              "yes",
+	"PrivateTmp":               "yes",
+	"NoNewPrivileges":          "yes",
+	"CapabilityBoundingSet":    "",
+	"RestrictAddressFamilies":  "AF_INET AF_INET6 AF_UNIX",
+	"SystemCallFilter":         "@system-service",
+	"Restart":                  "always",
+	"Type":                     "notify",
+	"WatchdogSec":              "30",
+	"RestartPreventExitStatus": "3",
+	"RestartSec":               "5",
+	"ExecStart":                "/usr/local/bin/pmta-agent run -config /etc/pmta-agent/pmta-agent.yaml",
+	"EnvironmentFile":          "-/etc/pmta-agent/env",
 }
 
 // TestSystemdUnit checks the unit's directives and, where systemd-analyze is
