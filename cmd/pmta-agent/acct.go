@@ -97,7 +97,7 @@ func cmdBackfill(ctx context.Context, args []string, out, stderr io.Writer) erro
 	// The sinks' counts are read before Close; they print after the
 	// summary of what was read.
 	var sinkLines strings.Builder
-	sinkErr := reportSinks(&sinkLines, b.engine.Deliveries())
+	sinkErr := reportSinks(&sinkLines, "backfill", b.engine.Deliveries())
 	closeErr := b.engine.Close(context.WithoutCancel(ctx))
 	secs := stats.Elapsed.Seconds()
 	fmt.Fprintf(stderr, "backfill: %d files, %d records, %d malformed, %d out of range, %d points, %.2f s, %.0f records/s\n",
@@ -106,16 +106,17 @@ func cmdBackfill(ctx context.Context, args []string, out, stderr io.Writer) erro
 	return errors.Join(feedErr, closeErr, sinkErr)
 }
 
-// reportSinks prints what each sink did with the backfill's points and
-// returns an error when any point was not written: a backfill that
-// InfluxDB refused must not look like a success.
-func reportSinks(w io.Writer, ds []*engine.Delivery) error {
+// reportSinks prints what each sink did with the points of a backfill or a
+// `once -sinks` (what prefixes each line) and returns an error when any
+// point was not written: a round that InfluxDB refused must not look like
+// a success.
+func reportSinks(w io.Writer, what string, ds []*engine.Delivery) error {
 	var errs []error
 	for _, d := range ds {
 		c := d.Counts()
 		name := strings.TrimPrefix(d.Component(), "sink_")
-		fmt.Fprintf(w, "backfill: sink %s: %d points written, %d refused, %d dead-lettered, %d dropped, %d left queued\n",
-			name, c.Written, c.Refused, c.DeadLettered, c.Dropped, c.Queued)
+		fmt.Fprintf(w, "%s: sink %s: %d points written, %d refused, %d dead-lettered, %d dropped, %d left queued\n",
+			what, name, c.Written, c.Refused, c.DeadLettered, c.Dropped, c.Queued)
 		if lost := c.Refused + c.DeadLettered + c.Dropped + c.Queued; lost > 0 {
 			errs = append(errs, fmt.Errorf("sink %s did not take %d of the points", name, lost))
 		}

@@ -28,6 +28,7 @@ const usage = `pmta-agent — PowerMTA metrics for InfluxDB and OTLP
 Usage:
   pmta-agent run [-config FILE]            run the agent until SIGINT/SIGTERM
   pmta-agent once [-config FILE]           one collection round, printed as line protocol
+  pmta-agent once -sinks [-config FILE]    the round through the configured sinks, each one's answer said
   pmta-agent check-config [-config FILE]   load and validate the configuration, and say what was
                                            taken from PowerMTA's configuration
   pmta-agent init [-config FILE] [-pmta-config FILE]

@@ -6,11 +6,13 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"math"
 	"os"
 	"path/filepath"
 	"runtime/debug"
 	"slices"
 	"strings"
+	"time"
 
 	"github.com/pmta-agent/pmta-agent/agent"
 	"github.com/pmta-agent/pmta-agent/agent/acct"
@@ -345,13 +347,59 @@ func printDerivation(d *config.Derivation, stdout, stderr io.Writer) {
 }
 
 // cmdOnce runs one collection round of every source that can gather on
-// demand and prints the points as line protocol, like `telegraf --test`.
+// demand and prints the points as line protocol, like `telegraf --test`;
+// with -sinks it sends the round through the configured sinks instead and
+// reports what each did with it, like `telegraf --once`: the "does my
+// InfluxDB token work" test.
 func cmdOnce(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	cfg, err := configFromFlags("once", args, stderr)
+	fs := newFlagSet("once", stderr)
+	path := fs.String("config", "", "configuration file (YAML)")
+	sinks := fs.Bool("sinks", false, "send the round through the configured sinks and report each one's answer")
+	stall := fs.Duration("stall", 30*time.Second, "with -sinks: give up on a sink that takes none of the points for this long")
+	if err := parseFlags(fs, args); err != nil {
+		return err
+	}
+	if *stall <= 0 {
+		return usageError{fmt.Errorf("-stall is %s; want more than 0", *stall)}
+	}
+	cfg, err := loadConfig(*path)
 	if err != nil {
 		return err
 	}
-	return gatherOnce(ctx, cfg, stdout, newLogger(cfg, stderr))
+	log := newLogger(cfg, stderr)
+	if !*sinks {
+		return gatherOnce(ctx, cfg, stdout, log)
+	}
+	return sendOnce(ctx, cfg, *stall, stderr, log)
+}
+
+// sendOnce gathers one round and hands it to the configured sinks, each
+// through a memory buffer (the daemon may hold the disk queues' locks), and
+// reports each sink's answer; it fails when a sink did not take every point.
+func sendOnce(ctx context.Context, cfg config.Config, stall time.Duration, stderr io.Writer, log *slog.Logger) error {
+	cfg.Acct.Enabled, cfg.Listen.Enabled = false, false
+	for _, b := range []*engine.BufferConfig{&cfg.Sinks.Stdout.Buffer, &cfg.Sinks.Influx.Buffer, &cfg.Sinks.OTLP.Buffer} {
+		b.Type, b.MaxPoints = "memory", math.MaxInt
+	}
+	b, err := build(cfg, io.Discard, log)
+	if err != nil {
+		return err
+	}
+	var gathered int
+	var gatherErr error
+	feedErr := b.engine.Feed(ctx, engine.FeedOptions{Stall: stall}, func(ctx context.Context, emit func(agent.Batch)) error {
+		var pts []agent.Point
+		pts, gatherErr = b.engine.Gather(ctx)
+		gathered = len(pts)
+		emit(agent.Batch{Source: "once", Points: pts})
+		return nil
+	})
+	var lines strings.Builder
+	sinkErr := reportSinks(&lines, "once", b.engine.Deliveries())
+	closeErr := b.engine.Close(context.WithoutCancel(ctx))
+	fmt.Fprintf(stderr, "once: %d points gathered\n", gathered)
+	io.WriteString(stderr, lines.String())
+	return errors.Join(gatherErr, feedErr, closeErr, sinkErr)
 }
 
 func gatherOnce(ctx context.Context, cfg config.Config, stdout io.Writer, log *slog.Logger) error {
