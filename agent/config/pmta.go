@@ -35,8 +35,11 @@ func DefaultPMTA() PMTA {
 // settings it filled in, each with the line it came from, and what it has
 // to say about the file. Secrets are named, never shown.
 type Derivation struct {
-	File     string
-	Origins  map[string]string // setting key → "file:line: directive"
+	File    string
+	Origins map[string]string // setting key → "file:line: directive"
+	// ISPAdded are the pipeline.isp_map domains that came from domain-macro
+	// lines (the map may hold the file's own rules too).
+	ISPAdded []string
 	Notes    []string
 	Warnings []string
 }
@@ -64,11 +67,19 @@ func applyPMTA(cfg *Config, set func(key string) bool) []error {
 		return nil
 	}
 	// The stock path may be absent (a host without PowerMTA, the example
-	// file on a laptop); another path, set on purpose, must exist.
-	if _, err := os.Stat(path); errors.Is(err, fs.ErrNotExist) && (path == pmtaconf.DefaultPath || !set("pmta.config")) {
+	// file on a laptop) or unreadable to the agent's user (said, nothing
+	// derived: an agent configured in full must still start); another
+	// path, set on purpose, must be there and readable.
+	stock := path == pmtaconf.DefaultPath
+	if _, err := os.Stat(path); errors.Is(err, fs.ErrNotExist) && (stock || !set("pmta.config")) {
 		return nil
 	}
 	root, err := pmtaconf.Load(path)
+	if err != nil && stock && errors.Is(err, fs.ErrPermission) {
+		cfg.Derived = &Derivation{File: path, Origins: map[string]string{}, Warnings: []string{
+			fmt.Sprintf("%v: nothing taken from it (give the agent's user read access, or set pmta.config: \"\")", err)}}
+		return nil
+	}
 	if err != nil {
 		return []error{fmt.Errorf("pmta.config: %w", err)}
 	}
@@ -82,7 +93,11 @@ func applyPMTA(cfg *Config, set func(key string) bool) []error {
 	}
 	from := func(key string, p pmtaconf.Pos, what string) { dv.Origins[key] = fmt.Sprintf("%s: %s", p, what) }
 
-	if !set("api.enabled") {
+	// The API settings follow PowerMTA's only where the file names no API
+	// of its own: a URL set here is another host's, whose key and on/off
+	// this PowerMTA does not decide.
+	ownAPI := set("api.url")
+	if !set("api.enabled") && !ownAPI {
 		cfg.API.Enabled = d.API.Enabled
 		from("api.enabled", d.API.URLFrom, "http-mgmt-port")
 	}
@@ -96,7 +111,7 @@ func applyPMTA(cfg *Config, set func(key string) bool) []error {
 	}
 	// By value, not by key: the YAML init prints leaves a derived key out
 	// and api_key_file empty, and loads back to the same key.
-	if d.API.APIKey != "" && cfg.API.APIKey == "" && cfg.API.APIKeyFile == "" {
+	if d.API.APIKey != "" && !ownAPI && cfg.API.APIKey == "" && cfg.API.APIKeyFile == "" {
 		cfg.API.APIKey = d.API.APIKey
 		from("api.api_key", d.API.KeyFrom, "http-api-key (not shown)")
 	}
@@ -129,6 +144,7 @@ func applyPMTA(cfg *Config, set func(key string) bool) []error {
 				cfg.Pipeline.ISPMap = map[string]string{}
 			}
 			cfg.Pipeline.ISPMap[dom] = name
+			dv.ISPAdded = append(dv.ISPAdded, dom)
 			added++
 		}
 		if added > 0 {

@@ -85,6 +85,18 @@ func TestPMTADerivation(t *testing.T) {
 		t.Errorf("isp_map %v", cfg.Pipeline.ISPMap)
 	}
 
+	// An API URL of the file's own: PowerMTA's key and port stay out of it.
+	if err := os.WriteFile(path, []byte("api: {url: \"https://10.0.0.5:8080\"}\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	cfg, err = Load(path, env)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg.API.APIKey != "" || !cfg.API.Enabled || cfg.API.URL != "https://10.0.0.5:8080" {
+		t.Errorf("a remote API took the local key or switch: %+v", cfg.API)
+	}
+
 	// A path set explicitly must exist; the default may be absent.
 	if _, err := Load(path, []string{"PMTA_AGENT_PMTA__CONFIG=" + filepath.Join(dir, "absent")}); err == nil ||
 		!strings.Contains(err.Error(), "pmta.config:") {

@@ -22,7 +22,9 @@ var secretKeys = map[string]string{
 // YAML renders the configuration as a YAML file that loads to the same
 // settings (what `pmta-agent init` prints): every key, in the order of the
 // configuration's types; each setting taken from PowerMTA's configuration
-// with a comment naming its line; a secret's value never shown, only a
+// commented out, with its value and the line it came from, so that the file
+// goes on following PowerMTA's (uncomment one to pin it); a secret's value
+// never shown, only a
 // comment saying it is set and where it belongs (a key derived from
 // PowerMTA's http-api-key is read from there again at each start).
 func (c Config) YAML() []byte {
@@ -34,6 +36,17 @@ func (c Config) YAML() []byte {
 type printer struct {
 	b       strings.Builder
 	derived *Derivation
+}
+
+// derivedKey reports whether key's value came from PowerMTA's
+// configuration: printed commented out, so that a saved file goes on
+// following PowerMTA's (a changed port, a new <acct-file>).
+func (p *printer) derivedKey(key string) bool {
+	if p.derived == nil {
+		return false
+	}
+	_, ok := p.derived.Origins[key]
+	return ok && key != "pipeline.isp_map"
 }
 
 func (p *printer) comment(key string) string {
@@ -101,6 +114,21 @@ func (p *printer) value(key, name string, v reflect.Value, depth int) {
 				p.line(depth+1, lead+l)
 			}
 		}
+		return
+	}
+	if key == "pipeline.isp_map" && p.derived != nil && len(p.derived.ISPAdded) > 0 {
+		// Only the file's own rules; the macros' come back at each start.
+		own := reflect.MakeMap(v.Type())
+		for _, k := range v.MapKeys() {
+			if !slices.Contains(p.derived.ISPAdded, k.String()) {
+				own.SetMapIndex(k, v.MapIndex(k))
+			}
+		}
+		p.line(depth, name+": "+scalar(own)+p.comment(key)+" (not listed: read at each start)")
+		return
+	}
+	if p.derivedKey(key) {
+		p.line(depth, "# "+name+": "+scalar(v)+p.comment(key)+" (read at each start)")
 		return
 	}
 	p.line(depth, name+": "+scalar(v)+p.comment(key))

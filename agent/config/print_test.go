@@ -55,6 +55,10 @@ acct:
 	if err != nil {
 		t.Fatalf("the printed YAML does not load: %v\n%s", err, out)
 	}
+	// What was derived is derived again: the saved file follows PowerMTA's.
+	if a, b := strings.Join(first.Derived.Keys(), ","), strings.Join(again.Derived.Keys(), ","); a != b {
+		t.Errorf("derived first %s, from the printed file %s", a, b)
+	}
 	// The same settings, but for the secrets that were not printed (the API
 	// key comes back from PowerMTA's configuration) and what was derived.
 	first.Sinks.Influx.Token, first.Sinks.OTLP.Headers = "", map[string]string{}

@@ -112,13 +112,13 @@ func (e *Engine) Sources() []agent.Source { return e.sources }
 // outputs given to New.
 func (e *Engine) Deliveries() []*Delivery { return e.deliveries }
 
-// Run works until ctx is cancelled, then stops the sources, drains the sink
-// buffers within ShutdownTimeout and returns. It returns an error when a
-// source could not work at all or when points were left unwritten.
 // OnStarted sets a function Run calls once every delivery loop, source and
 // the self-monitoring loop have been started: systemd's READY=1.
 func (e *Engine) OnStarted(f func()) { e.started = f }
 
+// Run works until ctx is cancelled, then stops the sources, drains the sink
+// buffers within ShutdownTimeout and returns. It returns an error when a
+// source could not work at all or when points were left unwritten.
 func (e *Engine) Run(ctx context.Context) error {
 	stop := e.startDeliveries(ctx)
 	sctx, stopSources := context.WithCancel(ctx)

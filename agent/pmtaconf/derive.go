@@ -154,7 +154,10 @@ func (d *Derived) api(root *Block, o Options) {
 		d.API.APIKey, d.API.KeyFrom = keys[0].Value(), keys[0].Pos
 	}
 	decided := false
-	for _, rule := range append(root.All("http-access"), root.All("http-mgmt-source")...) {
+	for _, rule := range root.Directives {
+		if rule.Name != "http-access" && rule.Name != "http-mgmt-source" {
+			continue
+		}
 		if rule.Name == "http-mgmt-source" {
 			d.note(rule.Pos, "http-mgmt-source is the deprecated form of http-access")
 		}

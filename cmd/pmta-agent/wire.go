@@ -257,13 +257,15 @@ func cmdCheckConfig(args []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
+	// What came from PowerMTA's configuration first: the globs the check
+	// below finds unreadable may be derived.
+	printDerivation(cfg.Derived, stdout, stderr)
 	if cfg.Acct.Enabled {
 		// The configuration is valid, but the tailer would read nothing.
 		if probs := acct.CheckFiles(cfg.Acct.Globs); len(probs) > 0 {
-			return fmt.Errorf("the accounting files cannot be read:\n  %s", strings.Join(probs, "\n  "))
+			return configError{fmt.Errorf("the accounting files cannot be read:\n  %s", strings.Join(probs, "\n  "))}
 		}
 	}
-	printDerivation(cfg.Derived, stdout, stderr)
 	fmt.Fprintln(stdout, "configuration OK")
 	return nil
 }
@@ -271,9 +273,11 @@ func cmdCheckConfig(args []string, stdout, stderr io.Writer) error {
 // cmdInit prints the configuration `run` would use, as YAML that loads back
 // to it: the defaults, the file and environment if any, and what PowerMTA's
 // configuration gives (each such line with a comment naming its source
-// line); secrets are never printed. Notes, risks and what would keep `run`
-// from starting go to stderr; the exit status is 0 all the same, so that
-// the output can be saved and edited.
+// line, commented out so that a saved file goes on following PowerMTA's);
+// secrets are never printed. Notes, risks and what would keep `run` from
+// starting (validation) go to stderr with exit status 0, so that the output
+// can be saved and edited; a file or environment that cannot be loaded at
+// all is exit status 3, as for every command.
 func cmdInit(args []string, stdout, stderr io.Writer) error {
 	fs := newFlagSet("init", stderr)
 	path := fs.String("config", "", "a configuration file to start from (YAML)")
@@ -287,12 +291,12 @@ func cmdInit(args []string, stdout, stderr io.Writer) error {
 	}
 	cfg, err := config.Load(*path, env)
 	if err != nil {
-		return err
+		return configError{err}
 	}
 	fmt.Fprintf(stdout, "# pmta-agent configuration, as `pmta-agent init` printed it (%s).\n", buildVersion())
 	if cfg.Derived != nil {
-		fmt.Fprintf(stdout, "# Lines marked \"from PowerMTA's config\" were read from %s;\n", cfg.Derived.File)
-		fmt.Fprintln(stdout, "# set them here to override it. Secrets are never printed.")
+		fmt.Fprintf(stdout, "# Lines marked \"from PowerMTA's config\" are read from %s at each start\n", cfg.Derived.File)
+		fmt.Fprintln(stdout, "# (commented out here; uncomment one to pin it). Secrets are never printed.")
 	}
 	if _, err := stdout.Write(cfg.YAML()); err != nil {
 		return fmt.Errorf("write stdout: %w", err)
