@@ -1,6 +1,7 @@
 package config
 
 import (
+	"os"
 	"reflect"
 	"slices"
 	"strings"
@@ -34,9 +35,23 @@ func TestExampleConfigCoversEveryOption(t *testing.T) {
 	for _, key := range k.MapKeys("") {
 		have[key] = true
 	}
+	// The settings PowerMTA's configuration gives are shown commented
+	// out: set, they would stop following it.
+	text, err := os.ReadFile(examplePath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	derivable := map[string]bool{"api.enabled": true, "api.url": true, "api.tls.ca_file": true, "acct.enabled": true, "acct.globs": true}
 	var missing []string
 	for _, leaf := range leaves(reflect.TypeOf(Config{}), "") {
-		if !have[leaf] && !k.Exists(strings.ReplaceAll(leaf, ".", delim)) {
+		set := have[leaf] || k.Exists(strings.ReplaceAll(leaf, ".", delim))
+		name := leaf[strings.LastIndex(leaf, ".")+1:]
+		switch {
+		case derivable[leaf] && set:
+			t.Errorf("%s sets %s, which PowerMTA's configuration should give: show it commented out", examplePath, leaf)
+		case derivable[leaf] && !strings.Contains(string(text), "# "+name+":"):
+			missing = append(missing, leaf+" (commented out)")
+		case !derivable[leaf] && !set:
 			missing = append(missing, leaf)
 		}
 	}

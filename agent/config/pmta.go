@@ -104,7 +104,7 @@ func applyPMTA(cfg *Config, set func(key string) bool) []error {
 	if d.API.Enabled && !set("api.url") {
 		cfg.API.URL = d.API.URL
 		from("api.url", d.API.URLFrom, "http-mgmt-port, and https when the web monitor's certificate is there")
-		if d.API.CAFile != "" && !set("api.tls") {
+		if d.API.CAFile != "" && !set("api.tls.ca_file") {
 			cfg.API.TLS.CAFile = d.API.CAFile
 			from("api.tls.ca_file", d.API.URLFrom, "PowerMTA's own web monitor certificate")
 		}

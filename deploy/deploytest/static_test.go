@@ -276,7 +276,7 @@ func TestMathExpressions(t *testing.T) {
 var requiredDirectives = map[string]string{
 	"User":                     "pmta-agent",
 	"StateDirectory":           "pmta-agent",
-	"ReadOnlyPaths":            "/var/log/pmta",
+	"ReadOnlyPaths":            "-/var/log/pmta",
 	"ProtectSystem":            "strict",
 	"ProtectHome":              "yes",
 	"PrivateTmp":               "yes",
