@@ -5,8 +5,8 @@ import (
 	"unicode/utf8"
 )
 
-// appendState appends the aggregator's state as JSON: the very bytes
-// json.Marshal(a.state()) writes, without building the state first. A
+// appendState appends the aggregator's state (aggState) as JSON: the very
+// bytes json.Marshal writes for it, without building the structs first. A
 // catch-up writes the open intervals into the checkpoint after every window
 // — thousands of tag sets each on a busy server — and through state() and
 // json.Marshal that was most of what it allocated (TestAppendStateIsJSON

@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"math"
 	"os"
 	"strings"
 	"time"
@@ -68,9 +67,7 @@ func cmdBackfill(ctx context.Context, args []string, out, stderr io.Writer) erro
 	// its files, and the daemon may hold the disk queues' locks: its points
 	// wait in memory, with back-pressure.
 	cfg.API.Enabled, cfg.Acct.Enabled, cfg.Listen.Enabled = false, false, false
-	for _, b := range []*engine.BufferConfig{&cfg.Sinks.Stdout.Buffer, &cfg.Sinks.Influx.Buffer, &cfg.Sinks.OTLP.Buffer} {
-		b.Type, b.MaxPoints = "memory", math.MaxInt
-	}
+	memoryBuffers(&cfg)
 	log := newLogger(cfg, stderr)
 	applyMemoryLimit(cfg)
 	b, err := build(cfg, out, log)

@@ -301,14 +301,7 @@ func cmdInit(args []string, stdout, stderr io.Writer) error {
 	if _, err := stdout.Write(cfg.YAML()); err != nil {
 		return fmt.Errorf("write stdout: %w", err)
 	}
-	if cfg.Derived != nil {
-		for _, n := range cfg.Derived.Notes {
-			fmt.Fprintf(stderr, "note: %s\n", n)
-		}
-		for _, w := range cfg.Derived.Warnings {
-			fmt.Fprintf(stderr, "warning: %s\n", w)
-		}
-	}
+	printFindings(cfg.Derived, stderr)
 	if err := cfg.Validate(); err != nil {
 		fmt.Fprintf(stderr, "warning: run would refuse this configuration as it is: %v\n", err)
 	}
@@ -342,11 +335,20 @@ func printDerivation(d *config.Derivation, stdout, stderr io.Writer) {
 	for _, k := range d.Keys() {
 		fmt.Fprintf(stdout, "  %s  (%s)\n", k, d.Origins[k])
 	}
-	for _, n := range d.Notes {
-		fmt.Fprintf(stderr, "note: %s\n", n)
+	printFindings(d, stderr)
+}
+
+// printFindings prints what PowerMTA's configuration has to say: notes and
+// risks, one a line.
+func printFindings(d *config.Derivation, w io.Writer) {
+	if d == nil {
+		return
 	}
-	for _, w := range d.Warnings {
-		fmt.Fprintf(stderr, "warning: %s\n", w)
+	for _, n := range d.Notes {
+		fmt.Fprintf(w, "note: %s\n", n)
+	}
+	for _, r := range d.Warnings {
+		fmt.Fprintf(w, "warning: %s\n", r)
 	}
 }
 
@@ -377,14 +379,21 @@ func cmdOnce(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	return sendOnce(ctx, cfg, *stall, stderr, log)
 }
 
+// memoryBuffers puts every sink's points in an unbounded memory buffer: a
+// run of backfill or once -sinks may not take the daemon's disk queues,
+// whose locks it may hold, and waits for the sinks instead of dropping.
+func memoryBuffers(cfg *config.Config) {
+	for _, b := range []*engine.BufferConfig{&cfg.Sinks.Stdout.Buffer, &cfg.Sinks.Influx.Buffer, &cfg.Sinks.OTLP.Buffer} {
+		b.Type, b.MaxPoints = "memory", math.MaxInt
+	}
+}
+
 // sendOnce gathers one round and hands it to the configured sinks, each
 // through a memory buffer (the daemon may hold the disk queues' locks), and
 // reports each sink's answer; it fails when a sink did not take every point.
 func sendOnce(ctx context.Context, cfg config.Config, stall time.Duration, stderr io.Writer, log *slog.Logger) error {
 	cfg.Acct.Enabled, cfg.Listen.Enabled = false, false
-	for _, b := range []*engine.BufferConfig{&cfg.Sinks.Stdout.Buffer, &cfg.Sinks.Influx.Buffer, &cfg.Sinks.OTLP.Buffer} {
-		b.Type, b.MaxPoints = "memory", math.MaxInt
-	}
+	memoryBuffers(&cfg)
 	b, err := build(cfg, io.Discard, log)
 	if err != nil {
 		return err
