@@ -97,7 +97,7 @@ func applyPMTA(cfg *Config, set func(key string) bool) []error {
 	// of its own: a URL set here is another host's, whose key and on/off
 	// this PowerMTA does not decide.
 	ownAPI := set("api.url")
-	if !set("api.enabled") && !ownAPI {
+	if d.API.Decided && !set("api.enabled") && !ownAPI {
 		cfg.API.Enabled = d.API.Enabled
 		from("api.enabled", d.API.URLFrom, "http-mgmt-port")
 	}

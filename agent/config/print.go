@@ -169,7 +169,13 @@ func scalar(v reflect.Value) string {
 		slices.Sort(keys)
 		items := make([]string, len(keys))
 		for i, k := range keys {
-			items[i] = quote(k) + ": " + scalar(v.MapIndex(reflect.ValueOf(k)))
+			key := quote(k)
+			if len(key) > 1000 {
+				// YAML's implicit keys stop at 1024 characters; an
+				// explicit one has no limit.
+				key = "? " + key + " "
+			}
+			items[i] = key + ": " + scalar(v.MapIndex(reflect.ValueOf(k)))
 		}
 		return "{" + strings.Join(items, ", ") + "}"
 	}
@@ -177,8 +183,10 @@ func scalar(v reflect.Value) string {
 }
 
 // quote returns s as a YAML scalar: as it is when YAML reads it back as
-// the same string, double-quoted otherwise.
+// the same string, double-quoted otherwise. YAML is UTF-8 and has no way to
+// write other bytes: invalid UTF-8 is printed as U+FFFD.
 func quote(s string) string {
+	s = strings.ToValidUTF8(s, "\uFFFD")
 	if s != "" && !strings.ContainsAny(s, ":#{}[],&*!|>'\"%@`\n\t") && strings.TrimSpace(s) == s {
 		var back any
 		if yaml.Unmarshal([]byte(s), &back) == nil {

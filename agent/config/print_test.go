@@ -69,3 +69,28 @@ acct:
 		t.Errorf("loaded back differently:\n%+v\n%+v\n%s", first, again, out)
 	}
 }
+
+// Values a stranger could put in a configuration load back as written:
+// backslashes, YAML's own syntax, 64 KB values and keys; invalid UTF-8,
+// which YAML cannot carry, comes back as U+FFFD.
+func TestYAMLHostileValues(t *testing.T) {
+	dir := t.TempDir()
+	for i, v := range []string{`ends\`, `C:\path`, "a\nb", "#hash", "- dash", "yes", "0x10", "~", "'q'", `"dq"`, " lead",
+		"9999-12-31T23:59:59Z", strings.Repeat("x", 64<<10), "bad\xff\xfeutf8"} {
+		cfg := Default()
+		cfg.Server, cfg.Tags, cfg.PMTA.Config = v, map[string]string{v: v}, ""
+		path := filepath.Join(dir, fmt.Sprint(i, ".yaml"))
+		if err := os.WriteFile(path, cfg.YAML(), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		got, err := Load(path, nil)
+		if err != nil {
+			t.Errorf("%.20q: %v", v, err)
+			continue
+		}
+		want := strings.ToValidUTF8(v, "\uFFFD")
+		if got.Server != want || got.Tags[want] != want || len(got.Tags) != 1 {
+			t.Errorf("%.20q: server %.20q, tags %d", v, got.Server, len(got.Tags))
+		}
+	}
+}

@@ -6,6 +6,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 )
 
@@ -29,7 +30,9 @@ func (f Finding) String() string { return fmt.Sprintf("%s: %s", f.Pos, f.Text) }
 
 // API is how the agent reaches the management interface on this host.
 type API struct {
-	// Enabled is false when http-mgmt-port is 0.
+	// Decided is false when http-mgmt-port is no port number: then nothing
+	// about the API comes from the file. Enabled is false when it is 0.
+	Decided bool
 	Enabled bool
 	// URL is the loopback address of the web monitor: https when PowerMTA
 	// redirects to HTTPS and its certificate is there, http otherwise.
@@ -134,11 +137,16 @@ func (d *Derived) api(root *Block, o Options) {
 	} else {
 		d.note(root.Pos, "no http-mgmt-port: PowerMTA's default %s", defaultPort)
 	}
+	if n, err := strconv.Atoi(port); err != nil || n < 0 || n > 65535 || strconv.Itoa(n) != port {
+		d.warn(pos, "http-mgmt-port %q is no port number: the API settings are not taken from it", port)
+		return
+	}
+	d.API.Decided, d.API.URLFrom = true, pos
 	if port == "0" {
 		d.note(pos, "http-mgmt-port 0: the web monitor is off, so is the agent's API source")
 		return
 	}
-	d.API.Enabled, d.API.URLFrom = true, pos
+	d.API.Enabled = true
 	scheme := "http"
 	redirect, hasRedirect := root.Last("http-redirect-to-https")
 	switch _, err := os.Stat(o.WebmonCert); {

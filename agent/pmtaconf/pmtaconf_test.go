@@ -128,6 +128,8 @@ func TestAPIDerivation(t *testing.T) {
 		{"ipv6 open", "http-access ::/0 admin\n", "https://127.0.0.1:8080", false, "admin access beyond loopback (::/0)", ""},
 		{"short cidr", "http-access 127.0/16 monitor\nhttp-access 10.1.0/24 admin\n", "https://127.0.0.1:8080", true, "admin access beyond loopback (10.1.0.0/24)", ""},
 		{"bad cidr", "http-access not-an-ip monitor\nhttp-api-key abc\n", "https://127.0.0.1:8080", false, `http-access "not-an-ip"`, ""},
+		{"port no number", "http-mgmt-port 80 80\nhttp-access 127.0.0.1 monitor\n", "", false, `http-mgmt-port "80 80" is no port number`, ""},
+		{"port too big", "http-mgmt-port 99999\nhttp-access 127.0.0.1 monitor\n", "", false, `http-mgmt-port "99999" is no port number`, ""},
 		{"rules in file order", "http-mgmt-source 127.0.0.1 none\nhttp-access 127.0.0.1 monitor\n", "https://127.0.0.1:8080", false, "no way to authenticate", "deprecated"},
 	}
 	for _, c := range cases {
