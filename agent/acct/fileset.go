@@ -203,6 +203,7 @@ func (s *fileset) rebind(e *fileEntry, fd found, now time.Time) (ok bool, err er
 	held := e.f != nil
 	size, mtime := fd.fi.Size(), fd.fi.ModTime()
 	if size == e.size && mtime.Equal(e.mtime) && len(e.fp) == s.fpSize {
+		s.noteMoved(e, fd.path)
 		e.seen, e.missing = true, 0
 		e.path, e.name = fd.path, fd.path
 		return true, nil
@@ -233,6 +234,7 @@ func (s *fileset) rebind(e *fileEntry, fd found, now time.Time) (ok bool, err er
 	if size != e.size {
 		e.lastChange = now
 	}
+	s.noteMoved(e, fd.path)
 	e.seen, e.missing = true, 0
 	e.path, e.name = fd.path, fd.path
 	e.f, e.fp, e.size, e.mtime = f, fp, size, mtime
@@ -264,8 +266,12 @@ func (s *fileset) bindNew(fd found, now time.Time) (added *fileEntry, isCopy boo
 		e = &fileEntry{}
 		s.entries = append(s.entries, e)
 		added = e
-	} else if e.f != nil {
-		_ = e.f.Close()
+		s.log.Debug("accounting file picked up", "file", fd.path, "size", fd.fi.Size())
+	} else {
+		if e.f != nil {
+			_ = e.f.Close()
+		}
+		s.noteMoved(e, fd.path)
 	}
 	e.f, e.fp, e.seen, e.missing = f, fp, true, 0
 	e.path, e.name = fd.path, fd.path
@@ -391,7 +397,16 @@ func (s *fileset) absent(e *fileEntry) (gone bool) {
 }
 
 // forget drops a gone file, closing its descriptor.
+// noteMoved logs a file found under another name: a rotation's move-to,
+// or a copy to another file system.
+func (s *fileset) noteMoved(e *fileEntry, path string) {
+	if e.path != "" && e.path != path {
+		s.log.Debug("accounting file moved", "from", e.path, "to", path, "offset", e.offset)
+	}
+}
+
 func (s *fileset) forget(e *fileEntry) {
+	s.log.Debug("accounting file read and gone; forgotten", "file", e.path, "offset", e.offset)
 	if e.f != nil {
 		_ = e.f.Close()
 		e.f = nil

@@ -29,6 +29,7 @@ type pendingCut struct {
 // snapshots it holds are opaque bytes the tailer makes and restores.
 type journal struct {
 	dir string
+	log *slog.Logger
 	now func() time.Time
 	// errLog reports checkpoint writes that failed in a Done, with the
 	// tailer's other errors; stuckLog a batch held back past maxPending.
@@ -54,7 +55,7 @@ type journal struct {
 
 func newJournal(dir string, log *slog.Logger, errLog *limitedLog, now func() time.Time) *journal {
 	return &journal{
-		dir: dir, now: now, errLog: errLog, maxPending: maxPendingCuts,
+		dir: dir, log: log, now: now, errLog: errLog, maxPending: maxPendingCuts,
 		stuckLog: newLimitedLog(log, slog.LevelError, stuckLogEvery, now),
 	}
 }
@@ -143,6 +144,13 @@ func (j *journal) cut(replayed *cut, closedUpTo int64, files func() []cutFile, s
 	return pc.c.Seq, err
 }
 
+// idle reports whether no cut waits for its batch.
+func (j *journal) idle() bool {
+	j.mu.Lock()
+	defer j.mu.Unlock()
+	return len(j.pending) == 0
+}
+
 // done is a batch's Done: the pipeline holds its points safely.
 func (j *journal) done(seq uint64) {
 	j.mu.Lock()
@@ -220,6 +228,8 @@ func (j *journal) saveLocked() error {
 		j.checkpointErrors.Add(1)
 		return fmt.Errorf("accounting checkpoint: %w", err)
 	}
+	j.log.Debug("accounting checkpoint written", "seq", j.committedSeq, "pending_cuts", len(j.pending),
+		"bytes", n+len(cf.Snapshot))
 	now := j.now().Unix()
 	j.lastCheckpoint.Store(now)
 	if j.commitUnsaved {

@@ -274,6 +274,24 @@ func (t *Tailer) shutdown() {
 	_ = t.files.closeAll()
 }
 
+// Settle waits, after Run has returned, until every batch the tailer
+// emitted is durable and the checkpoint holds its newest state, so that
+// another tailer may take over the state directory (a reload) without
+// replaying a batch already on its way. It fails, changing nothing, when
+// ctx ends first: a sink's buffer that refuses appends holds the cuts.
+func (t *Tailer) Settle(ctx context.Context) error {
+	tick := time.NewTicker(10 * time.Millisecond)
+	defer tick.Stop()
+	for !t.journal.idle() {
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("%d accounting batches are not yet durable in the sinks' buffers", t.journal.pendingCuts.Load())
+		case <-tick.C:
+		}
+	}
+	return t.journal.commitIfIdle(t.snapshotJSON)
+}
+
 // Close closes the files the tailer holds open and releases the state
 // directory's lock. It is safe without Run and more than once. Done
 // callbacks of emitted batches still work after it.

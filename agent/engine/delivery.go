@@ -338,6 +338,7 @@ func (d *Delivery) FlushOnce(ctx context.Context) (wait time.Duration, more bool
 	if err == nil {
 		d.answered(start)
 		d.settle(len(chunk), &d.written)
+		d.log.Debug("sink write", append(slices.Clip(d.endpoint), "points", len(chunk), "took", d.now().Sub(start))...)
 		return 0, d.hasMore()
 	}
 

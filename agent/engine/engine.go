@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"slices"
 	"sync"
 	"time"
 
@@ -38,13 +39,17 @@ type Engine struct {
 	cfg        Config
 	pipeline   *Pipeline
 	deliveries []*Delivery
-	sources    []agent.Source
-	reporters  []agent.StatsReporter
-	stores     []io.Closer // buffers and dead-letter files: closed first
-	started    func()      // see OnStarted
-	sinks      []io.Closer // closed last, under the shutdown deadline
-	log        *slog.Logger
-	now        func() time.Time
+	reloads    chan reloadRequest // taken by Run while it runs
+
+	mu        sync.Mutex // sources and reporters change on a reload
+	sources   []agent.Source
+	reporters []agent.StatsReporter
+
+	stores  []io.Closer // buffers and dead-letter files: closed first
+	started func()      // see OnStarted
+	sinks   []io.Closer // closed last, under the shutdown deadline
+	log     *slog.Logger
+	now     func() time.Time
 
 	closeOnce sync.Once
 	closeErr  error
@@ -57,7 +62,7 @@ type Engine struct {
 // Every source, delivery and sink that is a StatsReporter reports as a
 // pmta_agent component, as does the pipeline.
 func New(cfg Config, sources []agent.Source, outputs []Output, taps []Enqueuer, log *slog.Logger) (*Engine, error) {
-	e := &Engine{cfg: cfg, sources: sources, log: log, now: time.Now}
+	e := &Engine{cfg: cfg, sources: sources, log: log, now: time.Now, reloads: make(chan reloadRequest)}
 	var enq []Enqueuer
 	for _, o := range outputs {
 		e.sinks = append(e.sinks, closerOf(o.Sink))
@@ -75,19 +80,29 @@ func New(cfg Config, sources []agent.Source, outputs []Output, taps []Enqueuer, 
 		enq = append(enq, d)
 	}
 	e.pipeline = NewPipeline(cfg.Pipeline, append(enq, taps...)...)
+	e.setSources(sources)
+	return e, nil
+}
+
+// setSources makes sources the engine's, and its reporters theirs, the
+// pipeline's and the deliveries'.
+func (e *Engine) setSources(sources []agent.Source) {
+	var reporters []agent.StatsReporter
 	for _, s := range sources {
 		if r, ok := s.(agent.StatsReporter); ok {
-			e.reporters = append(e.reporters, r)
+			reporters = append(reporters, r)
 		}
 	}
-	e.reporters = append(e.reporters, e.pipeline)
+	reporters = append(reporters, e.pipeline)
 	for _, d := range e.deliveries {
-		e.reporters = append(e.reporters, d)
+		reporters = append(reporters, d)
 		if r, ok := d.sink.(agent.StatsReporter); ok {
-			e.reporters = append(e.reporters, r)
+			reporters = append(reporters, r)
 		}
 	}
-	return e, nil
+	e.mu.Lock()
+	e.sources, e.reporters = sources, reporters
+	e.mu.Unlock()
 }
 
 // closerOf returns v as an io.Closer, or a no-op one.
@@ -105,8 +120,12 @@ func (nopCloser) Close() error { return nil }
 // Pipeline returns the engine's pipeline.
 func (e *Engine) Pipeline() *Pipeline { return e.pipeline }
 
-// Sources returns the sources given to New.
-func (e *Engine) Sources() []agent.Source { return e.sources }
+// Sources returns the sources: those given to New, or a reload's.
+func (e *Engine) Sources() []agent.Source {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return slices.Clone(e.sources)
+}
 
 // Deliveries returns the delivery loops, one per sink, in the order of the
 // outputs given to New.
@@ -118,34 +137,33 @@ func (e *Engine) OnStarted(f func()) { e.started = f }
 
 // Run works until ctx is cancelled, then stops the sources, drains the sink
 // buffers within ShutdownTimeout and returns. It returns an error when a
-// source could not work at all or when points were left unwritten.
+// source could not work at all or when points were left unwritten. While it
+// runs, Reload changes the sources and the pipeline.
 func (e *Engine) Run(ctx context.Context) error {
 	stop := e.startDeliveries(ctx)
 	sctx, stopSources := context.WithCancel(ctx)
-	var swg sync.WaitGroup
-	srcErrs := make(chan error, len(e.sources))
-	for _, s := range e.sources {
-		swg.Go(func() {
-			if err := s.Run(sctx, e.pipeline.Emit); err != nil {
-				srcErrs <- fmt.Errorf("source %s: %w", s.Name(), err)
-				stopSources()
-			}
-		})
+	sup := newSupervisor(sctx, stopSources, e.pipeline.Emit)
+	for _, s := range e.Sources() {
+		sup.start(s)
 	}
+	var swg sync.WaitGroup
 	if e.cfg.SelfInterval > 0 {
 		swg.Go(func() { e.selfLoop(sctx) })
 	}
 	if e.started != nil {
 		e.started()
 	}
-	<-sctx.Done()
+	for done := false; !done; {
+		select {
+		case <-sctx.Done():
+			done = true
+		case req := <-e.reloads:
+			req.result <- e.reload(sctx, sup, req.r)
+		}
+	}
+	errs := sup.wait()
 	swg.Wait()
 	stopSources()
-	close(srcErrs)
-	var errs []error
-	for err := range srcErrs {
-		errs = append(errs, err)
-	}
 	if e.cfg.SelfInterval > 0 {
 		e.EmitSelf()
 	}
@@ -158,7 +176,7 @@ func (e *Engine) Run(ctx context.Context) error {
 func (e *Engine) Gather(ctx context.Context) ([]agent.Point, error) {
 	var pts []agent.Point
 	var errs []error
-	for _, s := range e.sources {
+	for _, s := range e.Sources() {
 		g, ok := s.(agent.Gatherer)
 		if !ok {
 			continue
@@ -344,7 +362,11 @@ func (e *Engine) selfLoop(ctx context.Context) {
 }
 
 // Reporters returns every component that reports its own health.
-func (e *Engine) Reporters() []agent.StatsReporter { return e.reporters }
+func (e *Engine) Reporters() []agent.StatsReporter {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return slices.Clone(e.reporters)
+}
 
 // EmitSelf sends one pmta_agent point per component through the pipeline.
 func (e *Engine) EmitSelf() {
@@ -353,8 +375,9 @@ func (e *Engine) EmitSelf() {
 
 // SelfPoints returns the agent's own health as pmta_agent points.
 func (e *Engine) SelfPoints(now time.Time) []agent.Point {
-	pts := make([]agent.Point, 0, len(e.reporters))
-	for _, r := range e.reporters {
+	reporters := e.Reporters()
+	pts := make([]agent.Point, 0, len(reporters))
+	for _, r := range reporters {
 		fields := r.Stats()
 		if len(fields) == 0 {
 			continue
@@ -378,7 +401,7 @@ func (e *Engine) Close(ctx context.Context) error {
 		for _, c := range e.stores {
 			errs = append(errs, c.Close())
 		}
-		for _, s := range e.sources {
+		for _, s := range e.Sources() {
 			errs = append(errs, closerOf(s).Close())
 		}
 		ctx, cancel := context.WithTimeout(ctx, e.shutdownTimeout())

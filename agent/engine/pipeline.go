@@ -79,10 +79,7 @@ func (c PipelineConfig) maxValues() map[string]int {
 // hands them to each sink's queue. It is safe for concurrent use: sources emit
 // from their own goroutines.
 type Pipeline struct {
-	cfg    PipelineConfig
-	isp    *agent.ISPMap
-	caps   map[string]int
-	static []agent.Tag
+	set    atomic.Pointer[pipelineSettings] // swapped whole by Reconfigure
 	queues []Enqueuer
 
 	batches   atomic.Int64
@@ -98,19 +95,38 @@ type Enqueuer interface {
 	Enqueue(points []agent.Point, durable func())
 }
 
-// NewPipeline returns a pipeline that feeds queues.
-func NewPipeline(cfg PipelineConfig, queues ...Enqueuer) *Pipeline {
+// pipelineSettings is what the configuration makes of a pipeline: one
+// batch is processed with one of them, whatever Reconfigure does meanwhile.
+type pipelineSettings struct {
+	server string
+	isp    *agent.ISPMap
+	caps   map[string]int
+	static []agent.Tag
+}
+
+func newPipelineSettings(cfg PipelineConfig) *pipelineSettings {
 	isp := cfg.ISP
 	if isp == nil {
 		isp = agent.NewISPMap(cfg.ISPMap)
 	}
-	p := &Pipeline{cfg: cfg, isp: isp, caps: cfg.maxValues(), queues: queues}
+	s := &pipelineSettings{server: cfg.Server, isp: isp, caps: cfg.maxValues()}
 	for k, v := range cfg.Tags {
-		p.static = append(p.static, agent.Tag{Key: k, Value: v})
+		s.static = append(s.static, agent.Tag{Key: k, Value: v})
 	}
-	slices.SortFunc(p.static, agent.CompareTags)
+	slices.SortFunc(s.static, agent.CompareTags)
+	return s
+}
+
+// NewPipeline returns a pipeline that feeds queues.
+func NewPipeline(cfg PipelineConfig, queues ...Enqueuer) *Pipeline {
+	p := &Pipeline{queues: queues}
+	p.set.Store(newPipelineSettings(cfg))
 	return p
 }
+
+// Reconfigure makes the batches processed from now on follow cfg (a
+// reload): tags, server, caps and ISP rules. The queues and the counts stay.
+func (p *Pipeline) Reconfigure(cfg PipelineConfig) { p.set.Store(newPipelineSettings(cfg)) }
 
 // Emit processes b and hands the result to every queue. b.Done is called
 // once every queue reports the points durable — possibly later, from another
@@ -149,7 +165,8 @@ func (p *Pipeline) Process(in []agent.Point) []agent.Point {
 	// server, isp and static tags tag adds, so that a batch costs two
 	// allocations instead of three per point; fields are shared with the
 	// input until a merge changes them (mergeSeries copies them first).
-	room := 2 + len(p.static)
+	set := p.set.Load()
+	room := 2 + len(set.static)
 	n := 0
 	for i := range in {
 		n += len(in[i].Tags) + room
@@ -160,13 +177,13 @@ func (p *Pipeline) Process(in []agent.Point) []agent.Point {
 		pt := in[i]
 		k := copy(slab, pt.Tags)
 		pt.Tags, slab = slab[:k:k+room], slab[k+room:]
-		if p.tag(&pt) {
+		if p.tag(set, &pt) {
 			changed = true
 		}
 		out[i] = pt
 	}
 	for i, tag := range foldedTags {
-		if n := foldTag(out, tag, p.caps[tag]); n > 0 {
+		if n := foldTag(out, tag, set.caps[tag]); n > 0 {
 			p.folded[i].Add(int64(n))
 			changed = true
 		}
@@ -182,7 +199,7 @@ func (p *Pipeline) Process(in []agent.Point) []agent.Point {
 // tag normalises the domain, adds the isp, static and server tags, and
 // makes every tag value safe. It reports whether it changed a value, which
 // can make two points one series.
-func (p *Pipeline) tag(pt *agent.Point) (changed bool) {
+func (p *Pipeline) tag(set *pipelineSettings, pt *agent.Point) (changed bool) {
 	pt.SortTags()
 	if d, ok := pt.TagValue("domain"); ok {
 		nd := agent.NormalizeDomain(d)
@@ -191,15 +208,15 @@ func (p *Pipeline) tag(pt *agent.Point) (changed bool) {
 			changed = true
 		}
 		if _, has := pt.TagValue("isp"); !has && nd != "" {
-			pt.SetTag("isp", p.isp.Lookup(nd))
+			pt.SetTag("isp", set.isp.Lookup(nd))
 		}
 	}
-	for _, t := range p.static {
+	for _, t := range set.static {
 		if _, has := pt.TagValue(t.Key); !has {
 			pt.SetTag(t.Key, t.Value)
 		}
 	}
-	pt.SetTag("server", p.cfg.Server)
+	pt.SetTag("server", set.server)
 	for i := range pt.Tags {
 		if v := agent.SafeTag(pt.Tags[i].Value); v != pt.Tags[i].Value {
 			pt.Tags[i].Value = v

@@ -222,11 +222,13 @@ func (p *Poller) Run(ctx context.Context, emit func(agent.Batch)) error {
 		if !sleep(ctx, p.jitter()) {
 			return nil
 		}
-		b, _ := p.Gather(ctx) // Gather logs and counts what failed
+		start := time.Now()
+		b, err := p.Gather(ctx) // Gather logs and counts what failed
 		if ctx.Err() != nil {
 			// A round cut short by shutdown says nothing about PowerMTA.
 			return nil
 		}
+		p.log.Debug("api poll", "points", len(b.Points), "took", time.Since(start), "ok", err == nil)
 		emit(b)
 		// Keep to the schedule; skip slots a slow round ran over.
 		now := time.Now()

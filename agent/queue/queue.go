@@ -185,7 +185,7 @@ func Open(o Options) (*Queue, error) {
 	}
 	q := &Queue{
 		opt:     o,
-		log:     o.Log.With("queue", o.Dir),
+		log:     o.Log.With("queue_dir", o.Dir), // the caller may name the queue ("queue")
 		lock:    lock,
 		writeAt: (*os.File).WriteAt,
 		notify:  make(chan struct{}, 1),

@@ -2,11 +2,13 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
+	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
@@ -211,4 +213,32 @@ func TestSecondAgentOnSameStateDirIsRefused(t *testing.T) {
 		t.Fatalf("after the first stopped: %v", err)
 	}
 	_ = again.engine.Close(context.Background())
+}
+
+// once previews the accounting source: the newest closed intervals of the
+// newest files, as the tailer would count them, printed with the round.
+func TestOncePreviewsTheAccountingFiles(t *testing.T) {
+	dir := t.TempDir()
+	w, err := sim.New(sim.Options{Seed: 3, Rate: -1}).NewAcctWriter(sim.AcctOptions{Dir: dir, LocalZone: time.UTC})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := errors.Join(w.Write(40, time.Now().Add(-time.Hour)), w.Write(25, time.Now().Add(-20*time.Second)), w.Close()); err != nil {
+		t.Fatal(err)
+	}
+	path := filepath.Join(dir, "agent.yaml")
+	writeTestFile(t, path, "server: once-acct\napi: {enabled: false}\nacct: {enabled: true, globs: ["+filepath.Join(dir, "*.csv")+"]}\nsinks: {stdout: {enabled: true}}\n")
+	var out, errOut syncBuffer
+	if code := run([]string{"once", "-config", path}, &out, &errOut); code != 0 {
+		t.Fatalf("exit %d; stderr:\n%s", code, errOut.String())
+	}
+	var sum int64
+	eachPointIn(t, []byte(out.String()), func(m string, tags map[string]string, fields map[string]int64) {
+		if m == "pmta_acct" && tags["server"] == "once-acct" {
+			sum += fields["count"]
+		}
+	})
+	if sum != 25 || !strings.Contains(errOut.String(), "once: accounting preview: 25 records logged") {
+		t.Errorf("pmta_acct counts sum to %d, want the 25 newest; stderr:\n%s", sum, errOut.String())
+	}
 }

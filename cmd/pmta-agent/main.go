@@ -12,7 +12,6 @@ import (
 	"flag"
 	"fmt"
 	"io"
-	"log/slog"
 	"os"
 	"os/signal"
 	"runtime"
@@ -26,8 +25,10 @@ var version = ""
 const usage = `pmta-agent — PowerMTA metrics for InfluxDB and OTLP
 
 Usage:
-  pmta-agent run [-config FILE]            run the agent until SIGINT/SIGTERM
-  pmta-agent once [-config FILE]           one collection round, printed as line protocol
+  pmta-agent run [-config FILE]            run the agent until SIGINT/SIGTERM; SIGHUP
+                                           reloads the configuration
+  pmta-agent once [-config FILE]           one collection round and a preview of the accounting
+                                           files, printed as line protocol
   pmta-agent once -sinks [-config FILE]    the round through the configured sinks, each one's answer said
   pmta-agent check-config [-config FILE]   load and validate the configuration, and say what was
                                            taken from PowerMTA's configuration
@@ -52,9 +53,9 @@ func run(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprint(stderr, usage)
 		return 2
 	}
-	// SIGHUP never ends the agent — a closed terminal, a `kill -HUP` out of
-	// habit — and reloads nothing: it is caught for the life of the process,
-	// and run says so in its log.
+	// SIGHUP never ends the agent: run reloads its configuration on it
+	// (systemctl reload), and the other commands, which end by themselves,
+	// let it pass unheeded rather than die of a closed terminal.
 	hups := make(chan os.Signal, 1)
 	signal.Notify(hups, syscall.SIGHUP)
 	defer signal.Stop(hups)
@@ -106,19 +107,6 @@ func run(args []string, stdout, stderr io.Writer) int {
 	default:
 		fmt.Fprintf(stderr, "pmta-agent %s: %v\n", cmd, err)
 		return 1
-	}
-}
-
-// logHangups logs each signal from hups until done is closed: the
-// configuration is read only at start, so a hang-up changes nothing.
-func logHangups(hups <-chan os.Signal, done <-chan struct{}, log *slog.Logger) {
-	for {
-		select {
-		case <-hups:
-			log.Warn("SIGHUP ignored: restart pmta-agent to apply a new configuration")
-		case <-done:
-			return
-		}
 	}
 }
 

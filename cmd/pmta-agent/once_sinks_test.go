@@ -1,11 +1,14 @@
 package main
 
 import (
+	"errors"
 	"fmt"
 	"net/http/httptest"
+	"os"
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/pmta-agent/pmta-agent/cmd/pmta-sim/sim"
 	"github.com/pmta-agent/pmta-agent/sinks/influx/influxtest"
@@ -22,15 +25,26 @@ func TestOnceSinks(t *testing.T) {
 	api := httptest.NewServer(s.Handler())
 	defer api.Close()
 	dir := t.TempDir()
+	// Accounting files: 70 records ten minutes ago, 100 half a minute ago.
+	// The preview is the newest minute of closed intervals: the 100.
+	logs := filepath.Join(dir, "log")
+	w, err := s.NewAcctWriter(sim.AcctOptions{Dir: logs, LocalZone: time.UTC})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := errors.Join(w.Write(70, time.Now().Add(-10*time.Minute)), w.Write(100, time.Now().Add(-30*time.Second)), w.Close()); err != nil {
+		t.Fatal(err)
+	}
 	conf := func(bucket string) string {
 		path := filepath.Join(dir, bucket+".yaml")
 		writeTestFile(t, path, fmt.Sprintf(`server: once-sinks
 state_dir: %s
 listen: {enabled: false}
 api: {enabled: true, url: %s}
+acct: {enabled: true, globs: [%s]}
 sinks:
   influx: {enabled: true, url: %s, bucket: %s/autogen}
-`, filepath.Join(dir, "state"), api.URL, srv.URL, bucket))
+`, filepath.Join(dir, "state"), api.URL, filepath.Join(logs, "*.csv"), srv.URL, bucket))
 		return path
 	}
 	var out, errOut syncBuffer
@@ -40,6 +54,16 @@ sinks:
 	n := count(t, srv, db, "pmta_queue")
 	if n == 0 || !strings.Contains(errOut.String(), "once: sink influx: ") || !strings.Contains(errOut.String(), "0 refused, 0 dead-lettered, 0 dropped, 0 left queued") {
 		t.Errorf("%d pmta_queue points stored; stderr:\n%s", n, errOut.String())
+	}
+	if !strings.Contains(errOut.String(), "once: accounting preview: 100 records logged") {
+		t.Errorf("no preview of the 100 newest records; stderr:\n%s", errOut.String())
+	}
+	if got := viewTotal(t, srv, db, "pmta_acct"); got != 100 {
+		t.Errorf("pmta_acct sums to %d in InfluxDB, want the 100 records of the preview", got)
+	}
+	// The tailer's state is not touched: no checkpoint.
+	if _, err := os.Stat(filepath.Join(dir, "state", "acct")); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("once -sinks touched the tailer's state: %v", err)
 	}
 	if out.String() != "" {
 		t.Errorf("once -sinks printed points:\n%.300s", out.String())

@@ -59,13 +59,30 @@ func (e configError) Unwrap() error { return e.error }
 const exitConfig = 3
 
 func newLogger(cfg config.Config, w io.Writer) *slog.Logger {
-	var level slog.Level
+	log, _ := newLevelLogger(cfg, w)
+	return log
+}
+
+// newLevelLogger returns the logger cfg asks for and its level, which a
+// reload may change.
+func newLevelLogger(cfg config.Config, w io.Writer) (*slog.Logger, *slog.LevelVar) {
+	level := new(slog.LevelVar)
 	_ = level.UnmarshalText([]byte(cfg.LogLevel)) // validated already
 	opts := &slog.HandlerOptions{Level: level}
 	if cfg.LogFormat == "json" {
-		return slog.New(slog.NewJSONHandler(w, opts))
+		opts.ReplaceAttr = durationSeconds
+		return slog.New(slog.NewJSONHandler(w, opts)), level
 	}
-	return slog.New(slog.NewTextHandler(w, opts))
+	return slog.New(slog.NewTextHandler(w, opts)), level
+}
+
+// durationSeconds writes durations as seconds: JSON has no duration type,
+// and slog's default, nanoseconds, is what no log pipeline expects.
+func durationSeconds(_ []string, a slog.Attr) slog.Attr {
+	if a.Value.Kind() == slog.KindDuration {
+		return slog.Float64(a.Key, a.Value.Duration().Seconds())
+	}
+	return a
 }
 
 // applyMemoryLimit sets the runtime's soft memory limit unless GOMEMLIMIT
@@ -104,18 +121,16 @@ func build(cfg config.Config, out io.Writer, log *slog.Logger) (*built, error) {
 	isp := agent.NewISPMap(cfg.Pipeline.ISPMap)
 	var sources []agent.Source
 	if cfg.API.Enabled {
-		p, err := poller.New(cfg.API, log)
+		p, err := newPoller(cfg, log)
 		if err != nil {
-			return fail(fmt.Errorf("api poller: %w", err))
+			return fail(err)
 		}
 		sources, owned = append(sources, p), append(owned, p)
 	}
 	if cfg.Acct.Enabled {
-		a := cfg.Acct
-		a.StateDir = filepath.Join(cfg.StateDir, "acct")
-		t, err := acct.NewTailer(a, isp, log)
+		t, err := newTailer(cfg, isp, log)
 		if err != nil {
-			return fail(fmt.Errorf("accounting tailer: %w", err))
+			return fail(err)
 		}
 		sources, owned = append(sources, t), append(owned, t)
 	}
@@ -151,15 +166,41 @@ func build(cfg config.Config, out io.Writer, log *slog.Logger) (*built, error) {
 		b.latest = selfmon.NewLatest()
 		taps = append(taps, b.latest)
 	}
-	pl := cfg.Pipeline
-	pl.Server, pl.Tags, pl.ISP = cfg.Server, cfg.Tags, isp
 	e, err := engine.New(engine.Config{StateDir: cfg.StateDir, SelfInterval: cfg.SelfInterval,
-		ShutdownTimeout: cfg.ShutdownTimeout, Pipeline: pl}, sources, outputs, taps, log)
+		ShutdownTimeout: cfg.ShutdownTimeout, Pipeline: pipelineConfig(cfg, isp)}, sources, outputs, taps, log)
 	if err != nil {
 		return nil, err // New closed the sources and sinks
 	}
 	b.engine = e
 	return b, nil
+}
+
+// newPoller builds the API source of cfg.
+func newPoller(cfg config.Config, log *slog.Logger) (*poller.Poller, error) {
+	p, err := poller.New(cfg.API, log)
+	if err != nil {
+		return nil, fmt.Errorf("api poller: %w", err)
+	}
+	return p, nil
+}
+
+// newTailer builds the accounting source of cfg, its state under state_dir.
+func newTailer(cfg config.Config, isp *agent.ISPMap, log *slog.Logger) (*acct.Tailer, error) {
+	a := cfg.Acct
+	a.StateDir = filepath.Join(cfg.StateDir, "acct")
+	t, err := acct.NewTailer(a, isp, log)
+	if err != nil {
+		return nil, fmt.Errorf("accounting tailer: %w", err)
+	}
+	return t, nil
+}
+
+// pipelineConfig is the pipeline's part of cfg, with the top-level server
+// and tags and the ISP map the tailer shares.
+func pipelineConfig(cfg config.Config, isp *agent.ISPMap) engine.PipelineConfig {
+	pl := cfg.Pipeline
+	pl.Server, pl.Tags, pl.ISP = cfg.Server, cfg.Tags, isp
+	return pl
 }
 
 // configFromFlags parses the -config flag that run, once and check-config
@@ -173,24 +214,36 @@ func configFromFlags(cmd string, args []string, stderr io.Writer) (config.Config
 	return loadConfig(*path)
 }
 
-// cmdRun runs the agent; every SIGHUP from hups is logged while it runs and
-// drains.
+// cmdRun runs the agent; each SIGHUP from hups reloads the configuration.
 func cmdRun(ctx context.Context, args []string, stdout, stderr io.Writer, hups <-chan os.Signal) error {
-	cfg, err := configFromFlags("run", args, stderr)
+	fs := newFlagSet("run", stderr)
+	path := fs.String("config", "", "configuration file (YAML)")
+	if err := parseFlags(fs, args); err != nil {
+		return err
+	}
+	cfg, err := loadConfig(*path)
 	if err != nil {
 		return err
 	}
-	log := newLogger(cfg, stderr)
-	done := make(chan struct{})
-	defer close(done)
-	go logHangups(hups, done, log)
+	log, level := newLevelLogger(cfg, stderr)
 	applyMemoryLimit(cfg)
-	return runAgent(ctx, cfg, stdout, log)
+	r := &reloader{path: *path, cur: cfg, level: level, log: log}
+	return serveAgent(ctx, cfg, stdout, log, func(wctx context.Context, b *built, sd sdNotifier) {
+		r.b, r.sd = b, sd
+		r.watch(wctx, hups)
+	})
 }
 
 // runAgent runs a validated configuration until ctx ends: build, serve the
 // agent's own endpoints, run, close.
 func runAgent(ctx context.Context, cfg config.Config, stdout io.Writer, log *slog.Logger) error {
+	return serveAgent(ctx, cfg, stdout, log, nil)
+}
+
+// serveAgent is runAgent with, when watch is not nil, a goroutine running
+// watch while the engine runs (the reloader).
+func serveAgent(ctx context.Context, cfg config.Config, stdout io.Writer, log *slog.Logger,
+	watch func(context.Context, *built, sdNotifier)) error {
 	b, err := build(cfg, stdout, log)
 	if err != nil {
 		return err
@@ -217,6 +270,9 @@ func runAgent(ctx context.Context, cfg config.Config, stdout io.Writer, log *slo
 	wctx, stopWatchdog := context.WithCancel(ctx)
 	defer stopWatchdog()
 	go sd.keepAlive(wctx, notifyErr)
+	if watch != nil {
+		go watch(wctx, b, sd)
+	}
 	go func() {
 		<-wctx.Done()
 		if ctx.Err() != nil {
@@ -240,9 +296,9 @@ func startListener(ctx context.Context, cfg config.Config, b *built, log *slog.L
 	}
 	lc := cfg.Listen
 	lc.Version = buildVersion()
-	if cfg.API.Enabled {
-		lc.APIStale = 3 * cfg.API.Interval
-	}
+	// Also when the API source is off: a reload may turn it on (its
+	// interval cannot change without a restart).
+	lc.APIStale = 3 * cfg.API.Interval
 	lctx, cancel := context.WithCancel(ctx)
 	done, err := selfmon.New(lc, b.engine.Reporters, b.latest, log).Start(lctx)
 	if err != nil {
@@ -374,7 +430,7 @@ func cmdOnce(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	}
 	log := newLogger(cfg, stderr)
 	if !*sinks {
-		return gatherOnce(ctx, cfg, stdout, log)
+		return gatherOnce(ctx, cfg, stdout, stderr, log)
 	}
 	return sendOnce(ctx, cfg, *stall, stderr, log)
 }
@@ -392,7 +448,13 @@ func memoryBuffers(cfg *config.Config) {
 // through a memory buffer (the daemon may hold the disk queues' locks), and
 // reports each sink's answer; it fails when a sink did not take every point.
 func sendOnce(ctx context.Context, cfg config.Config, stall time.Duration, stderr io.Writer, log *slog.Logger) error {
+	preview := cfg.Acct
 	cfg.Acct.Enabled, cfg.Listen.Enabled = false, false
+	if cfg.Sinks.OTLP.Enabled && cfg.Sinks.OTLP.Temporality == otlp.TemporalityCumulative && preview.Enabled {
+		// Cumulative totals would count the preview's records once more.
+		fmt.Fprintln(stderr, "once: no accounting preview sent: sinks.otlp.temporality is cumulative")
+		preview.Enabled = false
+	}
 	memoryBuffers(&cfg)
 	b, err := build(cfg, io.Discard, log)
 	if err != nil {
@@ -401,10 +463,12 @@ func sendOnce(ctx context.Context, cfg config.Config, stall time.Duration, stder
 	var gathered int
 	var gatherErr error
 	feedErr := b.engine.Feed(ctx, engine.FeedOptions{Stall: stall}, func(ctx context.Context, emit func(agent.Batch)) error {
-		var pts []agent.Point
-		pts, gatherErr = b.engine.Gather(ctx)
-		gathered = len(pts)
+		pts, err := b.engine.Gather(ctx)
+		acctPts, perr := acctPreview(preview, b, stderr)
+		gatherErr = errors.Join(err, perr)
+		gathered = len(pts) + len(acctPts)
 		emit(agent.Batch{Source: "once", Points: pts})
+		emit(agent.Batch{Source: "once-acct", Points: acctPts})
 		return nil
 	})
 	var lines strings.Builder
@@ -415,17 +479,42 @@ func sendOnce(ctx context.Context, cfg config.Config, stall time.Duration, stder
 	return errors.Join(gatherErr, feedErr, closeErr, sinkErr)
 }
 
-func gatherOnce(ctx context.Context, cfg config.Config, stdout io.Writer, log *slog.Logger) error {
+func gatherOnce(ctx context.Context, cfg config.Config, stdout, stderr io.Writer, log *slog.Logger) error {
 	cfg.Sinks = config.Sinks{}
-	cfg.Acct.Enabled = false // the tailer has no one-round mode; do not touch its state
+	preview := cfg.Acct
+	cfg.Acct.Enabled = false // the preview reads the files; the tailer's state is not touched
 	b, err := build(cfg, io.Discard, log)
 	if err != nil {
 		return err
 	}
 	defer func() { _ = b.engine.Close(context.WithoutCancel(ctx)) }()
 	pts, gatherErr := b.engine.Gather(ctx)
-	if _, err := stdout.Write(agent.LineProtocol(pts)); err != nil {
+	acctPts, previewErr := acctPreview(preview, b, stderr)
+	if _, err := stdout.Write(agent.LineProtocol(append(pts, b.engine.Pipeline().Process(acctPts)...))); err != nil {
 		return fmt.Errorf("write stdout: %w", err)
 	}
-	return gatherErr
+	return errors.Join(gatherErr, previewErr)
+}
+
+// acctPreview returns what the newest accounting files hold for their last
+// closed intervals (acct.Preview), untagged, and says what it read on w:
+// without the tailer's checkpoint and lock, so also beside a running agent.
+func acctPreview(a acct.Config, b *built, w io.Writer) ([]agent.Point, error) {
+	if !a.Enabled {
+		return nil, nil
+	}
+	res, err := acct.Preview(acct.PreviewOptions{Config: a}, b.isp)
+	switch {
+	case len(res.Files) == 0:
+		fmt.Fprintf(w, "once: accounting preview: no file matches acct.globs %s\n", strings.Join(a.Globs, " "))
+	case len(res.Points) == 0:
+		fmt.Fprintf(w, "once: accounting preview: no closed interval in the end of %s\n", strings.Join(res.Files, ", "))
+	default:
+		fmt.Fprintf(w, "once: accounting preview: %d records logged %s to %s in %s (the newest closed intervals, read from the files' end; not counted by the running agent's checkpoint)\n",
+			res.Records, res.From.Format(time.RFC3339), res.To.Format(time.RFC3339), strings.Join(res.Files, ", "))
+	}
+	if err != nil {
+		err = fmt.Errorf("accounting preview: %w", err)
+	}
+	return res.Points, err
 }
