@@ -1,7 +1,11 @@
 package selfmon
 
 import (
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -16,16 +20,11 @@ func acctPoint(domain string, count int64, at time.Time) agent.Point {
 		[]agent.Field{{Key: "count", Value: count}}, at)
 }
 
-// countSeries parses Latest's output as Prometheus does and returns the
-// value of pmta_acct_count_total per domain label.
+// countSeries scrapes Latest as Prometheus does and returns the value of
+// pmta_acct_count_total per domain label.
 func countSeries(t *testing.T, l *Latest) map[string]float64 {
 	t.Helper()
-	text := string(l.AppendMetrics(nil))
-	parser := expfmt.NewTextParser(model.LegacyValidation)
-	fams, err := parser.TextToMetricFamilies(strings.NewReader(text))
-	if err != nil {
-		t.Fatalf("unparsable output: %v\n%s", err, text)
-	}
+	_, fams := scrape(t, New(Config{}, noReporters, l, slog.New(slog.DiscardHandler)).Handler())
 	out := map[string]float64{}
 	f, ok := fams["pmta_acct_count_total"]
 	if !ok {
@@ -98,7 +97,49 @@ func TestLatestGaugesNotExpired(t *testing.T) {
 		[]agent.Field{{Key: "queue_rcp", Value: int64(7)}}, now)}, nil)
 	now = now.Add(48 * time.Hour)
 	l.Enqueue(nil, nil)
-	if out := string(l.AppendMetrics(nil)); !strings.Contains(out, `pmta_status_queue_rcp{server="m"} 7`) {
+	if out, _ := scrape(t, New(Config{}, noReporters, l, slog.New(slog.DiscardHandler)).Handler()); !strings.Contains(out, `pmta_status_queue_rcp{server="m"} 7`) {
 		t.Fatalf("gauge lost:\n%s", out)
+	}
+}
+
+// Scrapes run while polls and accounting counts arrive, and two scrapes at
+// once: every scrape sees whole polls (go test -race watches the rest).
+func TestLatestConcurrentScrapes(t *testing.T) {
+	l := NewLatest()
+	h := New(Config{}, noReporters, l, slog.New(slog.DiscardHandler)).Handler()
+	now := time.Unix(1_800_000_000, 0)
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for i := range 50 {
+			l.Enqueue(append(manyQueues(100+i, now), acctPoint("a.example", 1, now)), nil)
+		}
+	}()
+	var wg sync.WaitGroup
+	for range 2 {
+		wg.Go(func() {
+			for {
+				select {
+				case <-done:
+					return
+				default:
+				}
+				rec := httptest.NewRecorder()
+				h.ServeHTTP(rec, httptest.NewRequest(http.MethodGet, "/metrics", nil))
+				parser := expfmt.NewTextParser(model.LegacyValidation)
+				fams, err := parser.TextToMetricFamilies(rec.Body)
+				if err != nil {
+					t.Errorf("unparsable /metrics: %v", err)
+					return
+				}
+				if q, c := len(fams["pmta_queue_rcp"].GetMetric()), len(fams["pmta_queue_conn"].GetMetric()); q != c {
+					t.Errorf("a scrape saw %d queues in pmta_queue_rcp and %d in pmta_queue_conn", q, c)
+				}
+			}
+		})
+	}
+	wg.Wait()
+	if got := countSeries(t, l)["a.example"]; got != 50 {
+		t.Errorf("pmta_acct_count_total{domain=a.example} = %v, want 50", got)
 	}
 }

@@ -1,147 +1,196 @@
 package selfmon
 
 import (
-	"math"
-	"slices"
-	"strconv"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"runtime"
 	"strings"
+	"sync"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/pmta-agent/pmta-agent/agent"
+	"github.com/pmta-agent/pmta-agent/agent/ratelog"
 )
 
-// counterFields are the self-metrics that only grow; they are exposed as
-// Prometheus counters named …_total. Everything else is a gauge.
-var counterFields = map[string]bool{
-	"polls": true, "errors": true, "rows_skipped": true, "pmta_restarts": true,
-	"lines_read": true, "records": true, "malformed": true, "late": true, "truncations": true,
-	"bytes_read": true, "diag_folded": true, "checkpoint_corrupt": true, "checkpoint_errors": true,
-	"read_errors": true, "files_done": true, "batches": true, "points": true, "domains_folded": true,
-	"written_points": true, "dropped_rejected": true, "append_errors": true, "splits": true,
-	"dropped_points": true, "dropped_entries": true, "quarantined_files": true, "sync_errors": true,
-	"write_errors": true, "records_read": true, "records_emitted": true, "out_of_range": true,
-	"out_of_range_future": true, "out_of_range_old": true, "out_of_range_invalid": true,
-	"enqueued_points": true, "dead_lettered_points": true, "dropped_unstored": true,
-	"vmtas_folded": true, "pools_folded": true, "source_ips_folded": true, "bounce_cats_folded": true,
-	"diags_folded": true, "values_sanitized": true, "points_merged": true,
-	"fields_missing": true, "rejected_data_points": true,
+// newMetricsHandler returns /metrics: a registry of its own (not the
+// process-wide default, which any imported package could fill) with the Go
+// runtime's and the process's collectors, pmta_agent_build_info, the
+// components' stats and, when latest is not nil, PowerMTA's values. A series
+// that cannot be collected (a label value no Prometheus accepts, two series
+// the same) is left out and logged; the rest of the scrape is served.
+func newMetricsHandler(cfg Config, reporters func() []agent.StatsReporter, latest *Latest, log *slog.Logger) (http.Handler, error) {
+	reg := prometheus.NewRegistry()
+	build := prometheus.NewGauge(prometheus.GaugeOpts{
+		Name: "pmta_agent_build_info",
+		Help: "The agent's version and the Go version it was built with; always 1.",
+		ConstLabels: prometheus.Labels{
+			"version":   agent.SafeTag(cfg.Version),
+			"goversion": runtime.Version(),
+		},
+	})
+	build.Set(1)
+	fb := &fallbacks{log: log, descs: map[string]*prometheus.Desc{}}
+	cs := []prometheus.Collector{
+		collectors.NewGoCollector(),
+		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
+		build,
+		newSelfCollector(reporters, fb),
+	}
+	if latest != nil {
+		cs = append(cs, newLatestCollector(latest, fb))
+	}
+	var errs []error
+	for _, c := range cs {
+		if err := reg.Register(c); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	h := promhttp.HandlerFor(reg, promhttp.HandlerOpts{
+		ErrorLog:      &scrapeLog{log: log, ep: ratelog.Episode{Every: 10 * time.Minute}},
+		ErrorHandling: promhttp.ContinueOnError,
+	})
+	return h, errors.Join(errs...)
 }
 
-func appendBuildInfo(b []byte, version, goVersion string) []byte {
-	b = append(b, "# HELP pmta_agent_build_info The agent's version.\n# TYPE pmta_agent_build_info gauge\npmta_agent_build_info{version=\""...)
-	b = appendLabelValue(b, version)
-	b = append(b, "\",goversion=\""...)
-	b = appendLabelValue(b, goVersion)
-	return append(b, "\"} 1\n"...)
+// selfCollector turns the components' stats into pmta_agent_<field>
+// {component="…"} at every scrape, each field as selfFamilies describes it.
+// It is an unchecked collector (Describe sends nothing): the fields it sees
+// are known only when it collects.
+type selfCollector struct {
+	reporters func() []agent.StatsReporter
+	descs     map[string]*prometheus.Desc // by field; read-only after newSelfCollector
+	fb        *fallbacks
 }
 
-type sample struct {
-	labels []agent.Tag
-	value  float64
+func newSelfCollector(reporters func() []agent.StatsReporter, fb *fallbacks) *selfCollector {
+	c := &selfCollector{reporters: reporters, descs: make(map[string]*prometheus.Desc, len(selfFamilies)), fb: fb}
+	for field, f := range selfFamilies {
+		c.descs[field] = prometheus.NewDesc("pmta_agent_"+f.name, f.help, []string{"component"}, nil)
+	}
+	return c
 }
 
-// appendSelfMetrics renders each component's stats as pmta_agent_<field>
-// {component="…"}, one family per field name.
-func appendSelfMetrics(b []byte, reporters []agent.StatsReporter) []byte {
-	families := map[string][]sample{}
-	for _, r := range reporters {
+// Describe implements prometheus.Collector.
+func (c *selfCollector) Describe(chan<- *prometheus.Desc) {}
+
+// Collect implements prometheus.Collector.
+func (c *selfCollector) Collect(ch chan<- prometheus.Metric) {
+	for _, r := range c.reporters() {
+		component := agent.SafeTag(r.Component())
 		for _, f := range r.Stats() {
 			v, ok := agent.FieldNumber(f.Value)
 			if !ok {
 				continue
 			}
-			families[f.Key] = append(families[f.Key], sample{labels: []agent.Tag{{Key: "component", Value: r.Component()}}, value: v})
-		}
-	}
-	names := make([]string, 0, len(families))
-	for k := range families {
-		names = append(names, k)
-	}
-	slices.Sort(names)
-	for _, field := range names {
-		name, typ := "pmta_agent_"+sanitize(field), "gauge"
-		if counterFields[field] {
-			name, typ = name+"_total", "counter"
-		}
-		b = appendFamily(b, name, typ, families[field])
-	}
-	return b
-}
-
-func appendFamily(b []byte, name, typ string, samples []sample) []byte {
-	b = append(b, "# TYPE "...)
-	b = append(b, name...)
-	b = append(b, ' ')
-	b = append(b, typ...)
-	b = append(b, '\n')
-	for _, s := range samples {
-		b = append(b, name...)
-		if len(s.labels) > 0 {
-			b = append(b, '{')
-			for i, l := range s.labels {
-				if i > 0 {
-					b = append(b, ',')
-				}
-				b = append(b, sanitize(l.Key)...)
-				b = append(b, "=\""...)
-				b = appendLabelValue(b, l.Value)
-				b = append(b, '"')
+			fam, known := selfFamilies[f.Key]
+			desc := c.descs[f.Key]
+			if !known {
+				fam = family{name: "pmta_agent_" + sanitize(f.Key)}
+				desc = c.fb.desc(fam.name, []string{"component"}, f.Key, "component "+component)
 			}
-			b = append(b, '}')
+			ch <- constMetric(desc, fam, v, component)
 		}
-		b = append(b, ' ')
-		b = appendValue(b, s.value)
-		b = append(b, '\n')
 	}
-	return b
 }
 
-func appendValue(b []byte, v float64) []byte {
-	switch {
-	case math.IsNaN(v):
-		return append(b, "NaN"...)
-	case math.IsInf(v, 1):
-		return append(b, "+Inf"...)
-	case math.IsInf(v, -1):
-		return append(b, "-Inf"...)
+// constMetric is one sample of a family, or, if client_golang refuses it,
+// the error, which the registry reports without failing the scrape.
+func constMetric(desc *prometheus.Desc, fam family, v float64, labelValues ...string) prometheus.Metric {
+	typ := prometheus.GaugeValue
+	if fam.counter {
+		typ = prometheus.CounterValue
 	}
-	return strconv.AppendFloat(b, v, 'g', -1, 64)
+	if fam.scale != 0 {
+		v *= fam.scale
+	}
+	m, err := prometheus.NewConstMetric(desc, typ, v, labelValues...)
+	if err != nil {
+		return prometheus.NewInvalidMetric(desc, err)
+	}
+	return m
 }
 
-// appendLabelValue escapes as the text format wants: backslash, quote and
-// newline.
-func appendLabelValue(b []byte, s string) []byte {
-	for i := 0; i < len(s); i++ {
-		switch c := s[i]; c {
-		case '\\':
-			b = append(b, `\\`...)
-		case '"':
-			b = append(b, `\"`...)
-		case '\n':
-			b = append(b, `\n`...)
+// fallbacks gives a field that no table describes a family of its own,
+// exposed as a gauge with a generic help, and logs it once: a field added
+// to a component without a description shows up, and says so, instead of
+// vanishing.
+type fallbacks struct {
+	log   *slog.Logger
+	mu    sync.Mutex
+	descs map[string]*prometheus.Desc // by name and label names
+}
+
+func (f *fallbacks) desc(name string, labels []string, field, of string) *prometheus.Desc {
+	key := name + "\xff" + strings.Join(labels, "\xff")
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if d, ok := f.descs[key]; ok {
+		return d
+	}
+	f.log.Warn("/metrics: a field has no description; exposed as a gauge with a generic help", "metric", name, "field", field, "of", of)
+	d := prometheus.NewDesc(name, "Not described yet: field "+field+" of "+of+".", labels, nil)
+	f.descs[key] = d
+	return d
+}
+
+// scrapeLog is promhttp's error log: what a scrape could not collect goes
+// to the agent's log, at most once per ten minutes while it keeps
+// happening, so that a value PowerMTA keeps sending wrong costs a line, not
+// one per scrape.
+type scrapeLog struct {
+	log *slog.Logger
+	ep  ratelog.Episode
+}
+
+func (s *scrapeLog) Println(v ...any) {
+	due, _, held, _ := s.ep.Hit(time.Now())
+	if !due {
+		return
+	}
+	var msgs []string
+	for _, x := range v {
+		var me prometheus.MultiError
+		switch {
+		case errors.As(asError(x), &me):
+			for _, err := range me {
+				msgs = append(msgs, err.Error())
+			}
 		default:
-			b = append(b, c)
+			msgs = append(msgs, strings.TrimSuffix(fmt.Sprint(x), ":"))
 		}
 	}
-	return b
+	args := []any{"err", strings.Join(msgs, "; ")}
+	if held > 0 {
+		args = append(args, "suppressed_since_last", held)
+	}
+	s.log.Warn("/metrics: served without what could not be collected", args...)
+}
+
+func asError(x any) error {
+	if err, ok := x.(error); ok {
+		return err
+	}
+	return nil
 }
 
 // sanitize makes a metric or label name out of a field or tag key.
 func sanitize(s string) string {
-	ok := true
-	for i := 0; i < len(s); i++ {
-		c := s[i]
-		if !(c == '_' || c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || i > 0 && c >= '0' && c <= '9') {
-			ok = false
-			break
-		}
+	ok := s != ""
+	for i := 0; i < len(s) && ok; i++ {
+		ok = nameByte(s[i], i)
 	}
-	if ok && s != "" {
+	if ok {
 		return s
 	}
 	var sb strings.Builder
 	for i := 0; i < len(s); i++ {
-		c := s[i]
-		if c == '_' || c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || i > 0 && c >= '0' && c <= '9' {
+		if c := s[i]; nameByte(c, i) {
 			sb.WriteByte(c)
 		} else {
 			sb.WriteByte('_')
@@ -151,4 +200,8 @@ func sanitize(s string) string {
 		return "_"
 	}
 	return sb.String()
+}
+
+func nameByte(c byte, i int) bool {
+	return c == '_' || c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || i > 0 && c >= '0' && c <= '9'
 }

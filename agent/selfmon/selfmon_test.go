@@ -6,10 +6,12 @@ import (
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
+	"runtime"
 	"strings"
 	"testing"
 	"time"
 
+	dto "github.com/prometheus/client_model/go"
 	"github.com/prometheus/common/expfmt"
 	"github.com/prometheus/common/model"
 
@@ -25,65 +27,103 @@ type reporter struct {
 func (r reporter) Component() string    { return r.name }
 func (r reporter) Stats() []agent.Field { return r.fields }
 
+func noReporters() []agent.StatsReporter { return nil }
+
+// scrape serves /metrics from h and parses it as Prometheus does.
+func scrape(t *testing.T, h http.Handler) (string, map[string]*dto.MetricFamily) {
+	t.Helper()
+	rec := httptest.NewRecorder()
+	h.ServeHTTP(rec, httptest.NewRequest(http.MethodGet, "/metrics", nil))
+	if rec.Code != http.StatusOK {
+		t.Fatalf("/metrics: HTTP %d\n%s", rec.Code, rec.Body)
+	}
+	text := rec.Body.String()
+	parser := expfmt.NewTextParser(model.LegacyValidation)
+	fams, err := parser.TextToMetricFamilies(strings.NewReader(text))
+	if err != nil {
+		t.Fatalf("the Prometheus text parser rejects /metrics: %v\n%s", err, text)
+	}
+	return text, fams
+}
+
+// sampleValue is the value of a parsed sample, whatever its type.
+func sampleValue(m *dto.Metric) float64 {
+	switch {
+	case m.Counter != nil:
+		return m.Counter.GetValue()
+	case m.Gauge != nil:
+		return m.Gauge.GetValue()
+	}
+	return m.Untyped.GetValue()
+}
+
 func TestMetricsParse(t *testing.T) {
 	now := time.Unix(1_800_000_000, 0)
 	reps := []agent.StatsReporter{
-		reporter{"api", []agent.Field{{Key: "polls", Value: int64(7)}, {Key: "up", Value: int64(1)}, {Key: "last_duration_s", Value: 0.25}}},
+		reporter{"api", []agent.Field{{Key: "polls", Value: int64(7)}, {Key: "up", Value: int64(1)}, {Key: "last_duration_s", Value: 0.25},
+			{Key: "last_success_unix", Value: now.Unix()}}},
 		reporter{"sink_influx", []agent.Field{{Key: "queued_points", Value: int64(12)}, {Key: "errors", Value: int64(3)}, {Key: "note", Value: "text is skipped"}}},
 	}
 	latest := NewLatest()
 	ts := now
 	latest.Enqueue([]agent.Point{
-		agent.NewPoint("pmta_status", []agent.Tag{{Key: "server", Value: `mta "01"\`}}, []agent.Field{{Key: "queue_rcp", Value: int64(84312)}, {Key: "queue_kb", Value: 4188302.6}}, ts),
-		agent.NewPoint("pmta_queue", []agent.Tag{{Key: "server", Value: "m"}, {Key: "domain", Value: "gmail.com"}, {Key: "vmta", Value: ""}}, []agent.Field{{Key: "rcp", Value: int64(5)}}, ts),
+		agent.NewPoint("pmta_status", []agent.Tag{{Key: "server", Value: `mta "01"\`}}, []agent.Field{{Key: "queue_rcp", Value: int64(84312)}, {Key: "queue_kb", Value: 4188302.5},
+			{Key: "out_rcp_total", Value: int64(18342211)}, {Key: "uptime_s", Value: int64(285005)}, {Key: "spool_init_pct", Value: 100.0}}, ts),
+		agent.NewPoint("pmta_queue", []agent.Tag{{Key: "server", Value: "m"}, {Key: "domain", Value: "gmail.com"}, {Key: "vmta", Value: ""}}, []agent.Field{{Key: "rcp", Value: int64(5)}, {Key: "kb", Value: 2.5}}, ts),
 		agent.NewPoint("pmta_acct", []agent.Tag{{Key: "type", Value: "d"}, {Key: "isp", Value: "google"}}, []agent.Field{{Key: "count", Value: int64(10)}, {Key: "bytes", Value: int64(1000)}, {Key: "interval_s", Value: int64(10)}}, ts),
 		agent.NewPoint("pmta_acct", []agent.Tag{{Key: "type", Value: "d"}, {Key: "isp", Value: "google"}}, []agent.Field{{Key: "count", Value: int64(5)}}, ts.Add(10*time.Second)),
 	}, nil)
 	s := New(Config{Version: "v1.2.3"}, func() []agent.StatsReporter { return reps }, latest, slog.New(slog.DiscardHandler))
-	rec := httptest.NewRecorder()
-	s.Handler().ServeHTTP(rec, httptest.NewRequest(http.MethodGet, "/metrics", nil))
-	parser := expfmt.NewTextParser(model.LegacyValidation)
-	fams, err := parser.TextToMetricFamilies(strings.NewReader(rec.Body.String()))
-	if err != nil {
-		t.Fatalf("the Prometheus text parser rejects /metrics: %v\n%s", err, rec.Body.String())
-	}
+	text, fams := scrape(t, s.Handler())
 	value := func(name string) float64 {
 		f, ok := fams[name]
 		if !ok || len(f.Metric) == 0 {
-			t.Fatalf("no %s in\n%s", name, rec.Body.String())
+			t.Fatalf("no %s in\n%s", name, text)
 		}
-		m := f.Metric[0]
-		switch {
-		case m.Counter != nil:
-			return m.Counter.GetValue()
-		case m.Gauge != nil:
-			return m.Gauge.GetValue()
-		}
-		return m.Untyped.GetValue()
+		return sampleValue(f.Metric[0])
 	}
 	checks := map[string]float64{
-		"pmta_agent_build_info":      1,
-		"pmta_agent_polls_total":     7,
-		"pmta_agent_up":              1,
-		"pmta_agent_last_duration_s": 0.25,
-		"pmta_agent_queued_points":   12,
-		"pmta_agent_errors_total":    3,
-		"pmta_status_queue_rcp":      84312,
-		"pmta_status_queue_kb":       4188302.6,
-		"pmta_queue_rcp":             5,
-		"pmta_acct_count_total":      15,
-		"pmta_acct_bytes_total":      1000,
+		"pmta_agent_build_info":                     1,
+		"pmta_agent_polls_total":                    7,
+		"pmta_agent_up":                             1,
+		"pmta_agent_last_duration_seconds":          0.25,
+		"pmta_agent_last_success_timestamp_seconds": float64(now.Unix()),
+		"pmta_agent_queued_points":                  12,
+		"pmta_agent_errors_total":                   3,
+		"pmta_status_queue_rcp":                     84312,
+		"pmta_status_queue_bytes":                   4188302.5 * 1024,
+		"pmta_status_out_rcp_total":                 18342211,
+		"pmta_status_uptime_seconds":                285005,
+		"pmta_status_spool_init_ratio":              1,
+		"pmta_queue_rcp":                            5,
+		"pmta_queue_bytes":                          2560,
+		"pmta_acct_count_total":                     15,
+		"pmta_acct_bytes_total":                     1000,
 	}
 	for name, want := range checks {
 		if got := value(name); got != want {
 			t.Errorf("%s = %v, want %v", name, got, want)
 		}
 	}
+	if typ := fams["pmta_status_out_rcp_total"].GetType(); typ != dto.MetricType_COUNTER {
+		t.Errorf("pmta_status_out_rcp_total is a %v, want a counter", typ)
+	}
 	if _, ok := fams["pmta_acct_interval_s_total"]; ok {
 		t.Error("interval_s exported as a counter")
 	}
-	if got := fams["pmta_status_queue_rcp"].Metric[0].Label[0].GetValue(); got != `mta "01"\` {
-		t.Errorf("label round trip: %q", got)
+	if got := fams["pmta_status_queue_rcp"].Metric[0].Label[0].GetValue(); got != "mta \"01\"\uFFFD" {
+		t.Errorf("label round trip: %q (a trailing backslash becomes U+FFFD, as in every sink)", got)
+	}
+	for _, lp := range fams["pmta_queue_rcp"].Metric[0].Label {
+		if lp.GetName() == "vmta" {
+			t.Errorf("an empty tag became a label: %v", fams["pmta_queue_rcp"].Metric[0])
+		}
+	}
+	build := fams["pmta_agent_build_info"].Metric[0]
+	for _, lp := range build.Label {
+		if lp.GetName() == "version" && lp.GetValue() != "v1.2.3" || lp.GetName() == "goversion" && lp.GetValue() != runtime.Version() {
+			t.Errorf("build info label %s=%q", lp.GetName(), lp.GetValue())
+		}
 	}
 }
 
