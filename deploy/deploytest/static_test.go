@@ -17,6 +17,8 @@ import (
 	"time"
 
 	"github.com/pmta-agent/pmta-agent/agent/config"
+
+	kyaml "github.com/knadh/koanf/parsers/yaml"
 )
 
 // TestDashboardsWellFormed checks what Grafana needs to import and provision
@@ -275,6 +277,8 @@ func TestMathExpressions(t *testing.T) {
 // must appear in the unit with exactly this value.
 var requiredDirectives = map[string]string{
 	"User":                     "pmta-agent",
+	"Group":                    "pmta-agent",
+	"SupplementaryGroups":      "pmta",
 	"StateDirectory":           "pmta-agent",
 	"ReadOnlyPaths":            "-/var/log/pmta",
 	"ProtectSystem":            "strict",
@@ -289,7 +293,7 @@ var requiredDirectives = map[string]string{
 	"WatchdogSec":              "30",
 	"RestartPreventExitStatus": "3",
 	"RestartSec":               "5",
-	"ExecStart":                "/usr/local/bin/pmta-agent run -config /etc/pmta-agent/pmta-agent.yaml",
+	"ExecStart":                "/usr/bin/pmta-agent run -config /etc/pmta-agent/pmta-agent.yaml",
 	"EnvironmentFile":          "-/etc/pmta-agent/env",
 }
 
@@ -322,6 +326,7 @@ func TestSystemdUnit(t *testing.T) {
 	if len(values["MemoryMax"]) == 0 {
 		t.Error("MemoryMax is not set")
 	}
+	checkPackaged(t, values)
 	// The stop timeout must cover the agent's own shutdown_timeout.
 	stop, err := time.ParseDuration(strings.Join(values["TimeoutStopSec"], "") + "s")
 	if err != nil {
@@ -344,10 +349,12 @@ func TestSystemdUnit(t *testing.T) {
 		t.Fatal(err)
 	}
 	unit := filepath.Join(t.TempDir(), "pmta-agent.service")
-	if err := os.WriteFile(unit, bytes.ReplaceAll(b, []byte("/usr/local/bin/pmta-agent"), []byte(self)), 0o644); err != nil {
+	if err := os.WriteFile(unit, bytes.ReplaceAll(b, []byte("/usr/bin/pmta-agent"), []byte(self)), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	out, err := exec.Command(analyze, "verify", unit).CombinedOutput()
+	// The man page of Documentation= comes with the package:
+	// deploy/packagetest verifies the packaged unit with it.
+	out, err := exec.Command(analyze, "verify", "--man=no", unit).CombinedOutput()
 	if err != nil {
 		t.Errorf("systemd-analyze verify: %v\n%s", err, out)
 	}
@@ -371,6 +378,51 @@ func TestSystemdUnit(t *testing.T) {
 	t.Logf("systemd-analyze security: exposure %.1f", exposure)
 	if exposure > 2.5 {
 		t.Errorf("exposure level %.1f; the hardened unit should stay at 2.5 or below (OK)", exposure)
+	}
+}
+
+// checkPackaged holds the unit to what deploy/packaging/nfpm.yaml installs:
+// this very unit file, the binary ExecStart runs, and every document
+// Documentation= names. (deploy/packagetest checks the built packages.)
+func checkPackaged(t *testing.T, unit map[string][]string) {
+	t.Helper()
+	b, err := os.ReadFile(filepath.Join(moduleRoot(t), "deploy", "packaging", "nfpm.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var nfpm struct {
+		Contents []struct{ Src, Dst string } `json:"contents"`
+	}
+	m, err := kyaml.Parser().Unmarshal(b)
+	if err == nil {
+		err = viaJSON(m, &nfpm)
+	}
+	if err != nil {
+		t.Fatalf("deploy/packaging/nfpm.yaml: %v", err)
+	}
+	installs := map[string]string{} // dst → src
+	for _, c := range nfpm.Contents {
+		installs[c.Dst] = c.Src
+	}
+	if src := installs["/usr/lib/systemd/system/pmta-agent.service"]; src != "deploy/systemd/pmta-agent.service" {
+		t.Errorf("the packages install the unit from %q, not deploy/systemd/pmta-agent.service", src)
+	}
+	if exe := strings.Fields(strings.Join(unit["ExecStart"], " ")); len(exe) == 0 || installs[exe[0]] == "" {
+		t.Errorf("ExecStart=%q: the packages do not install that binary", unit["ExecStart"])
+	}
+	man := regexp.MustCompile(`^man:([^()]+)\(([0-9][a-z]*)\)$`)
+	docs := strings.Fields(strings.Join(unit["Documentation"], " "))
+	if len(docs) == 0 {
+		t.Error("no Documentation=")
+	}
+	for _, uri := range docs {
+		path, isFile := strings.CutPrefix(uri, "file:")
+		if m := man.FindStringSubmatch(uri); m != nil {
+			path, isFile = "/usr/share/man/man"+m[2][:1]+"/"+m[1]+"."+m[2]+".gz", true
+		}
+		if !isFile || installs[path] == "" {
+			t.Errorf("Documentation=%s: not a document the packages install (deploy/packaging/nfpm.yaml)", uri)
+		}
 	}
 }
 
