@@ -47,9 +47,10 @@ type PreviewResult struct {
 // intervals, the points the tailer makes of them, without its checkpoint or
 // its lock: `pmta-agent once`. It reads the end of the newest file of each
 // kind, and keeps the intervals that are complete in what it read — none
-// before the first whole interval of a file read from its middle, none
-// still open (ending after now less the grace) — and within Window of the
-// newest one. Files that cannot be read are in the error; the others are
+// up to the first whole interval of each file (the part not read, or the
+// file before a rotation, holds its beginning), none still open (ending
+// after now less the grace) — and within Window of the newest one. An
+// unfinished last line is not counted. Files that cannot be read are in the error; the others are
 // previewed.
 func Preview(opts PreviewOptions, isp *agent.ISPMap) (PreviewResult, error) {
 	cfg := opts.Config.withDefaults()
@@ -67,13 +68,17 @@ func Preview(opts PreviewOptions, isp *agent.ISPMap) (PreviewResult, error) {
 	errs := []error{err}
 	agg := newAggregator(cfg.Interval, cfg.TopDiag, isp, cfg.Views...)
 	agg.fillFrom(cfg.SourceIPs, cfg.Pools)
-	p := newLineParser(agg, cfg.MaxLineBytes, timeRange{now: now, skew: int64(cfg.MaxClockSkew / time.Second)},
-		slog.New(slog.DiscardHandler), now)
-	// from: no interval before the first whole one of a file read from
-	// its middle.
+	// from: no interval before the first whole one of each file: the
+	// part before the tail read, or a rotation, holds its beginning.
+	newParser := func(agg *aggregator) *lineParser {
+		return newLineParser(agg, cfg.MaxLineBytes, timeRange{now: now, skew: int64(cfg.MaxClockSkew / time.Second)},
+			slog.New(slog.DiscardHandler), now)
+	}
+	p := newParser(agg)
 	from := int64(minInt64)
 	for _, name := range files {
-		start, err := previewFile(p, name, tail)
+		probe := newParser(newAggregator(cfg.Interval, 0, isp))
+		start, err := previewFile(p, probe, name, tail)
 		if err != nil {
 			errs = append(errs, err)
 		}
@@ -111,11 +116,11 @@ func cmpDuration(d, def time.Duration) time.Duration {
 	return def
 }
 
-// previewFile reads the header of name and then its last tail bytes. It
-// returns the timeLogged of the first records read after the header when it
-// started in the middle (minInt64 when it read the file whole): intervals
-// before it are incomplete.
-func previewFile(p *lineParser, name string, tail int64) (start int64, err error) {
+// previewFile reads the header of name and then its last tail bytes with
+// p. It returns when its first records were logged (minInt64 when it has
+// none), which probe, a parser of its own, finds in the first 64 KiB read:
+// the interval that holds it may have begun before what was read.
+func previewFile(p, probe *lineParser, name string, tail int64) (start int64, err error) {
 	start = minInt64
 	f, err := os.Open(name)
 	if err != nil {
@@ -142,13 +147,16 @@ func previewFile(p *lineParser, name string, tail int64) (start int64, err error
 	}
 	if from := fi.Size() - tail; from > c.offset {
 		c.offset, c.skipping = from, true
-		// A first chunk, to learn where the data read begins.
-		if _, _, err := p.read(f, &c, readSpan{toOffset: true, offset: min(from+64<<10, fi.Size()), until: noUntil}); err != nil {
-			return start, fmt.Errorf("preview: %w", err)
-		}
-		start = c.last
 	}
-	if _, _, err := p.read(f, &c, readSpan{until: noUntil, final: true}); err != nil {
+	pc := c
+	if _, _, err := probe.read(f, &pc, readSpan{toOffset: true, offset: min(pc.offset+64<<10, fi.Size()), until: noUntil}); err != nil {
+		return start, fmt.Errorf("preview: %w", err)
+	}
+	if pc.last != 0 {
+		start = pc.last
+	}
+	// Not final: an unfinished last line is not a record yet.
+	if _, _, err := p.read(f, &c, readSpan{until: noUntil}); err != nil {
 		return start, fmt.Errorf("preview: %w", err)
 	}
 	return start, nil

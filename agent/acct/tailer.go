@@ -264,14 +264,15 @@ func (t *Tailer) unclampFuture(boundary int64) {
 }
 
 // shutdown saves the current state when no emitted batch is outstanding, so
-// that a restart need not re-read the open intervals, and closes the files.
-// The lock stays until Close: the Done callbacks of the batches still being
-// drained write the checkpoint.
+// that a restart need not re-read the open intervals. The files stay open
+// and the lock held until Close: the Done callbacks of the batches still
+// being drained write the checkpoint, and a tailer stopped for a reload
+// that runs on (its batches did not settle) still drains a file deleted
+// meanwhile through its descriptor.
 func (t *Tailer) shutdown() {
 	if err := t.journal.commitIfIdle(t.snapshotJSON); err != nil {
 		t.log.Warn("accounting checkpoint at shutdown failed", "err", err)
 	}
-	_ = t.files.closeAll()
 }
 
 // Settle waits, after Run has returned, until every batch the tailer

@@ -40,6 +40,8 @@ type Engine struct {
 	pipeline   *Pipeline
 	deliveries []*Delivery
 	reloads    chan reloadRequest // taken by Run while it runs
+	ended      chan struct{}      // closed when Run stops taking them
+	endOnce    sync.Once
 
 	mu        sync.Mutex // sources and reporters change on a reload
 	sources   []agent.Source
@@ -62,7 +64,8 @@ type Engine struct {
 // Every source, delivery and sink that is a StatsReporter reports as a
 // pmta_agent component, as does the pipeline.
 func New(cfg Config, sources []agent.Source, outputs []Output, taps []Enqueuer, log *slog.Logger) (*Engine, error) {
-	e := &Engine{cfg: cfg, sources: sources, log: log, now: time.Now, reloads: make(chan reloadRequest)}
+	e := &Engine{cfg: cfg, sources: sources, log: log, now: time.Now,
+		reloads: make(chan reloadRequest), ended: make(chan struct{})}
 	var enq []Enqueuer
 	for _, o := range outputs {
 		e.sinks = append(e.sinks, closerOf(o.Sink))
@@ -161,6 +164,7 @@ func (e *Engine) Run(ctx context.Context) error {
 			req.result <- e.reload(sctx, sup, req.r)
 		}
 	}
+	e.endOnce.Do(func() { close(e.ended) })
 	errs := sup.wait()
 	swg.Wait()
 	stopSources()

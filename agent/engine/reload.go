@@ -43,13 +43,15 @@ type reloadRequest struct {
 }
 
 // Reload applies r while Run runs and returns once it is applied (or ctx
-// ends first). A source that is replaced is stopped first; if it is a
+// ends first, or Run has ended). A source that is replaced is stopped first; if it is a
 // Settler that does not settle within ShutdownTimeout, it runs on as it was
 // and the error says so. The error lists what was not applied.
 func (e *Engine) Reload(ctx context.Context, r Reload) error {
 	req := reloadRequest{r: r, result: make(chan error, 1)}
 	select {
 	case e.reloads <- req:
+	case <-e.ended:
+		return errors.New("reload: the engine has stopped")
 	case <-ctx.Done():
 		return fmt.Errorf("reload: %w", ctx.Err())
 	}

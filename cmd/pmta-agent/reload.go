@@ -59,6 +59,7 @@ var fixedSettings = []struct {
 	{"self_interval", func(c *config.Config) any { return &c.SelfInterval }, "the engine was built with it"},
 	{"listen", func(c *config.Config) any { return &c.Listen }, "the listener keeps its address"},
 	{"api.interval", func(c *config.Config) any { return &c.API.Interval }, "/readyz's staleness is three of the intervals at start"},
+	{"acct.interval", func(c *config.Config) any { return &c.Acct.Interval }, "the checkpoint's open intervals are on its grid"},
 	{"sinks.stdout", func(c *config.Config) any { return &c.Sinks.Stdout }, "a sink keeps its queue and its connection"},
 	{"sinks.influx", func(c *config.Config) any { return &c.Sinks.Influx }, "a sink keeps its queue and its connection"},
 	{"sinks.otlp", func(c *config.Config) any { return &c.Sinks.OTLP }, "a sink keeps its queue and its connection"},
@@ -68,7 +69,11 @@ var fixedSettings = []struct {
 func (r *reloader) reload(ctx context.Context) {
 	started := time.Now()
 	r.notify("RELOADING=1")
-	defer r.notify("READY=1")
+	defer func() {
+		if ctx.Err() == nil { // not once stopping: STOPPING=1 is the last word
+			r.notify("READY=1")
+		}
+	}()
 	r.log.Info("SIGHUP: reloading the configuration", "config", r.path)
 	next, err := loadConfig(r.path)
 	if err != nil {
@@ -106,8 +111,7 @@ func (r *reloader) reload(ctx context.Context) {
 			return newTailer(c, m, r.log)
 		}, isp))
 	}
-	reloadErr := r.b.engine.Reload(ctx, rl)
-
+	// The level first: the new sources log from their first poll.
 	if r.cur.LogLevel != next.LogLevel {
 		_ = r.level.UnmarshalText([]byte(next.LogLevel)) // validated
 		changed = append(changed, "log_level")
@@ -116,6 +120,8 @@ func (r *reloader) reload(ctx context.Context) {
 		applyMemoryLimit(next)
 		changed = append(changed, "memory_limit")
 	}
+	reloadErr := r.b.engine.Reload(ctx, rl)
+
 	// What did not apply stays as it was, so that the next reload compares
 	// with what runs.
 	for _, c := range rl.Sources {
@@ -125,10 +131,12 @@ func (r *reloader) reload(ctx context.Context) {
 		case c.Name == "api":
 			next.API = r.cur.API
 		default:
-			next.Acct = r.cur.Acct
+			// The tailer runs on with the ISP map it had: so does the
+			// pipeline's record of it, so that the next reload tries again.
+			next.Acct, next.Pipeline.ISPMap, isp = r.cur.Acct, r.cur.Pipeline.ISPMap, r.b.isp
 		}
 	}
-	r.b.isp = isp // the pipeline's now
+	r.b.isp = isp
 	if !reflect.DeepEqual(r.cur.Derived, next.Derived) {
 		logDerivation(next.Derived, r.log)
 	}

@@ -450,25 +450,28 @@ func memoryBuffers(cfg *config.Config) {
 func sendOnce(ctx context.Context, cfg config.Config, stall time.Duration, stderr io.Writer, log *slog.Logger) error {
 	preview := cfg.Acct
 	cfg.Acct.Enabled, cfg.Listen.Enabled = false, false
-	if cfg.Sinks.OTLP.Enabled && cfg.Sinks.OTLP.Temporality == otlp.TemporalityCumulative && preview.Enabled {
-		// Cumulative totals would count the preview's records once more.
-		fmt.Fprintln(stderr, "once: no accounting preview sent: sinks.otlp.temporality is cumulative")
-		preview.Enabled = false
-	}
 	memoryBuffers(&cfg)
 	b, err := build(cfg, io.Discard, log)
 	if err != nil {
 		return err
 	}
+	// The accounting preview is said, not sent: the running agent writes
+	// the same series and times from whole intervals, which a preview's
+	// view (the end of the newest file, its own domain cap) would overwrite
+	// with smaller counts, and a delta OTLP sum would count twice.
+	_, previewErr := acctPreview(preview, b, stderr)
 	var gathered int
 	var gatherErr error
 	feedErr := b.engine.Feed(ctx, engine.FeedOptions{Stall: stall}, func(ctx context.Context, emit func(agent.Batch)) error {
-		pts, err := b.engine.Gather(ctx)
-		acctPts, perr := acctPreview(preview, b, stderr)
-		gatherErr = errors.Join(err, perr)
-		gathered = len(pts) + len(acctPts)
+		var pts []agent.Point
+		pts, gatherErr = b.engine.Gather(ctx)
+		if len(pts) == 0 {
+			// No API source: the agent's own health, so that each sink is
+			// still written to and answers.
+			pts = b.engine.SelfPoints(time.Now())
+		}
+		gathered = len(pts)
 		emit(agent.Batch{Source: "once", Points: pts})
-		emit(agent.Batch{Source: "once-acct", Points: acctPts})
 		return nil
 	})
 	var lines strings.Builder
@@ -476,7 +479,7 @@ func sendOnce(ctx context.Context, cfg config.Config, stall time.Duration, stder
 	closeErr := b.engine.Close(context.WithoutCancel(ctx))
 	fmt.Fprintf(stderr, "once: %d points gathered\n", gathered)
 	io.WriteString(stderr, lines.String())
-	return errors.Join(gatherErr, feedErr, closeErr, sinkErr)
+	return errors.Join(gatherErr, previewErr, feedErr, closeErr, sinkErr)
 }
 
 func gatherOnce(ctx context.Context, cfg config.Config, stdout, stderr io.Writer, log *slog.Logger) error {
