@@ -118,8 +118,8 @@ func cmpDuration(d, def time.Duration) time.Duration {
 
 // previewFile reads the header of name and then its last tail bytes with
 // p. It returns when its first records were logged (minInt64 when it has
-// none), which probe, a parser of its own, finds in the first 64 KiB read:
-// the interval that holds it may have begun before what was read.
+// none), which probe, a parser of its own, finds in the first records
+// read: the interval that holds them may have begun before what was read.
 func previewFile(p, probe *lineParser, name string, tail int64) (start int64, err error) {
 	start = minInt64
 	f, err := os.Open(name)
@@ -148,12 +148,19 @@ func previewFile(p, probe *lineParser, name string, tail int64) (start int64, er
 	if from := fi.Size() - tail; from > c.offset {
 		c.offset, c.skipping = from, true
 	}
-	pc := c
-	if _, _, err := probe.read(f, &pc, readSpan{toOffset: true, offset: min(pc.offset+64<<10, fi.Size()), until: noUntil}); err != nil {
-		return start, fmt.Errorf("preview: %w", err)
-	}
-	if pc.last != 0 {
-		start = pc.last
+	// The probe reads 4 KiB (a few records), more until it has one.
+	for size := int64(4 << 10); ; size *= 2 {
+		pc := c
+		end := min(pc.offset+size, fi.Size())
+		if _, _, err := probe.read(f, &pc, readSpan{toOffset: true, offset: end, until: noUntil}); err != nil {
+			return start, fmt.Errorf("preview: %w", err)
+		}
+		if pc.last != 0 || end == fi.Size() {
+			if pc.last != 0 {
+				start = pc.last
+			}
+			break
+		}
 	}
 	// Not final: an unfinished last line is not a record yet.
 	if _, _, err := p.read(f, &c, readSpan{until: noUntil}); err != nil {
