@@ -37,6 +37,10 @@ Usage:
                                            taken from PowerMTA's configuration marked
   pmta-agent demo [-dialect pmta|seed]     run against a built-in PowerMTA simulator, print to stdout
   pmta-agent backfill [-config FILE] FILE… aggregate whole accounting files into the sinks
+  pmta-agent command [-config FILE] [-json] COMMAND…
+                                           send one command to PowerMTA with the API settings
+                                           (pause queue outlook.com/*, schedule gmail.com/*,
+                                           show status, …); exit 1 if PowerMTA refused it
   pmta-agent version                       print the version
 
 Configuration: a YAML file (see deploy/pmta-agent.example.yaml), overridden by
@@ -83,6 +87,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 		err = cmdDemo(ctx, rest, stdout, stderr)
 	case "backfill":
 		err = cmdBackfill(ctx, rest, stdout, stderr)
+	case "command":
+		err = cmdCommand(ctx, rest, stdout, stderr)
 	case "version", "-version", "--version":
 		fmt.Fprintln(stdout, "pmta-agent", buildVersion(), versionDetails())
 	case "help", "-h", "-help", "--help":

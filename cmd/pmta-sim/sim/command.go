@@ -6,6 +6,7 @@ import (
 	"path"
 	"strconv"
 	"strings"
+	"time"
 )
 
 // cmdResult is the outcome of one command in every form a client may ask for.
@@ -115,6 +116,8 @@ func (s *Sim) runCommand(line string) cmdResult {
 		r = s.cmdSetQueue(args[1:])
 	case verb == "show":
 		r = s.cmdShow(args)
+	case verb == "list":
+		r = s.cmdList(args)
 	case verb == "reset" && len(args) == 1 && strings.EqualFold(args[0], "counters"):
 		s.resetCounters()
 		r = cmdResult{msg: "Counters reset."}
@@ -193,6 +196,85 @@ func (s *Sim) cmdSetQueue(args []string) cmdResult {
 		s.setMode(qi, mode, s.last)
 	}
 	return cmdResult{msg: fmt.Sprintf("Mode of %d queue(s) set to %s.", len(qs), mode)}
+}
+
+// listed is one queue in list's reply: its recipients and how long the
+// oldest has waited.
+type listed struct {
+	Queue  string `json:"queue"`
+	Rcp    int64  `json:"rcp"`
+	Oldest int64  `json:"oldestSeconds"`
+}
+
+// cmdList answers "list [--queue=d[/v]] [--older-than=AGE] [--maxitems=N]"
+// per queue, not per recipient as PowerMTA does (the model keeps no
+// recipients): the queues that hold recipients older than AGE, with their
+// count and the oldest one's age. In the model a recipient waits as long as
+// its queue has been paused or held in backoff by a command; in a queue
+// that delivers, the oldest is younger than a minute.
+func (s *Sim) cmdList(args []string) cmdResult {
+	opts, rest := options(args)
+	if len(rest) != 0 {
+		return cmdResult{err: errors.New("usage: list [--queue=domain[/vmta]] [--older-than=AGE] [--maxitems=N]")}
+	}
+	pattern, olderThan, limit := "*/*", int64(0), 0
+	for k, v := range opts {
+		switch k {
+		case "queue":
+			pattern = v
+		case "older-than":
+			d, err := time.ParseDuration(v)
+			if err != nil || d < 0 {
+				return cmdResult{err: fmt.Errorf("list: bad --older-than %q (e.g. 1h, 30m)", v)}
+			}
+			olderThan = int64(d / time.Second)
+		case "maxitems":
+			n, err := strconv.Atoi(v)
+			if err != nil || n < 0 {
+				return cmdResult{err: fmt.Errorf("list: bad --maxitems %q", v)}
+			}
+			limit = n
+		default:
+			return cmdResult{err: fmt.Errorf("list: unknown option --%s", k)}
+		}
+	}
+	qs, err := s.matching(pattern)
+	if err != nil {
+		return cmdResult{err: err}
+	}
+	var out []listed
+	var total int64
+	for _, qi := range qs {
+		q := &s.queues[qi]
+		st := s.stateAt(qi, s.last)
+		if st.rcp == 0 {
+			continue
+		}
+		oldest := int64(30)
+		switch {
+		case q.paused:
+			oldest = s.last - q.pausedAt
+		case q.override == "backoff":
+			oldest = s.last - q.overAt
+		}
+		if oldest < olderThan {
+			continue
+		}
+		out = append(out, listed{Queue: q.name, Rcp: st.rcp, Oldest: oldest})
+		total += st.rcp
+	}
+	if limit > 0 && len(out) > limit {
+		out = out[:limit]
+	}
+	var text strings.Builder
+	for _, l := range out {
+		fmt.Fprintf(&text, "%-40s %8d  %ds\n", l.Queue, l.Rcp, l.Oldest)
+	}
+	fmt.Fprintf(&text, "%d recipients in %d queues.\n", total, len(out))
+	if out == nil {
+		out = []listed{}
+	}
+	return cmdResult{data: out, text: text.String()}
 }
 
 func (s *Sim) cmdShow(args []string) cmdResult {
