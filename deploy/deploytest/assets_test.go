@@ -169,7 +169,9 @@ type assets struct {
 
 // loadAssets walks deploy/ (leaving out this package) and sorts what it finds
 // by content: JSON with panels is a dashboard, YAML with groups of rules is an
-// alert rule file, YAML with datasources provisions data sources.
+// alert rule file (Grafana's; Prometheus's rule files, whose rules are
+// `alert` or `record`, stay in yamlFiles: prometheus_rules_test.go), YAML
+// with datasources provisions data sources.
 func loadAssets(t testing.TB) *assets {
 	t.Helper()
 	dir := filepath.Join(moduleRoot(t), "deploy")
@@ -206,7 +208,7 @@ func loadAssets(t testing.TB) *assets {
 				return fmt.Errorf("%s: %w", rel, err)
 			}
 			a.yamlFiles[rel] = m
-			if _, ok := m["groups"]; ok {
+			if _, ok := m["groups"]; ok && !isPrometheusRules(m) {
 				var af alertFile
 				if err := viaJSON(m, &af); err != nil {
 					return fmt.Errorf("%s: %w", rel, err)
