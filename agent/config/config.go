@@ -16,6 +16,7 @@ import (
 	"github.com/pmta-agent/pmta-agent/agent/bytesize"
 	"github.com/pmta-agent/pmta-agent/agent/engine"
 	"github.com/pmta-agent/pmta-agent/agent/poller"
+	"github.com/pmta-agent/pmta-agent/agent/relay"
 	"github.com/pmta-agent/pmta-agent/agent/selfmon"
 	"github.com/pmta-agent/pmta-agent/sinks/influx"
 	"github.com/pmta-agent/pmta-agent/sinks/otlp"
@@ -46,6 +47,7 @@ type Config struct {
 	MemoryLimit bytesize.Size `koanf:"memory_limit"`
 
 	Listen   selfmon.Config        `koanf:"listen"`
+	Relay    relay.Config          `koanf:"relay"`
 	API      poller.Config         `koanf:"api"`
 	Acct     acct.Config           `koanf:"acct"`
 	Pipeline engine.PipelineConfig `koanf:"pipeline"`
@@ -93,6 +95,7 @@ func Default() Config {
 		SelfInterval:    60 * time.Second,
 		MemoryLimit:     64 << 20,
 		Listen:          selfmon.DefaultConfig(),
+		Relay:           relay.DefaultConfig(),
 		API:             poller.DefaultConfig(),
 		Acct:            acct.DefaultConfig(),
 		Pipeline:        engine.DefaultPipelineConfig(),

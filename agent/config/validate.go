@@ -3,6 +3,7 @@ package config
 import (
 	"errors"
 	"fmt"
+	"net"
 	"strings"
 	"time"
 
@@ -37,6 +38,17 @@ func (c *Config) Validate() error {
 	}
 
 	p.section("listen", c.Listen.Validate())
+	p.section("relay", c.Relay.Validate())
+	if c.Relay.Enabled {
+		switch {
+		case !c.Listen.Enabled:
+			p.add("relay.enabled", "needs the listener (listen.enabled: true): the relay is served there")
+		case !c.API.Enabled:
+			p.add("relay.enabled", "needs the API source (api.enabled, api.url): commands go to PowerMTA's API")
+		case !loopback(c.Listen.Address) && !c.Relay.AllowRemote:
+			p.add("relay.enabled", fmt.Sprintf("listen.address %s is not loopback and the listener speaks plain HTTP: keep it on 127.0.0.1, or put a TLS proxy in front and set relay.allow_remote: true", c.Listen.Address))
+		}
+	}
 	if c.API.Enabled {
 		p.section("api", c.API.Validate())
 	}
@@ -114,4 +126,17 @@ func (p *problems) positive(key string, d time.Duration) {
 	if d <= 0 {
 		p.add(key, fmt.Sprintf("must be a positive duration such as 10s (is %s)", d))
 	}
+}
+
+// loopback reports whether a host:port listens on loopback only.
+func loopback(addr string) bool {
+	host, _, err := net.SplitHostPort(addr)
+	if err != nil {
+		return false
+	}
+	if host == "localhost" {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
 }

@@ -76,8 +76,18 @@ type Server struct {
 	reporters func() []agent.StatsReporter
 	log       *slog.Logger
 	metrics   http.Handler
+	extra     map[string]http.Handler // Handle's
 	now       func() time.Time
 	started   time.Time
+}
+
+// Handle adds an endpoint (the relay's) to those the listener serves; call
+// it before Handler or Start.
+func (s *Server) Handle(pattern string, h http.Handler) {
+	if s.extra == nil {
+		s.extra = map[string]http.Handler{}
+	}
+	s.extra[pattern] = h
 }
 
 // New returns a server reading the components' health from reporters.
@@ -97,6 +107,9 @@ func New(cfg Config, reporters func() []agent.StatsReporter, latest *Latest, log
 // Handler returns the mux with /metrics, /healthz and /readyz.
 func (s *Server) Handler() http.Handler {
 	mux := http.NewServeMux()
+	for pattern, h := range s.extra {
+		mux.Handle(pattern, h)
+	}
 	mux.Handle("GET /metrics", s.metrics)
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusOK, map[string]any{"status": "alive", "uptime_s": int64(s.now().Sub(s.started).Seconds())})

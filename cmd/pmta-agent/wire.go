@@ -18,8 +18,10 @@ import (
 	"github.com/pmta-agent/pmta-agent/agent/acct"
 	"github.com/pmta-agent/pmta-agent/agent/config"
 	"github.com/pmta-agent/pmta-agent/agent/engine"
+	"github.com/pmta-agent/pmta-agent/agent/pmtacmd"
 	"github.com/pmta-agent/pmta-agent/agent/pmtaconf"
 	"github.com/pmta-agent/pmta-agent/agent/poller"
+	"github.com/pmta-agent/pmta-agent/agent/relay"
 	"github.com/pmta-agent/pmta-agent/agent/selfmon"
 	"github.com/pmta-agent/pmta-agent/sinks/influx"
 	"github.com/pmta-agent/pmta-agent/sinks/otlp"
@@ -100,6 +102,7 @@ type built struct {
 	engine *engine.Engine
 	latest *selfmon.Latest
 	isp    *agent.ISPMap // the one map of the tailer and the pipeline
+	relay  *relay.Relay  // nil unless relay.enabled
 }
 
 // build turns a validated configuration into the engine that runs it: the
@@ -165,6 +168,19 @@ func build(cfg config.Config, out io.Writer, log *slog.Logger) (*built, error) {
 	if cfg.Listen.Enabled && cfg.Listen.PMTAMetrics {
 		b.latest = selfmon.NewLatest()
 		taps = append(taps, b.latest)
+	}
+	if cfg.Relay.Enabled && cfg.Listen.Enabled {
+		client, err := pmtacmd.NewClient(cfg.API, log)
+		if err != nil {
+			return fail(fmt.Errorf("relay: %w", err))
+		}
+		// The audit's events go through the engine's pipeline, like any
+		// point: the engine exists once New returns.
+		emit := func(batch agent.Batch) { b.engine.Pipeline().Emit(batch) }
+		if b.relay, err = relay.New(cfg.Relay, cfg.API.Dialect, client, emit, log); err != nil {
+			return fail(err)
+		}
+		taps = append(taps, b.relay.Tap())
 	}
 	e, err := engine.New(engine.Config{StateDir: cfg.StateDir, SelfInterval: cfg.SelfInterval,
 		ShutdownTimeout: cfg.ShutdownTimeout, Pipeline: pipelineConfig(cfg, isp)}, sources, outputs, taps, log)
@@ -300,7 +316,15 @@ func startListener(ctx context.Context, cfg config.Config, b *built, log *slog.L
 	// interval cannot change without a restart).
 	lc.APIStale = 3 * cfg.API.Interval
 	lctx, cancel := context.WithCancel(ctx)
-	done, err := selfmon.New(lc, b.engine.Reporters, b.latest, log).Start(lctx)
+	srv := selfmon.New(lc, b.engine.Reporters, b.latest, log)
+	if b.relay != nil {
+		for pattern, h := range b.relay.Routes() {
+			srv.Handle(pattern, h)
+		}
+		log.Warn("relay on: PowerMTA commands accepted from token holders", "allow", strings.Join(cfg.Relay.Allow, ","),
+			"alertmanager", cfg.Relay.Alertmanager.Enabled, "dry_run", cfg.Relay.Alertmanager.DryRun)
+	}
+	done, err := srv.Start(lctx)
 	if err != nil {
 		cancel()
 		return nil, nil, err

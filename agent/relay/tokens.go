@@ -1,0 +1,113 @@
+package relay
+
+import (
+	"bufio"
+	"bytes"
+	"crypto/sha256"
+	"crypto/subtle"
+	"errors"
+	"fmt"
+	"os"
+	"strings"
+	"unicode"
+)
+
+// tokens are the callers the relay knows: a name (for the audit) and the
+// SHA-256 of its bearer token, compared in constant time with every one.
+type tokens struct {
+	names  []string
+	hashes [][sha256.Size]byte
+}
+
+// minTokenLen is the shortest token accepted: 128 bits in hex.
+const minTokenLen = 32
+
+// loadTokens reads a tokens file: one "NAME TOKEN" a line (a colon also
+// separates), # comments and blank lines ignored. Names are unique words;
+// tokens at least minTokenLen printable characters, each used once. A file
+// anyone but its owner may read is refused.
+func loadTokens(path string) (*tokens, error) {
+	fi, err := os.Stat(path)
+	if err != nil {
+		return nil, err
+	}
+	if fi.Mode().Perm()&0o077 != 0 {
+		return nil, fmt.Errorf("%s is mode %04o: the tokens must be readable by their owner alone (chmod 600)", path, fi.Mode().Perm())
+	}
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil, err
+	}
+	return parseTokens(b)
+}
+
+func parseTokens(b []byte) (*tokens, error) {
+	t := &tokens{}
+	seen := map[string]bool{}
+	var errs []error
+	sc := bufio.NewScanner(bytes.NewReader(b))
+	for n := 1; sc.Scan(); n++ {
+		line := strings.TrimSpace(sc.Text())
+		if line == "" || line[0] == '#' {
+			continue
+		}
+		name, tok, ok := strings.Cut(line, " ")
+		if c, t2, ok2 := strings.Cut(line, ":"); ok2 && (!ok || len(c) < len(name)) {
+			name, tok, ok = c, t2, true
+		}
+		name, tok = strings.TrimSpace(name), strings.TrimSpace(tok)
+		switch {
+		case !ok || name == "" || tok == "":
+			errs = append(errs, fmt.Errorf("line %d: want NAME TOKEN", n))
+			continue
+		case !validName(name):
+			errs = append(errs, fmt.Errorf("line %d: name %q: letters, digits, - _ . only", n, name))
+			continue
+		case seen[name]:
+			errs = append(errs, fmt.Errorf("line %d: name %q twice", n, name))
+			continue
+		case len(tok) < minTokenLen || strings.IndexFunc(tok, func(r rune) bool { return !unicode.IsPrint(r) || r == ' ' }) >= 0:
+			// The token itself is never said.
+			errs = append(errs, fmt.Errorf("line %d: the token of %q must be at least %d printable characters without spaces", n, name, minTokenLen))
+			continue
+		}
+		h := sha256.Sum256([]byte(tok))
+		for i, other := range t.hashes {
+			if other == h {
+				errs = append(errs, fmt.Errorf("line %d: %q has the token of %q: each caller its own", n, name, t.names[i]))
+			}
+		}
+		seen[name] = true
+		t.names, t.hashes = append(t.names, name), append(t.hashes, h)
+	}
+	if len(t.names) == 0 && len(errs) == 0 {
+		errs = append(errs, errors.New("no tokens"))
+	}
+	return t, errors.Join(errs...)
+}
+
+func validName(s string) bool {
+	for _, r := range s {
+		if !(r == '-' || r == '_' || r == '.' || r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9') {
+			return false
+		}
+	}
+	return s != "" && len(s) <= 64
+}
+
+// match returns the name whose token tok is. Every token is compared, in
+// constant time over digests of equal length, so that neither which one
+// matched nor how much of one did shows in the time taken.
+func (t *tokens) match(tok string) (string, bool) {
+	h := sha256.Sum256([]byte(tok))
+	found := -1
+	for i := range t.hashes {
+		if subtle.ConstantTimeCompare(h[:], t.hashes[i][:]) == 1 {
+			found = i
+		}
+	}
+	if found < 0 || tok == "" {
+		return "", false
+	}
+	return t.names[found], true
+}
