@@ -219,7 +219,7 @@ func TestSecondAgentOnSameStateDirIsRefused(t *testing.T) {
 // newest files, as the tailer would count them, printed with the round.
 func TestOncePreviewsTheAccountingFiles(t *testing.T) {
 	dir := t.TempDir()
-	w, err := sim.New(sim.Options{Seed: 3, Rate: -1}).NewAcctWriter(sim.AcctOptions{Dir: dir, LocalZone: time.UTC})
+	w, err := sim.New(sim.Options{Seed: 3, Rate: -1}).NewAcctWriter(sim.AcctOptions{Dir: dir, LocalZone: noonZone()})
 	if err != nil {
 		t.Fatal(err)
 	}

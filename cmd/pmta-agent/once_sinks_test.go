@@ -29,7 +29,7 @@ func TestOnceSinks(t *testing.T) {
 	// The preview is the newest minute of closed intervals: the 100, said
 	// on stderr and not sent.
 	logs := filepath.Join(dir, "log")
-	w, err := s.NewAcctWriter(sim.AcctOptions{Dir: logs, LocalZone: time.UTC})
+	w, err := s.NewAcctWriter(sim.AcctOptions{Dir: logs, LocalZone: noonZone()})
 	if err != nil {
 		t.Fatal(err)
 	}

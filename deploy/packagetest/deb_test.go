@@ -11,7 +11,11 @@ import (
 // TestDebLintianClean runs lintian on each .deb at every level, pedantic
 // included, and fails on any tag it reports: the overrides in
 // deploy/packaging/lintian-overrides carry their reasons, and an override
-// that no longer matches is a tag too (unused-override).
+// that no longer matches is a tag too (unused-override). One tag is left
+// out: spelling-error-in-binary reads the strings of the whole static
+// binary, machine code included, where byte runs such as "commad" turn up
+// by chance on one architecture and not the other (seen on arm64); the
+// agent's own texts are checked in the docs and man page, which stay in.
 func TestDebLintianClean(t *testing.T) {
 	lintian := tool(t, "lintian", "lintian")
 	set := packages(t)
@@ -19,6 +23,7 @@ func TestDebLintianClean(t *testing.T) {
 	for _, arch := range set.arches() {
 		t.Run(arch, func(t *testing.T) {
 			cmd := exec.Command(lintian, "--display-info", "--display-experimental", "--pedantic",
+				"--suppress-tags", "spelling-error-in-binary",
 				"--fail-on", "error,warning,info,pedantic,experimental", set.debs[arch])
 			out, err := cmd.Output() // stderr: "running with root privileges is not recommended!"
 			for _, line := range strings.Split(string(out), "\n") {
