@@ -2,6 +2,7 @@ package pmtacmd
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -104,6 +105,20 @@ func (c *Client) Run(ctx context.Context, cmd Command) (Reply, error) {
 	start := time.Now()
 	reply, err := c.run(ctx, cmd)
 	err = c.scrub.RedactError(err)
+	// Once more after decoding: an echo escaped in JSON ("\/", "\u003c")
+	// reads as the key only now.
+	reply.Message, reply.Text = c.scrub.Scrub(reply.Message), c.scrub.Scrub(reply.Text)
+	if len(reply.Data) > 0 {
+		var v any
+		var plain strings.Builder
+		enc := json.NewEncoder(&plain)
+		enc.SetEscapeHTML(false) // the key's < > & as they are, for Scrub to find
+		if json.Unmarshal(reply.Data, &v) == nil && enc.Encode(v) == nil {
+			if b := strings.TrimSpace(plain.String()); c.scrub.Scrub(b) != b {
+				reply.Data, _ = json.Marshal(c.scrub.Scrub(b)) // what is left of the data, as text
+			}
+		}
+	}
 	attrs := []any{"command", cmd.String(), "ok", reply.OK, "seconds", time.Since(start).Seconds()}
 	if err != nil {
 		attrs = append(attrs, "error", err)

@@ -30,6 +30,10 @@ type Config struct {
 	// RatePerMinute and Burst bound each token's requests.
 	RatePerMinute int `koanf:"rate_per_minute"`
 	Burst         int `koanf:"burst"`
+	// AllowWildcards lets a command that changes state name queues by a
+	// wildcard domain ("pause queue */*"): off, one request cannot pause
+	// every domain at once.
+	AllowWildcards bool `koanf:"allow_wildcards"`
 	// AllowRemote lets the relay run on a listener that is not on
 	// loopback. The listener speaks plain HTTP: put a TLS proxy in front.
 	AllowRemote bool `koanf:"allow_remote"`
@@ -102,6 +106,8 @@ func (c Config) Validate() []error {
 	var errs []error
 	if c.TokensFile == "" {
 		errs = append(errs, errors.New("tokens_file: required: the relay forwards nothing unauthenticated"))
+	} else if _, err := loadTokens(c.TokensFile); err != nil {
+		errs = append(errs, fmt.Errorf("tokens_file: %w", err)) // never a token: loadTokens does not say them
 	}
 	if len(c.Allow) == 0 {
 		errs = append(errs, errors.New("allow: empty: name the commands callers may send"))

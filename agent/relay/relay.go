@@ -25,10 +25,10 @@ type Runner interface {
 // Relay serves /v1/command and /v1/alertmanager.
 type Relay struct {
 	cfg     Config
-	dialect string
-	tokens  *tokens
+	tokens  atomic.Pointer[tokens]
 	limit   *limiter
 	runner  atomic.Pointer[runnerBox]
+	unauth  atomic.Int64 // refusals of callers without a token not audited one by one
 	emit    func(agent.Batch)
 	log     *slog.Logger
 	now     func() time.Time
@@ -37,7 +37,12 @@ type Relay struct {
 	server  string
 }
 
-type runnerBox struct{ r Runner }
+// runnerBox is where commands go and the dialect they are translated for:
+// they change together on a reload.
+type runnerBox struct {
+	r       Runner
+	dialect string
+}
 
 // New reads the tokens file and returns the relay; emit takes the audit's
 // pmta_event points (the engine's pipeline), dialect is the API's.
@@ -46,15 +51,28 @@ func New(cfg Config, dialect string, r Runner, emit func(agent.Batch), log *slog
 	if err != nil {
 		return nil, fmt.Errorf("relay.tokens_file: %w", err)
 	}
-	rl := &Relay{cfg: cfg, dialect: dialect, tokens: t, limit: newLimiter(cfg.RatePerMinute, cfg.Burst),
+	rl := &Relay{cfg: cfg, limit: newLimiter(cfg.RatePerMinute, cfg.Burst),
 		emit: emit, log: log.With("component", "relay"), now: time.Now, domains: newDomainBook(),
 		alerts: &alertState{last: map[string]time.Time{}}}
-	rl.SetRunner(r)
+	rl.tokens.Store(t)
+	rl.SetRunner(r, dialect)
 	return rl, nil
 }
 
-// SetRunner changes where commands go (a reload changed the API settings).
-func (rl *Relay) SetRunner(r Runner) { rl.runner.Store(&runnerBox{r}) }
+// SetRunner changes where commands go and the API dialect they are
+// translated for (a reload changed the API settings).
+func (rl *Relay) SetRunner(r Runner, dialect string) { rl.runner.Store(&runnerBox{r, dialect}) }
+
+// ReloadTokens reads the tokens file again (a reload): a token taken out
+// is refused from now on. A file that cannot be used changes nothing.
+func (rl *Relay) ReloadTokens() error {
+	t, err := loadTokens(rl.cfg.TokensFile)
+	if err != nil {
+		return fmt.Errorf("relay.tokens_file: %w (the tokens read before stay)", err)
+	}
+	rl.tokens.Store(t)
+	return nil
+}
 
 // Tap is what the relay learns from the points: which recipient domains
 // belong to which ISP, for {domains:LABEL}. It is an engine.Enqueuer.
@@ -75,14 +93,26 @@ const maxBody = 1 << 20
 
 // caller authenticates r and takes one request off its token's budget. It
 // answers and audits the refusal itself, and then returns ok = false.
+// Callers without a valid token share one budget: past it they are refused
+// without an event each (a flood would fill the sinks), and the next
+// audited refusal says how many were.
 func (rl *Relay) caller(w http.ResponseWriter, r *http.Request, kind string) (string, bool) {
-	tok, found := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
+	auth := r.Header.Get("Authorization")
 	name, ok := "", false
-	if found {
-		name, ok = rl.tokens.match(strings.TrimSpace(tok))
+	if scheme, tok, found := strings.Cut(auth, " "); found && strings.EqualFold(scheme, "Bearer") {
+		name, ok = rl.tokens.Load().match(strings.TrimSpace(tok))
 	}
 	if !ok {
-		rl.audit(event{kind: kind, token: "-", result: "refused", message: "no valid bearer token"})
+		if allowed, _ := rl.limit.allow("", rl.now()); !allowed {
+			rl.unauth.Add(1)
+			writeJSON(w, http.StatusTooManyRequests, map[string]any{"status": "refused", "message": "a valid bearer token is required"})
+			return "", false
+		}
+		msg := "no valid bearer token"
+		if n := rl.unauth.Swap(0); n > 0 {
+			msg += fmt.Sprintf(" (and %d more refused since the last such event, beyond the rate)", n)
+		}
+		rl.audit(event{kind: kind, token: "-", result: "refused", message: msg})
 		w.Header().Set("WWW-Authenticate", `Bearer realm="pmta-agent"`)
 		writeJSON(w, http.StatusUnauthorized, map[string]any{"status": "refused", "message": "a valid bearer token is required"})
 		return "", false
@@ -113,7 +143,7 @@ func (rl *Relay) serveCommand(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusBadRequest, map[string]any{"status": "refused", "message": err.Error()})
 		return
 	}
-	res := rl.forward(r.Context(), name, "command", line, false)
+	res := rl.forwardEvent(r.Context(), event{kind: "command", token: name, command: line}, false, nil)
 	writeJSON(w, res.code, res.body())
 }
 
@@ -158,14 +188,13 @@ func (res result) body() map[string]any {
 	return b
 }
 
-// forward checks line and sends it, unless dry: parse, translate to
-// PowerMTA's words, the allow-list on what would be sent, the arguments'
-// syntax. Every outcome is audited.
-func (rl *Relay) forward(ctx context.Context, name, kind, line string, dry bool) result {
-	return rl.forwardEvent(ctx, event{kind: kind, token: name, command: line}, dry)
-}
-
-func (rl *Relay) forwardEvent(ctx context.Context, ev event, dry bool) result {
+// forwardEvent checks ev.command and sends it, unless dry: parse,
+// translate to PowerMTA's words, plain verb words, the allow-list on what
+// would be sent, the arguments' syntax, no wildcard domain in a command
+// that changes state (unless relay.allow_wildcards), then gate (the
+// Alertmanager path's cool-down and cap; nil: none). Every outcome is
+// audited once.
+func (rl *Relay) forwardEvent(ctx context.Context, ev event, dry bool, gate func() (bool, string)) result {
 	line := ev.command
 	done := func(res result) result {
 		ev.result, ev.message = res.status, res.message
@@ -175,24 +204,39 @@ func (rl *Relay) forwardEvent(ctx context.Context, ev event, dry bool) result {
 		rl.audit(ev)
 		return res
 	}
+	refuse := func(code int, note, msg string) result {
+		return done(result{code: code, status: "refused", note: note, message: msg})
+	}
 	cmd, err := pmtacmd.Parse(line)
 	if err != nil {
-		return done(result{code: http.StatusBadRequest, status: "refused", message: err.Error()})
+		return refuse(http.StatusBadRequest, "", err.Error())
 	}
-	sent, note := pmtacmd.Translate(rl.dialect, cmd)
-	ev.verb = sent.Name()
+	box := rl.runner.Load()
+	sent, note := pmtacmd.Translate(box.dialect, cmd)
+	if err := plainVerb(sent); err != nil {
+		return refuse(http.StatusBadRequest, note, err.Error())
+	}
 	ev.target = target(sent)
 	if !allowed(rl.cfg.Allow, sent.Name()) {
-		return done(result{code: http.StatusForbidden, status: "refused", note: note,
-			message: fmt.Sprintf("%q is not allowed (relay.allow: %s)", sent.Name(), strings.Join(rl.cfg.Allow, ", "))})
+		ev.verb = "other" // a caller's words make no series
+		return refuse(http.StatusForbidden, note, fmt.Sprintf("%q is not allowed (relay.allow: %s)", sent.Name(), strings.Join(rl.cfg.Allow, ", ")))
 	}
+	ev.verb = sent.Name()
 	if err := sent.Validate(); err != nil {
-		return done(result{code: http.StatusBadRequest, status: "refused", note: note, message: err.Error()})
+		return refuse(http.StatusBadRequest, note, err.Error())
+	}
+	if err := rl.checkWildcards(sent); err != nil {
+		return refuse(http.StatusForbidden, note, err.Error())
+	}
+	if gate != nil {
+		if ok, why := gate(); !ok {
+			return done(result{code: http.StatusOK, status: "held", sent: sent.String(), note: note, message: why})
+		}
 	}
 	if dry {
 		return done(result{code: http.StatusOK, status: "dry_run", sent: sent.String(), note: note, message: "dry run: not sent"})
 	}
-	reply, err := rl.runner.Load().r.Run(ctx, sent)
+	reply, err := box.r.Run(ctx, sent)
 	var refused *pmtacmd.RefusedError
 	switch {
 	case errors.As(err, &refused):
@@ -201,6 +245,51 @@ func (rl *Relay) forwardEvent(ctx context.Context, ev event, dry bool) result {
 		return done(result{code: http.StatusBadGateway, status: "failed", sent: sent.String(), note: note, message: err.Error()})
 	}
 	return done(result{code: http.StatusOK, status: "sent", sent: sent.String(), note: note, message: reply.Message, reply: &reply})
+}
+
+// plainVerb refuses a verb or object word that is not a plain word of
+// letters and hyphens ("pause", "queue"), and a space inside any word but
+// an option's value: quotes must not make one word of what a reader of the
+// line, or PowerMTA, could take for several.
+func plainVerb(c pmtacmd.Command) error {
+	words := []string{c.Verb}
+	if strings.Contains(c.Name(), " ") && len(c.Args) > 0 {
+		words = append(words, c.Args[0])
+	}
+	for _, w := range words {
+		if w == "" || strings.IndexFunc(w, func(r rune) bool { return !(r == '-' || r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z') }) >= 0 {
+			return fmt.Errorf("%q: a command word has letters and hyphens only", w)
+		}
+	}
+	for _, a := range c.Args {
+		if strings.HasPrefix(a, "--") && strings.Contains(a, "=") {
+			continue
+		}
+		if strings.ContainsAny(a, " \t") {
+			return fmt.Errorf("%q: a space inside a word is only for an option's value (--name=\"a b\")", a)
+		}
+	}
+	return nil
+}
+
+// stateChanging are the commands a wildcard domain would turn on every
+// queue of the server at once.
+var stateChanging = map[string]bool{"pause queue": true, "resume queue": true, "schedule": true, "set queue": true}
+
+// checkWildcards refuses, in a command that changes state, a queue whose
+// domain has a wildcard ("*/*", "*.com/*"): one request would pause every
+// queue. The VirtualMTA part may ("gmail.com/*" is every VirtualMTA's).
+// relay.allow_wildcards lifts it.
+func (rl *Relay) checkWildcards(c pmtacmd.Command) error {
+	if rl.cfg.AllowWildcards || !stateChanging[c.Name()] {
+		return nil
+	}
+	q := target(c)
+	domain, _, _ := strings.Cut(q, "/")
+	if strings.ContainsAny(domain, "*?") {
+		return fmt.Errorf("%q names queues by a wildcard domain: one request would act on many domains (relay.allow_wildcards: true allows it)", q)
+	}
+	return nil
 }
 
 // target is the queue, job or object a command acts on: its last word
@@ -292,8 +381,8 @@ func (b *domainBook) Enqueue(points []agent.Point, durable func()) {
 		}
 		d, okD := p.TagValue("domain")
 		isp, okI := p.TagValue("isp")
-		if !okD || !okI || d == "" || d == "other" || isp == "" {
-			continue
+		if !okD || !okI || d == "" || d == "other" || isp == "" || !plainWord(d) || pmtacmd.ValidDomain(d) != nil {
+			continue // a recipient domain is a stranger's word: only plain domains may fill a command
 		}
 		m := b.byISP[isp]
 		if m == nil {

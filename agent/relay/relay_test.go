@@ -161,7 +161,7 @@ func TestCommandRelay(t *testing.T) {
 			}
 		})
 	}
-	want := []string{"ops pause queue sent", "ops schedule sent", "- refused", "- refused", "ops delete refused",
+	want := []string{"ops pause queue sent", "ops schedule sent", "- refused", "- refused", "ops other refused",
 		"ops pause queue refused", "ops pause queue refused", "ops refused"}
 	if got := h.results(); strings.Join(got, "|") != strings.Join(want, "|") {
 		t.Errorf("audit %q\nwant  %q", got, want)
@@ -211,7 +211,7 @@ func amBody(status, isp string, extra map[string]string) string {
 }
 
 func TestAlertmanager(t *testing.T) {
-	h := newHarness(t, func(c *Config) { c.Alertmanager.DryRun = false; c.Alertmanager.MaxActionsPerHour = 5 })
+	h := newHarness(t, func(c *Config) { c.Alertmanager.DryRun = false; c.Alertmanager.MaxActionsPerHour = 3 })
 	post := func(body string) (int, map[string]any) {
 		return h.post("/v1/alertmanager", amToken, "application/json", body)
 	}
@@ -238,11 +238,16 @@ func TestAlertmanager(t *testing.T) {
 	if got := h.pmta.commands(); len(got) != 4 {
 		t.Errorf("sent %q for alerts that name no queue", got[4:])
 	}
-	// The cap: 5 an hour, 4 taken.
+	// The cap: 3 firing actions an hour, 2 taken (resolutions count for
+	// nothing and are never held).
 	h.now = h.now.Add(20 * time.Minute)
 	post(amBody("firing", "gmail", nil))
 	if got := h.pmta.commands(); len(got) != 5 {
 		t.Errorf("over the cap: sent %d, want 5", len(got))
+	}
+	post(amBody("resolved", "gmail", nil))
+	if got := h.pmta.commands(); len(got) != 7 || got[5] != "resume queue gmail.com/*" || got[6] != "resume queue googlemail.com/*" {
+		t.Errorf("a resolution over the cap: sent %q, want both resumes", got[5:])
 	}
 	// A wrong token: 401, nothing sent.
 	if code, _ := h.post("/v1/alertmanager", opsToken+"x", "application/json", amBody("firing", "gmail", nil)); code != 401 {

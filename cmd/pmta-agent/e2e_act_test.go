@@ -275,7 +275,7 @@ func TestRelayRefusals(t *testing.T) {
 	}
 	waitUntil(t, 20*time.Second, "five pmta_event points", func() bool { return strings.Count(out.String(), "pmta_event,") >= 5 })
 	events := grepLines(out.String(), "pmta_event")
-	for _, want := range []string{"result=refused,server=act-mta,token=- ", "result=refused,server=act-mta,token=alertmanager,verb=delete ",
+	for _, want := range []string{"result=refused,server=act-mta,token=- ", "result=refused,server=act-mta,token=alertmanager,verb=other ",
 		"result=refused_by_pmta,", "result=failed,", "result=sent,"} {
 		if !strings.Contains(events, want) {
 			t.Errorf("no pmta_event with %s:\n%s", want, events)

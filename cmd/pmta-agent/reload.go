@@ -61,7 +61,7 @@ var fixedSettings = []struct {
 	{"listen", func(c *config.Config) any { return &c.Listen }, "the listener keeps its address"},
 	{"api.interval", func(c *config.Config) any { return &c.API.Interval }, "/readyz's staleness is three of the intervals at start"},
 	{"acct.interval", func(c *config.Config) any { return &c.Acct.Interval }, "the checkpoint's open intervals are on its grid"},
-	{"relay", func(c *config.Config) any { return &c.Relay }, "its tokens, allow-list and limits are read at start"},
+	{"relay", func(c *config.Config) any { return &c.Relay }, "its allow-list and limits are read at start (the tokens file is read again)"},
 	{"sinks.stdout", func(c *config.Config) any { return &c.Sinks.Stdout }, "a sink keeps its queue and its connection"},
 	{"sinks.influx", func(c *config.Config) any { return &c.Sinks.Influx }, "a sink keeps its queue and its connection"},
 	{"sinks.otlp", func(c *config.Config) any { return &c.Sinks.OTLP }, "a sink keeps its queue and its connection"},
@@ -139,12 +139,18 @@ func (r *reloader) reload(ctx context.Context) {
 		}
 	}
 	r.b.isp = isp
-	if applied["api"] && r.b.relay != nil && next.API.Enabled {
-		// The relay's commands follow the API's new settings.
-		if c, err := pmtacmd.NewClient(next.API, r.log); err == nil {
-			r.b.relay.SetRunner(c)
-		} else {
-			r.log.Error("relay: the new API settings cannot send commands; the old ones are kept for them", "err", err)
+	if r.b.relay != nil {
+		// The relay's commands follow the API's new settings, and a token
+		// taken out of the tokens file is refused from now on.
+		if applied["api"] && next.API.Enabled {
+			if c, err := pmtacmd.NewClient(next.API, r.log); err == nil {
+				r.b.relay.SetRunner(c, next.API.Dialect)
+			} else {
+				r.log.Error("relay: the new API settings cannot send commands; the old ones are kept for them", "err", err)
+			}
+		}
+		if err := r.b.relay.ReloadTokens(); err != nil {
+			r.log.Error("relay: tokens not reloaded", "err", err)
 		}
 	}
 	if !reflect.DeepEqual(r.cur.Derived, next.Derived) {
