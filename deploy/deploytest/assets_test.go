@@ -99,6 +99,9 @@ type dashboard struct {
 	Templating    struct {
 		List []variable `json:"list"`
 	} `json:"templating"`
+	Annotations struct {
+		List []annotation `json:"list"`
+	} `json:"annotations"`
 }
 
 // allPanels flattens rows.

@@ -59,7 +59,7 @@ func TestAssetsAgainstRealData(t *testing.T) {
 
 	listen := freeAddr(t)
 	procs := []*agentProc{
-		startAgent(t, bin, agentSpec{server: serverNormal, apiURL: normal.url, acctDir: normal.acctDir, listen: listen}, srv.URL, testDB),
+		startAgent(t, bin, agentSpec{server: serverNormal, apiURL: normal.url, acctDir: normal.acctDir, listen: listen, relay: relayTokensFile(t)}, srv.URL, testDB),
 		startAgent(t, bin, agentSpec{server: serverHot, apiURL: hot.url, acctDir: hot.acctDir}, srv.URL, testDB),
 		startAgent(t, bin, agentSpec{server: serverDrop, apiURL: normal.url, statusOff: true, memPoints: 10}, srv.URL, testDB),
 	}
@@ -94,6 +94,9 @@ func TestAssetsAgainstRealData(t *testing.T) {
 	})
 	// Polls after the outage, so that panels over the last minutes have data.
 	time.Sleep(3 * time.Second)
+	// Operators and Alertmanager act through mta-normal's relay: the
+	// pmta_event points of the dashboards' annotation layers.
+	relayEvents := actThroughRelay(t, srv, procs, serverNormal, listen)
 
 	t.Run("prometheus_scrape", func(t *testing.T) { checkScrape(t, a, listen) })
 
@@ -106,6 +109,11 @@ func TestAssetsAgainstRealData(t *testing.T) {
 	t.Run("dashboards", func(t *testing.T) {
 		for _, d := range a.dashboards {
 			t.Run(d.UID, func(t *testing.T) { checkDashboard(t, srv, d) })
+		}
+	})
+	t.Run("annotations", func(t *testing.T) {
+		for _, d := range a.dashboards {
+			t.Run(d.UID, func(t *testing.T) { checkAnnotationLayers(t, srv, d, relayEvents) })
 		}
 	})
 	t.Run("alerts", func(t *testing.T) {

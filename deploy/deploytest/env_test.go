@@ -54,6 +54,7 @@ type agentSpec struct {
 	statusOff bool   // poll /status only (no queue, domain or vmta listings)
 	memPoints int    // >0: an in-memory sink buffer of this many points; 0: the default disk queue
 	listen    string // the agent's own listener, "" for off
+	relay     string // the relay's tokens file (needs listen), "" for off
 }
 
 // agentConfig renders a configuration file with every key the test relies
@@ -75,6 +76,9 @@ func agentConfig(sp agentSpec, stateDir, influxURL, db string) string {
 	listen := "  enabled: false\n"
 	if sp.listen != "" {
 		listen = fmt.Sprintf("  enabled: true\n  address: %s\n", sp.listen)
+	}
+	if sp.relay != "" {
+		listen += relayConfig(sp.relay)
 	}
 	buffer := "      type: disk\n"
 	if sp.memPoints > 0 {

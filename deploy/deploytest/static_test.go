@@ -103,6 +103,7 @@ func TestDashboardsWellFormed(t *testing.T) {
 				t.Errorf("%s: variable %s is never used by a panel", d.path, name)
 			}
 		}
+		checkAnnotations(t, d, vars)
 	}
 	// The four dashboards of the issue.
 	for _, uid := range []string{"pmta-fleet", "pmta-isp", "pmta-vmta", "pmta-queues"} {
