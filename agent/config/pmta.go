@@ -8,6 +8,7 @@ import (
 	"os"
 	"slices"
 	"strings"
+	"time"
 
 	"github.com/pmta-agent/pmta-agent/agent"
 	"github.com/pmta-agent/pmta-agent/agent/pmtaconf"
@@ -24,11 +25,17 @@ type PMTA struct {
 	// when it exists (and HTTPS is not turned off) the API is reached over
 	// https trusting exactly it.
 	WebmonCert string `koanf:"webmon_cert"`
+	// Watch follows PowerMTA's configuration (the file and what it
+	// includes) while the agent runs, checking every WatchInterval: each
+	// change becomes a pmta_event point of kind config_change and a log
+	// line. Only when the file was read at start.
+	Watch         bool          `koanf:"watch"`
+	WatchInterval time.Duration `koanf:"watch_interval"`
 }
 
-// DefaultPMTA returns the stock locations.
+// DefaultPMTA returns the stock locations, watched every 30 s.
 func DefaultPMTA() PMTA {
-	return PMTA{Config: pmtaconf.DefaultPath, WebmonCert: pmtaconf.DefaultWebmonCert}
+	return PMTA{Config: pmtaconf.DefaultPath, WebmonCert: pmtaconf.DefaultWebmonCert, Watch: true, WatchInterval: 30 * time.Second}
 }
 
 // Derivation is what the agent took from PowerMTA's configuration: the

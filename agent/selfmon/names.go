@@ -33,8 +33,16 @@ const kib = 1024
 // and queued_points.
 var selfFamilies = map[string]family{
 	// api: the poller.
-	"polls":             {name: "polls_total", counter: true, help: "Rounds of polls of PowerMTA's HTTP API (component api)."},
-	"errors":            {name: "errors_total", counter: true, help: "Failed requests to PowerMTA's endpoints (api) or failed writes to the sink (sink_*)."},
+	"polls":  {name: "polls_total", counter: true, help: "Rounds of polls of PowerMTA's HTTP API (component api)."},
+	"errors": {name: "errors_total", counter: true, help: "Failed requests to PowerMTA's endpoints (api), failed writes to the sink (sink_*), or checks of PowerMTA's configuration that could not read or parse it (pmta_config)."},
+	// pmta_config: the watcher of PowerMTA's configuration.
+	"checks":            {name: "checks_total", counter: true, help: "Checks of PowerMTA's configuration files for changes (component pmta_config)."},
+	"changes":           {name: "changes_total", counter: true, help: "Changes found in PowerMTA's configuration, each a pmta_event point of kind config_change (component pmta_config)."},
+	"events_folded":     {name: "events_folded_total", counter: true, help: "Changes beyond the per-check bound, counted in one summary event (component pmta_config)."},
+	"files":             {name: "files", help: "Files of PowerMTA's configuration watched: the main file and what it includes (component pmta_config)."},
+	"last_check_unix":   {name: "last_check_timestamp_seconds", help: "Unix time of the last check of PowerMTA's configuration (component pmta_config); 0 before the first."},
+	"last_change_unix":  {name: "last_change_timestamp_seconds", help: "Unix time of the last change found in PowerMTA's configuration (component pmta_config); 0 before the first."},
+	"last_error_unix":   {name: "last_error_timestamp_seconds", help: "Unix time of the last check that could not read or parse PowerMTA's configuration (component pmta_config); 0 before the first."},
 	"last_success_unix": {name: "last_success_timestamp_seconds", help: "Unix time of the last round in which every endpoint answered (api), or of the last write the sink accepted (sink_*); 0 before the first."},
 	"last_duration_s":   {name: "last_duration_seconds", help: "How long the last round of polls took (component api)."},
 	"up":                {name: "up", help: "1 if every endpoint of PowerMTA's HTTP API answered in the last round, else 0 (component api)."},

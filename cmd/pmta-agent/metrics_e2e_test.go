@@ -67,6 +67,11 @@ func TestEveryWiredFieldDescribed(t *testing.T) {
 	cfg.Sinks.OTLP.Protocol = "http"
 	cfg.Sinks.OTLP.Endpoint = "http://" + freeAddr(t) // nothing listens: its errors are counted
 	cfg.Sinks.OTLP.Buffer = config.Default().Sinks.Stdout.Buffer
+	// The watcher of PowerMTA's configuration, as on a PowerMTA host.
+	pmtaConf := filepath.Join(t.TempDir(), "pmta-config")
+	writeTestFile(t, pmtaConf, "http-mgmt-port 8080\n")
+	cfg.PMTA.Config, cfg.PMTA.WatchInterval = pmtaConf, 100*time.Millisecond
+	cfg.Derived = &config.Derivation{File: pmtaConf}
 	if err := cfg.Validate(); err != nil {
 		t.Fatal(err)
 	}
@@ -98,7 +103,7 @@ func TestEveryWiredFieldDescribed(t *testing.T) {
 			}
 		}
 	}
-	for _, c := range []string{"api", "acct", "pipeline", "sink_stdout", "sink_influx", "sink_otlp", "otlp_export"} {
+	for _, c := range []string{"api", "acct", "pipeline", "sink_stdout", "sink_influx", "sink_otlp", "otlp_export", "pmta_config"} {
 		if !components[c] {
 			t.Errorf("no component %s on /metrics", c)
 		}

@@ -122,6 +122,17 @@ func (r *reloader) reload(ctx context.Context) {
 		applyMemoryLimit(next)
 		changed = append(changed, "memory_limit")
 	}
+	if watchPMTA(r.cur) != watchPMTA(next) || !reflect.DeepEqual(r.cur.PMTA, next.PMTA) ||
+		watchPMTA(next) && r.cur.Derived.File != next.Derived.File {
+		on := watchPMTA(next)
+		rl.Sources = append(rl.Sources, engine.SourceChange{Name: "pmta_config", Build: func() (agent.Source, error) {
+			if !on {
+				return nil, nil
+			}
+			return newConfigWatcher(next, r.log)
+		}})
+		changed = append(changed, "pmta.watch")
+	}
 	reloadErr := r.b.engine.Reload(ctx, rl)
 
 	// What did not apply stays as it was, so that the next reload compares

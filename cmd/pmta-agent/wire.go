@@ -17,6 +17,7 @@ import (
 	"github.com/pmta-agent/pmta-agent/agent"
 	"github.com/pmta-agent/pmta-agent/agent/acct"
 	"github.com/pmta-agent/pmta-agent/agent/config"
+	"github.com/pmta-agent/pmta-agent/agent/confwatch"
 	"github.com/pmta-agent/pmta-agent/agent/engine"
 	"github.com/pmta-agent/pmta-agent/agent/pmtacmd"
 	"github.com/pmta-agent/pmta-agent/agent/pmtaconf"
@@ -137,6 +138,13 @@ func build(cfg config.Config, out io.Writer, log *slog.Logger) (*built, error) {
 		}
 		sources, owned = append(sources, t), append(owned, t)
 	}
+	if watchPMTA(cfg) {
+		w, err := newConfigWatcher(cfg, log)
+		if err != nil {
+			return fail(err)
+		}
+		sources = append(sources, w)
+	}
 
 	var outputs []engine.Output
 	s := cfg.Sinks
@@ -209,6 +217,22 @@ func newTailer(cfg config.Config, isp *agent.ISPMap, log *slog.Logger) (*acct.Ta
 		return nil, fmt.Errorf("accounting tailer: %w", err)
 	}
 	return t, nil
+}
+
+// watchPMTA says whether PowerMTA's configuration is followed for changes:
+// when pmta.watch is on and the file was read at start (on a host without
+// PowerMTA there is nothing to follow).
+func watchPMTA(cfg config.Config) bool {
+	return cfg.PMTA.Watch && cfg.Derived != nil
+}
+
+// newConfigWatcher builds the source of config_change events.
+func newConfigWatcher(cfg config.Config, log *slog.Logger) (*confwatch.Watcher, error) {
+	w, err := confwatch.New(confwatch.Config{Path: cfg.Derived.File, Interval: cfg.PMTA.WatchInterval}, log)
+	if err != nil {
+		return nil, fmt.Errorf("pmta.watch: %w", err)
+	}
+	return w, nil
 }
 
 // pipelineConfig is the pipeline's part of cfg, with the top-level server

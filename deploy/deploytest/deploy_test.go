@@ -97,6 +97,9 @@ func TestAssetsAgainstRealData(t *testing.T) {
 	// Operators and Alertmanager act through mta-normal's relay: the
 	// pmta_event points of the dashboards' annotation layers.
 	relayEvents := actThroughRelay(t, srv, procs, serverNormal, listen)
+	// An operator raises a rate in PowerMTA's configuration: the
+	// config_change points of the configuration layer.
+	changePowerMTAConfig(t, srv, serverNormal)
 
 	t.Run("prometheus_scrape", func(t *testing.T) { checkScrape(t, a, listen) })
 
