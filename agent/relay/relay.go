@@ -117,6 +117,12 @@ func (rl *Relay) caller(w http.ResponseWriter, r *http.Request, kind string) (st
 		writeJSON(w, http.StatusUnauthorized, map[string]any{"status": "refused", "message": "a valid bearer token is required"})
 		return "", false
 	}
+	if !rl.tokens.Load().scopeOf(name).allows(kind) {
+		msg := fmt.Sprintf("the token %s may not use /v1/%s (its scope in relay.tokens_file)", name, kind)
+		rl.audit(event{kind: kind, token: name, result: "refused", message: msg})
+		writeJSON(w, http.StatusForbidden, map[string]any{"status": "refused", "message": msg})
+		return "", false
+	}
 	if ok, retry := rl.limit.allow(name, rl.now()); !ok {
 		rl.audit(event{kind: kind, token: name, result: "refused", message: "rate limit"})
 		w.Header().Set("Retry-After", strconv.Itoa(int(retry.Seconds())+1))

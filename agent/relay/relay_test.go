@@ -269,6 +269,33 @@ func TestAlertmanagerDryRun(t *testing.T) {
 	}
 }
 
+// A token's scope: Alertmanager's may post notifications and no command.
+func TestTokenScope(t *testing.T) {
+	h := newHarness(t, nil)
+	tf := h.rl.cfg.TokensFile
+	if err := os.WriteFile(tf, []byte("ops "+opsToken+" command\nalertmanager "+amToken+" alertmanager\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := h.rl.ReloadTokens(); err != nil {
+		t.Fatal(err)
+	}
+	if code, body := h.command(amToken, "pause queue gmail.com/*"); code != 403 || !strings.Contains(toJSON(body), "may not use /v1/command") {
+		t.Errorf("Alertmanager's token on /v1/command: %d %v", code, body)
+	}
+	if code, _ := h.post("/v1/alertmanager", opsToken, "application/json", amBody("firing", "gmail", nil)); code != 403 {
+		t.Errorf("the operator's command token on /v1/alertmanager: %d", code)
+	}
+	if code, _ := h.command(opsToken, "show status"); code != 200 {
+		t.Errorf("the operator's token on /v1/command: %d", code)
+	}
+	if len(h.pmta.commands()) != 1 {
+		t.Errorf("sent %q", h.pmta.commands())
+	}
+	if _, err := parseTokens([]byte("ops " + opsToken + " everything")); err == nil || !strings.Contains(err.Error(), "scope") {
+		t.Errorf("an unknown scope: %v", err)
+	}
+}
+
 func TestTokensFile(t *testing.T) {
 	for _, tc := range []struct{ body, err string }{
 		{"ops " + opsToken, ""},

@@ -17,13 +17,42 @@ import (
 type tokens struct {
 	names  []string
 	hashes [][sha256.Size]byte
+	scopes []scope
+}
+
+// scope is what a token may use: /v1/command, /v1/alertmanager, or both.
+type scope struct{ command, alertmanager bool }
+
+func (s scope) allows(kind string) bool {
+	return kind == "command" && s.command || kind == "alertmanager" && s.alertmanager
+}
+
+// parseScope reads a token line's third word: "command", "alertmanager"
+// or "command,alertmanager"; none is both.
+func parseScope(s string) (scope, error) {
+	if s == "" {
+		return scope{true, true}, nil
+	}
+	var sc scope
+	for _, p := range strings.Split(s, ",") {
+		switch strings.TrimSpace(p) {
+		case "command":
+			sc.command = true
+		case "alertmanager":
+			sc.alertmanager = true
+		default:
+			return scope{}, fmt.Errorf("scope %q: command, alertmanager or both (command,alertmanager)", p)
+		}
+	}
+	return sc, nil
 }
 
 // minTokenLen is the shortest token accepted: 128 bits in hex.
 const minTokenLen = 32
 
-// loadTokens reads a tokens file: one "NAME TOKEN" a line (a colon also
-// separates), # comments and blank lines ignored. Names are unique words;
+// loadTokens reads a tokens file: one "NAME TOKEN [SCOPE]" a line (a colon
+// also separates name and token; SCOPE is command, alertmanager, or both,
+// the default), # comments and blank lines ignored. Names are unique words;
 // tokens at least minTokenLen printable characters, each used once. A file
 // anyone but its owner may read is refused.
 func loadTokens(path string) (*tokens, error) {
@@ -56,7 +85,15 @@ func parseTokens(b []byte) (*tokens, error) {
 			name, tok, ok = c, t2, true
 		}
 		name, tok = strings.TrimSpace(name), strings.TrimSpace(tok)
+		var scopeWord string
+		if f := strings.Fields(tok); len(f) == 2 {
+			tok, scopeWord = f[0], f[1]
+		}
+		sc, scErr := parseScope(scopeWord)
 		switch {
+		case scErr != nil:
+			errs = append(errs, fmt.Errorf("line %d: %w", n, scErr))
+			continue
 		case !ok || name == "" || tok == "":
 			errs = append(errs, fmt.Errorf("line %d: want NAME TOKEN", n))
 			continue
@@ -78,7 +115,7 @@ func parseTokens(b []byte) (*tokens, error) {
 			}
 		}
 		seen[name] = true
-		t.names, t.hashes = append(t.names, name), append(t.hashes, h)
+		t.names, t.hashes, t.scopes = append(t.names, name), append(t.hashes, h), append(t.scopes, sc)
 	}
 	if len(t.names) == 0 && len(errs) == 0 {
 		errs = append(errs, errors.New("no tokens"))
@@ -93,6 +130,16 @@ func validName(s string) bool {
 		}
 	}
 	return s != "" && len(s) <= 64
+}
+
+// scopeOf returns what the token named name may use.
+func (t *tokens) scopeOf(name string) scope {
+	for i, n := range t.names {
+		if n == name {
+			return t.scopes[i]
+		}
+	}
+	return scope{}
 }
 
 // match returns the name whose token tok is. Every token is compared, in
