@@ -11,6 +11,7 @@
 package selfmon
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -39,6 +40,9 @@ type Config struct {
 	// APIStale is how old the last successful poll may be (three poll
 	// intervals; 0 when the API source is off): the wiring sets it.
 	APIStale time.Duration `koanf:"-"`
+	// WriteTimeout bounds an answer (30 s when 0); the wiring raises it
+	// above api.timeout when the relay, which waits for PowerMTA, is on.
+	WriteTimeout time.Duration `koanf:"-"`
 	// Version goes into pmta_agent_build_info.
 	Version string `koanf:"-"`
 }
@@ -126,7 +130,7 @@ func (s *Server) Start(ctx context.Context) (<-chan error, error) {
 	if err != nil {
 		return nil, fmt.Errorf("self-monitoring listener: %w (set listen.address, or listen.enabled: false)", err)
 	}
-	srv := &http.Server{Handler: s.Handler(), ReadHeaderTimeout: 5 * time.Second, WriteTimeout: 30 * time.Second}
+	srv := &http.Server{Handler: s.Handler(), ReadHeaderTimeout: 5 * time.Second, WriteTimeout: cmp.Or(s.cfg.WriteTimeout, 30*time.Second)}
 	served := make(chan error, 1)
 	go func() { served <- srv.Serve(ln) }()
 	s.log.Info("self-monitoring listener up", "address", ln.Addr().String())

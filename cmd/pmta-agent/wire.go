@@ -340,6 +340,11 @@ func startListener(ctx context.Context, cfg config.Config, b *built, log *slog.L
 	// interval cannot change without a restart).
 	lc.APIStale = 3 * cfg.API.Interval
 	lctx, cancel := context.WithCancel(ctx)
+	if b.relay != nil {
+		// A relayed command waits for PowerMTA up to api.timeout: its
+		// answer must not be cut off before.
+		lc.WriteTimeout = max(30*time.Second, cfg.API.Timeout+10*time.Second)
+	}
 	srv := selfmon.New(lc, b.engine.Reporters, b.latest, log)
 	if b.relay != nil {
 		for pattern, h := range b.relay.Routes() {
