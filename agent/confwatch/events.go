@@ -13,14 +13,23 @@ import (
 const Kind = "config_change"
 
 // report logs the changes of one check and hands them to emit as one batch
-// of pmta_event points: at most MaxEvents, then one summary.
+// of pmta_event points: at most MaxEvents, then one summary. With a
+// StateDir, the changes shown also go to the journal.
 func (w *Watcher) report(now time.Time, changes []pmtaconf.Change) {
 	shown := changes[:min(len(changes), MaxEvents)]
 	points := make([]agent.Point, 0, len(shown)+1)
+	var journal []Entry
 	for i, c := range shown {
 		text := bound(c.String())
 		w.log.Info("PowerMTA configuration changed", "block", c.Block, "directive", c.Directive, "change", text, "at", c.Pos.String())
 		points = append(points, changePoint(c, text, at(now, i)))
+		if w.cfg.StateDir != "" {
+			journal = append(journal, entryOf(c, text, at(now, i)))
+		}
+	}
+	if err := appendJournal(JournalPath(w.cfg.StateDir), journal, journalKeep); err != nil {
+		// The events still go out; only impact's default loses this change.
+		w.log.Warn("cannot record the configuration change", "err", err)
 	}
 	if more := len(changes) - len(shown); more > 0 {
 		w.eventsFolded.Add(int64(more))

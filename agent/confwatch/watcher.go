@@ -43,6 +43,10 @@ type Config struct {
 	Path string
 	// Interval is how often the files are checked (30 s when zero).
 	Interval time.Duration
+	// StateDir, when set, is the agent's state_dir: each change reported
+	// is also appended to the journal <StateDir>/pmta_config/changes.jsonl
+	// (see JournalPath), where pmta-agent impact finds the latest one.
+	StateDir string
 }
 
 // DefaultConfig returns the defaults: the stock path, a check every 30 s.

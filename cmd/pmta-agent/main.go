@@ -41,6 +41,10 @@ Usage:
                                            send one command to PowerMTA with the API settings
                                            (pause queue outlook.com/*, schedule gmail.com/*,
                                            show status, …); exit 1 if PowerMTA refused it
+  pmta-agent impact [-config FILE] [-at TIME] [-window 2h] [-focus KIND=VALUE] [-min-attempts 200]
+                    [-format table|json] [FILE…]
+                                           deferrals and bounces before → after the latest configuration
+                                           change (or -at TIME), per ISP and for what it touched
   pmta-agent version                       print the version
 
 Configuration: a YAML file (see deploy/pmta-agent.example.yaml), overridden by
@@ -89,6 +93,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 		err = cmdBackfill(ctx, rest, stdout, stderr)
 	case "command":
 		err = cmdCommand(ctx, rest, stdout, stderr)
+	case "impact":
+		err = cmdImpact(ctx, rest, stdout, stderr)
 	case "version", "-version", "--version":
 		fmt.Fprintln(stdout, "pmta-agent", buildVersion(), versionDetails())
 	case "help", "-h", "-help", "--help":

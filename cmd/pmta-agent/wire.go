@@ -228,7 +228,7 @@ func watchPMTA(cfg config.Config) bool {
 
 // newConfigWatcher builds the source of config_change events.
 func newConfigWatcher(cfg config.Config, log *slog.Logger) (*confwatch.Watcher, error) {
-	w, err := confwatch.New(confwatch.Config{Path: cfg.Derived.File, Interval: cfg.PMTA.WatchInterval}, log)
+	w, err := confwatch.New(confwatch.Config{Path: cfg.Derived.File, Interval: cfg.PMTA.WatchInterval, StateDir: cfg.StateDir}, log)
 	if err != nil {
 		return nil, fmt.Errorf("pmta.watch: %w", err)
 	}

@@ -1,0 +1,185 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/pmta-agent/pmta-agent/agent"
+	"github.com/pmta-agent/pmta-agent/agent/config"
+	"github.com/pmta-agent/pmta-agent/agent/confwatch"
+	"github.com/pmta-agent/pmta-agent/agent/impact"
+	"github.com/pmta-agent/pmta-agent/agent/pmtaconf"
+)
+
+// cmdImpact compares delivery before and after a configuration change: the
+// latest one in the change journal, or -at TIME.
+func cmdImpact(ctx context.Context, args []string, out, stderr io.Writer) error {
+	fs := newFlagSet("impact", stderr)
+	path := fs.String("config", "", "configuration file (YAML): state_dir (the change journal), acct.globs, pipeline.isp_map")
+	atFlag := fs.String("at", "", `the change's time, RFC 3339 or "2006-01-02 15:04" (local time); default: the latest change the agent recorded`)
+	window := fs.Duration("window", 2*time.Hour, "how long before and after the change to compare")
+	minAttempts := fs.Int64("min-attempts", impact.DefaultMinAttempts, "fewer attempts on either side give the verdict \"too few\"")
+	format := fs.String("format", "table", "table or json")
+	var focus impact.Focus
+	fs.Func("focus", "what the change touched, KIND=VALUE: domain=gmail.com, vmta=vmta-gm-011, pool=pool-gmail (repeatable)", func(s string) error {
+		t, err := impact.ParseTarget(s)
+		focus = append(focus, t)
+		return err
+	})
+	if err := parseFlags(fs, args); err != nil {
+		return err
+	}
+	if *format != "table" && *format != "json" {
+		return usageError{fmt.Errorf("-format %q: want table or json", *format)}
+	}
+	if *window < time.Second || *window%time.Second != 0 {
+		return usageError{fmt.Errorf("-window %s: want whole seconds, at least 1s", *window)}
+	}
+	if *minAttempts < 1 {
+		return usageError{fmt.Errorf("-min-attempts %d: want 1 or more", *minAttempts)}
+	}
+	var at time.Time
+	if *atFlag != "" {
+		var err error
+		if at, err = parseAt(*atFlag); err != nil {
+			return usageError{err}
+		}
+	}
+
+	var cfg config.Config
+	var err error
+	if *path == "" {
+		cfg, err = config.Load("", os.Environ())
+	} else {
+		cfg, err = loadConfig(*path)
+	}
+	if err != nil {
+		return err
+	}
+	change := ""
+	if at.IsZero() {
+		e, ok, err := confwatch.LatestChange(cfg.StateDir)
+		if err != nil {
+			return err
+		}
+		if !ok {
+			return configError{fmt.Errorf("no configuration change is known: %s has none (the agent records the changes "+
+				"it sees while it runs with pmta.watch on); give -at TIME", confwatch.JournalPath(cfg.StateDir))}
+		}
+		at, change = e.Time, e.Change
+		if len(focus) == 0 {
+			focus = impact.FocusOf(e.Block, domainMacros(cfg))
+		}
+	}
+
+	files := fs.Args()
+	if len(files) == 0 {
+		if files, err = globFiles(cfg.Acct.Globs); err != nil {
+			return err
+		}
+		if len(files) == 0 {
+			return fmt.Errorf("no accounting files match %s (acct.globs); name them", strings.Join(cfg.Acct.Globs, " "))
+		}
+	}
+	rep, err := impact.Analyze(ctx, files, at, *window, focus, agent.NewISPMap(cfg.Pipeline.ISPMap),
+		impact.Options{MinAttempts: *minAttempts, SourceIPs: cfg.Acct.SourceIPs, Pools: cfg.Acct.Pools})
+	if err != nil {
+		return err
+	}
+	if *format == "json" {
+		enc := json.NewEncoder(out)
+		enc.SetIndent("", "  ")
+		return enc.Encode(struct {
+			Change string `json:"change,omitempty"`
+			impact.Report
+		}{change, rep})
+	}
+	return printImpact(out, change, rep)
+}
+
+// parseAt reads -at: RFC 3339, or "2006-01-02 15:04" in local time.
+func parseAt(s string) (time.Time, error) {
+	if t, err := time.Parse(time.RFC3339, s); err == nil {
+		return t, nil
+	}
+	for _, layout := range []string{"2006-01-02 15:04", "2006-01-02 15:04:05"} {
+		if t, err := time.ParseInLocation(layout, s, time.Local); err == nil {
+			return t, nil
+		}
+	}
+	return time.Time{}, fmt.Errorf(`-at %q: want RFC 3339 (2024-01-15T10:00:00Z) or "2006-01-02 15:04"`, s)
+}
+
+// domainMacros reads PowerMTA's domain-macro lines, for a change to
+// <domain $macro>; nil when PowerMTA's configuration is not at hand.
+func domainMacros(cfg config.Config) map[string]string {
+	if cfg.Derived == nil || cfg.Derived.File == "" {
+		return nil
+	}
+	root, err := pmtaconf.Load(cfg.Derived.File)
+	if err != nil {
+		return nil
+	}
+	return pmtaconf.Derive(root, pmtaconf.Options{}).DomainMacros
+}
+
+// globFiles returns the files the globs match, each once, in order.
+func globFiles(globs []string) ([]string, error) {
+	var out []string
+	for _, g := range globs {
+		m, err := filepath.Glob(g)
+		if err != nil {
+			return nil, fmt.Errorf("acct.globs: %q: %w", g, err)
+		}
+		for _, f := range m {
+			if !slices.Contains(out, f) {
+				out = append(out, f)
+			}
+		}
+	}
+	slices.Sort(out)
+	return out, nil
+}
+
+// printImpact writes the report as a table: the ISPs, then the focus.
+func printImpact(w io.Writer, change string, r impact.Report) error {
+	if change != "" {
+		fmt.Fprintf(w, "change:  %s\n", change)
+	}
+	fmt.Fprintf(w, "at:      %s, %s before and after (%s → %s)\n", r.At.Format(time.RFC3339), r.Window,
+		r.BeforeFrom.Format(time.RFC3339), r.AfterTo.Format(time.RFC3339))
+	fmt.Fprintf(w, "test:    %s; at least %d attempts each side\n\n", r.Test, r.MinAttempts)
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	fmt.Fprintln(tw, "\tATTEMPTS\tDEFERRED %\tBOUNCED %\tZ\tVERDICT\tBOUNCES\tFLAG")
+	pct := func(t impact.Test) string { return fmt.Sprintf("%.2f → %.2f", t.BeforePct, t.AfterPct) }
+	for i, row := range r.Rows {
+		if row.Focus && (i == 0 || !r.Rows[i-1].Focus) {
+			fmt.Fprintln(tw, "touched by the change:\t\t\t\t\t\t\t")
+		}
+		name := row.Kind + " " + row.Name
+		fmt.Fprintf(tw, "%s\t%d → %d\t%s\t%s\t%.1f\t%s\t%s\t%s\n", name, row.Before.Attempts, row.After.Attempts,
+			pct(row.Deferrals), pct(row.Bounces), row.Deferrals.Z, row.Outcome, row.Bounces.Outcome, row.Flag)
+	}
+	if len(r.Rows) == 0 {
+		fmt.Fprintln(tw, "(no records in either window)\t\t\t\t\t\t\t")
+	}
+	if err := tw.Flush(); err != nil {
+		return err
+	}
+	if r.Explanation != "" {
+		fmt.Fprintf(w, "\n%s: %s\n", impact.EffectAbsent, r.Explanation)
+	}
+	for _, n := range r.Notes {
+		fmt.Fprintf(w, "note: %s\n", n)
+	}
+	_, err := fmt.Fprintf(w, "%d records read from %d files\n", r.Records, r.Files)
+	return err
+}

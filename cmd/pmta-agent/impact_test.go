@@ -1,0 +1,175 @@
+package main
+
+import (
+	"bytes"
+	"encoding/json"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/pmta-agent/pmta-agent/agent/confwatch"
+	"github.com/pmta-agent/pmta-agent/agent/impact"
+	"github.com/pmta-agent/pmta-agent/cmd/pmta-sim/sim"
+)
+
+// impactFiles writes 2 h of accounting records before at and 2 h after, 20
+// records every 10 s, with google deferring before and after as given,
+// and returns the files.
+func impactFiles(t *testing.T, at time.Time, before, after float64) []string {
+	t.Helper()
+	dir := t.TempDir()
+	s := sim.New(sim.Options{Seed: 14, Rate: -1})
+	w, err := s.NewAcctWriter(sim.AcctOptions{Dir: dir, Types: "d,b,t", LocalZone: time.UTC})
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.SetDeferralRate("google", before)
+	for ts := at.Add(-2 * time.Hour); ts.Before(at.Add(2 * time.Hour)); ts = ts.Add(10 * time.Second) {
+		if ts.Equal(at) {
+			s.SetDeferralRate("google", after)
+		}
+		if err := w.Write(20, ts); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := w.Close(); err != nil {
+		t.Fatal(err)
+	}
+	files, err := filepath.Glob(filepath.Join(dir, "*.csv"))
+	if err != nil || len(files) == 0 {
+		t.Fatalf("no files written: %v", err)
+	}
+	return files
+}
+
+type impactJSON struct {
+	Change string `json:"change"`
+	impact.Report
+}
+
+func runImpact(t *testing.T, want int, args ...string) (string, string) {
+	t.Helper()
+	var out, errOut bytes.Buffer
+	if code := run(append([]string{"impact"}, args...), &out, &errOut); code != want {
+		t.Fatalf("impact %s: exit %d, want %d\nstdout:\n%s\nstderr:\n%s", strings.Join(args, " "), code, want, out.String(), errOut.String())
+	}
+	return out.String(), errOut.String()
+}
+
+func rowOf(t *testing.T, r impact.Report, kind, name string) impact.Row {
+	t.Helper()
+	for _, row := range r.Rows {
+		if row.Kind == kind && row.Name == name {
+			return row
+		}
+	}
+	t.Fatalf("no row %s %s in %+v", kind, name, r.Rows)
+	return impact.Row{}
+}
+
+// TestImpactBetter: google's deferrals halve at the change (20 % → 10 %):
+// google is better, yahoo (untouched) shows no change, and the focus row
+// for gmail.com is better too.
+func TestImpactBetter(t *testing.T) {
+	at := time.Now().UTC().Add(-3 * time.Hour).Truncate(time.Minute)
+	files := impactFiles(t, at, 0.2, 0.1)
+	out, _ := runImpact(t, 0, append([]string{"-at", at.Format(time.RFC3339), "-focus", "domain=gmail.com", "-format", "json"}, files...)...)
+	var r impactJSON
+	if err := json.Unmarshal([]byte(out), &r); err != nil {
+		t.Fatalf("%v\n%s", err, out)
+	}
+	g := rowOf(t, r.Report, "isp", "google")
+	if g.Outcome != impact.Better || g.Flag != "" || g.Before.Attempts < 1000 || g.After.Attempts < 1000 {
+		t.Errorf("google: %+v", g)
+	}
+	if g.Deferrals.BeforePct < 17 || g.Deferrals.BeforePct > 23 || g.Deferrals.AfterPct < 8 || g.Deferrals.AfterPct > 12 {
+		t.Errorf("google's deferral rates %+v, want about 20 → 10", g.Deferrals)
+	}
+	// With a focus, only its rows carry the flag.
+	if y := rowOf(t, r.Report, "isp", "yahoo"); y.Outcome != impact.NoChange || y.Flag != "" {
+		t.Errorf("yahoo: %+v", y)
+	}
+	if d := rowOf(t, r.Report, "domain", "gmail.com"); !d.Focus || d.Outcome != impact.Better || d.Before.Attempts == 0 {
+		t.Errorf("gmail.com: %+v", d)
+	}
+	var total int64
+	for _, row := range r.Rows {
+		if !row.Focus {
+			total += row.Before.Attempts + row.After.Attempts
+		}
+	}
+	if total != r.Records || total != 4*360*20 {
+		t.Errorf("rows sum to %d attempts, %d records read, written %d", total, r.Records, 4*360*20)
+	}
+
+	// The table says the same ("2006-01-02 15:04" is local time: in
+	// another zone than UTC it is another moment; only its shape is checked).
+	table, _ := runImpact(t, 0, append([]string{"-at", at.Format("2006-01-02 15:04"), "-focus", "domain=gmail.com"}, files...)...)
+	for _, s := range []string{"isp google", "touched by the change:", "domain gmail.com", "DEFERRED %", "z-test"} {
+		if !strings.Contains(table, s) {
+			t.Errorf("table lacks %q:\n%s", s, table)
+		}
+	}
+	t.Logf("\n%s", table)
+}
+
+// TestImpactNoChange: nothing changes at -at: google shows no change and
+// the flag "expected effect absent" with its explanation.
+func TestImpactNoChange(t *testing.T) {
+	at := time.Now().UTC().Add(-3 * time.Hour).Truncate(time.Minute).Add(17 * time.Second)
+	files := impactFiles(t, at, 0.2, 0.2)
+	out, _ := runImpact(t, 0, append([]string{"-at", at.Format(time.RFC3339)}, files...)...)
+	if !strings.Contains(out, impact.Explanation) {
+		t.Errorf("no explanation of the flag:\n%s", out)
+	}
+	var google string
+	for _, l := range strings.Split(out, "\n") {
+		if strings.HasPrefix(l, "isp google ") {
+			google = l
+		}
+	}
+	if !strings.Contains(google, "no change") || !strings.Contains(google, impact.EffectAbsent) {
+		t.Errorf("google's row: %q\n%s", google, out)
+	}
+}
+
+// TestImpactLatestChange: without -at the latest change of the journal is
+// compared, with what its block names as the focus; with no journal the
+// exit status is 3; bad flags 2; an unreadable file 1.
+func TestImpactLatestChange(t *testing.T) {
+	dir := t.TempDir()
+	cfgPath := filepath.Join(dir, "agent.yaml")
+	writeTestFile(t, cfgPath, "state_dir: "+dir+"/state\napi: {enabled: false}\nlisten: {enabled: false}\nsinks: {stdout: {enabled: true}}\n")
+	at := time.Now().UTC().Add(-3 * time.Hour).Truncate(time.Minute)
+	files := impactFiles(t, at, 0.2, 0.1)
+
+	_, stderr := runImpact(t, 3, append([]string{"-config", cfgPath}, files...)...)
+	if !strings.Contains(stderr, "no configuration change is known") {
+		t.Errorf("stderr: %s", stderr)
+	}
+
+	j := confwatch.JournalPath(filepath.Join(dir, "state"))
+	if err := os.MkdirAll(filepath.Dir(j), 0o700); err != nil {
+		t.Fatal(err)
+	}
+	line, _ := json.Marshal(confwatch.Entry{Time: at, Block: "<domain gmail.com>", Directive: "max-msg-rate",
+		Change: "<domain gmail.com> max-msg-rate 250/h → 500/h", File: "/etc/pmta/config", Line: 40})
+	writeTestFile(t, j, string(line)+"\n")
+	out, _ := runImpact(t, 0, append([]string{"-config", cfgPath, "-format", "json"}, files...)...)
+	var r impactJSON
+	if err := json.Unmarshal([]byte(out), &r); err != nil {
+		t.Fatalf("%v\n%s", err, out)
+	}
+	if !r.At.Equal(at) || !strings.Contains(r.Change, "max-msg-rate") {
+		t.Errorf("compared at %s for %q, want %s", r.At, r.Change, at)
+	}
+	if d := rowOf(t, r.Report, "domain", "gmail.com"); d.Outcome != impact.Better {
+		t.Errorf("gmail.com: %+v", d)
+	}
+
+	runImpact(t, 2, "-at", "yesterday", files[0])
+	runImpact(t, 2, "-at", at.Format(time.RFC3339), "-focus", "isp=google", files[0])
+	runImpact(t, 1, "-at", at.Format(time.RFC3339), filepath.Join(dir, "missing.csv"))
+}
