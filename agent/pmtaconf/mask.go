@@ -102,12 +102,34 @@ func isSecretOption(s string) bool {
 func maskURLPassword(s string) (string, bool) {
 	var b strings.Builder
 	changed := false
+	parts, rest := userinfos(s)
+	for _, p := range parts {
+		b.WriteString(p.before)
+		if user, _, ok := strings.Cut(p.userinfo, ":"); ok {
+			b.WriteString(user + ":" + Masked)
+			changed = true
+		} else {
+			b.WriteString(p.userinfo)
+		}
+	}
+	b.WriteString(rest)
+	return b.String(), changed
+}
+
+// urlPart is the text before a URL's user info (from the end of the one
+// before, "scheme://" included) and the user info ("user:pass").
+type urlPart struct{ before, userinfo string }
+
+// userinfos splits s at the user info of every "scheme://user[:pass]@": the
+// parts, and the text after the last.
+func userinfos(s string) (parts []urlPart, rest string) {
+	var pending strings.Builder
 	for {
 		i := strings.Index(s, "://")
 		if i < 0 {
 			break
 		}
-		b.WriteString(s[:i+3])
+		pending.WriteString(s[:i+3])
 		s = s[i+3:]
 		end := strings.IndexAny(s, "/?# ")
 		if end < 0 {
@@ -117,16 +139,12 @@ func maskURLPassword(s string) (string, bool) {
 		if at < 0 {
 			continue
 		}
-		if user, _, ok := strings.Cut(s[:at], ":"); ok {
-			b.WriteString(user + ":" + Masked)
-			changed = true
-		} else {
-			b.WriteString(s[:at])
-		}
+		parts = append(parts, urlPart{before: pending.String(), userinfo: s[:at]})
+		pending.Reset()
 		s = s[at:]
 	}
-	b.WriteString(s)
-	return b.String(), changed
+	pending.WriteString(s)
+	return parts, pending.String()
 }
 
 // Secrets returns every secret value written in the configuration: the
@@ -180,23 +198,11 @@ func Secrets(root *Block) []string {
 // urlPasswords returns the passwords of the "scheme://user:pass@" in s.
 func urlPasswords(s string) []string {
 	var out []string
-	for {
-		i := strings.Index(s, "://")
-		if i < 0 {
-			return out
-		}
-		s = s[i+3:]
-		end := strings.IndexAny(s, "/?# ")
-		if end < 0 {
-			end = len(s)
-		}
-		at := strings.LastIndex(s[:end], "@")
-		if at < 0 {
-			continue
-		}
-		if _, pass, ok := strings.Cut(s[:at], ":"); ok && pass != "" {
+	parts, _ := userinfos(s)
+	for _, p := range parts {
+		if _, pass, ok := strings.Cut(p.userinfo, ":"); ok && pass != "" {
 			out = append(out, pass)
 		}
-		s = s[at:]
 	}
+	return out
 }
