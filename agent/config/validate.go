@@ -37,8 +37,8 @@ func (c *Config) Validate() error {
 		p.add("memory_limit", fmt.Sprintf("(%s) must be 0 (none) or at least 16MiB", c.MemoryLimit))
 	}
 
-	if c.PMTA.Watch && c.PMTA.WatchInterval <= 0 {
-		p.add("pmta.watch_interval", fmt.Sprintf("(%s) must be a positive duration such as 30s", c.PMTA.WatchInterval))
+	if c.PMTA.Watch && c.PMTA.WatchInterval < 100*time.Millisecond {
+		p.add("pmta.watch_interval", fmt.Sprintf("(%s) must be at least 100ms (30s by default)", c.PMTA.WatchInterval))
 	}
 	p.section("listen", c.Listen.Validate())
 	p.section("relay", c.Relay.Validate())

@@ -24,10 +24,17 @@ import (
 func cmdImpact(ctx context.Context, args []string, out, stderr io.Writer) error {
 	fs := newFlagSet("impact", stderr)
 	path := fs.String("config", "", "configuration file (YAML): state_dir (the change journal), acct.globs, pipeline.isp_map")
-	atFlag := fs.String("at", "", `the change's time, RFC 3339 or "2006-01-02 15:04" (local time); default: the latest change the agent recorded`)
+	atFlag := fs.String("at", "", `the change's time: RFC 3339, PowerMTA's "2024-01-15 10:08:20-0500", or "2006-01-02 15:04" (local time); default: the latest change the agent recorded`)
 	window := fs.Duration("window", 2*time.Hour, "how long before and after the change to compare")
 	minAttempts := fs.Int64("min-attempts", impact.DefaultMinAttempts, "fewer attempts on either side give the verdict \"too few\"")
 	format := fs.String("format", "table", "table or json")
+	fs.Usage = func() {
+		fmt.Fprint(stderr, "Usage: pmta-agent impact [-config FILE] [-at TIME] [-window 2h] [-focus KIND=VALUE] [-min-attempts 200] [-format table|json] [FILE…]\n\n"+
+			"Compares delivery before and after a PowerMTA configuration change — the latest the agent\n"+
+			"recorded (<state_dir>/pmta_config/changes.jsonl: run it as the agent's user), or -at — per ISP\n"+
+			"and for what the change touched, from the accounting files (FILE…, default acct.globs).\n\n")
+		fs.PrintDefaults()
+	}
 	var focus impact.Focus
 	fs.Func("focus", "what the change touched, KIND=VALUE: domain=gmail.com, vmta=vmta-gm-011, pool=pool-gmail (repeatable)", func(s string) error {
 		t, err := impact.ParseTarget(s)
@@ -105,17 +112,20 @@ func cmdImpact(ctx context.Context, args []string, out, stderr io.Writer) error 
 	return printImpact(out, change, rep)
 }
 
-// parseAt reads -at: RFC 3339, or "2006-01-02 15:04" in local time.
+// parseAt reads -at: RFC 3339, PowerMTA's own timeLogged
+// ("2024-01-15 10:08:20-0500"), or "2006-01-02 15:04[:05]" in local time.
 func parseAt(s string) (time.Time, error) {
-	if t, err := time.Parse(time.RFC3339, s); err == nil {
-		return t, nil
+	for _, layout := range []string{time.RFC3339, "2006-01-02 15:04:05-0700"} {
+		if t, err := time.Parse(layout, s); err == nil {
+			return t, nil
+		}
 	}
 	for _, layout := range []string{"2006-01-02 15:04", "2006-01-02 15:04:05"} {
 		if t, err := time.ParseInLocation(layout, s, time.Local); err == nil {
 			return t, nil
 		}
 	}
-	return time.Time{}, fmt.Errorf(`-at %q: want RFC 3339 (2024-01-15T10:00:00Z) or "2006-01-02 15:04"`, s)
+	return time.Time{}, fmt.Errorf(`-at %q: want RFC 3339 (2024-01-15T10:00:00Z), PowerMTA's "2024-01-15 10:08:20-0500" or "2006-01-02 15:04" (local)`, s)
 }
 
 // domainMacros reads PowerMTA's domain-macro lines, for a change to

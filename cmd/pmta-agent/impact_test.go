@@ -173,3 +173,19 @@ func TestImpactLatestChange(t *testing.T) {
 	runImpact(t, 2, "-at", at.Format(time.RFC3339), "-focus", "isp=google", files[0])
 	runImpact(t, 1, "-at", at.Format(time.RFC3339), filepath.Join(dir, "missing.csv"))
 }
+
+// -at takes RFC 3339, PowerMTA's own timeLogged and a local time.
+func TestImpactAtFormats(t *testing.T) {
+	want := time.Date(2024, 1, 15, 15, 8, 20, 0, time.UTC)
+	for _, s := range []string{"2024-01-15T15:08:20Z", "2024-01-15 10:08:20-0500"} {
+		if got, err := parseAt(s); err != nil || !got.Equal(want) {
+			t.Errorf("%q: %v %v", s, got, err)
+		}
+	}
+	if got, err := parseAt("2024-01-15 15:08"); err != nil || got.Location() != time.Local || got.Minute() != 8 {
+		t.Errorf("local: %v %v", got, err)
+	}
+	if _, err := parseAt("yesterday"); err == nil {
+		t.Error("parsed yesterday")
+	}
+}

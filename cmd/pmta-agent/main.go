@@ -29,7 +29,8 @@ Usage:
                                            reloads the configuration
   pmta-agent once [-config FILE]           one collection round and a preview of the accounting
                                            files, printed as line protocol
-  pmta-agent once -sinks [-config FILE]    the round through the configured sinks, each one's answer said
+  pmta-agent once -sinks [-stall 30s] [-config FILE]
+                                           the round through the configured sinks, each one's answer said
   pmta-agent check-config [-config FILE]   load and validate the configuration, and say what was
                                            taken from PowerMTA's configuration
   pmta-agent init [-config FILE] [-pmta-config FILE]

@@ -223,7 +223,15 @@ func newTailer(cfg config.Config, isp *agent.ISPMap, log *slog.Logger) (*acct.Ta
 // when pmta.watch is on and the file was read at start (on a host without
 // PowerMTA there is nothing to follow).
 func watchPMTA(cfg config.Config) bool {
-	return cfg.PMTA.Watch && cfg.Derived != nil
+	if !cfg.PMTA.Watch || cfg.Derived == nil {
+		return false
+	}
+	f, err := os.Open(cfg.Derived.File) // one that cannot be read was warned about: no watcher failing every check
+	if err != nil {
+		return false
+	}
+	_ = f.Close()
+	return true
 }
 
 // newConfigWatcher builds the source of config_change events.

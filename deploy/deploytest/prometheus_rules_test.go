@@ -455,8 +455,8 @@ func TestAlertmanagerConfig(t *testing.T) {
 			t.Errorf("receiver %s: send_resolved must be true: the relay undoes its action when the alert resolves", rc.Name)
 		}
 		auth := w.HTTPConfig.Authorization
-		if auth.CredentialsFile != "/etc/pmta-agent/alertmanager.token" || auth.Credentials != "" || (auth.Type != "" && auth.Type != "Bearer") {
-			t.Errorf("receiver %s: authorization %+v, want a Bearer token from /etc/pmta-agent/alertmanager.token", rc.Name, auth)
+		if auth.CredentialsFile != "/etc/prometheus/pmta-agent-relay.token" || auth.Credentials != "" || (auth.Type != "" && auth.Type != "Bearer") {
+			t.Errorf("receiver %s: authorization %+v, want a Bearer token from /etc/prometheus/pmta-agent-relay.token", rc.Name, auth)
 		}
 	}
 	if !found {
