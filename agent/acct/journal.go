@@ -1,6 +1,7 @@
 package acct
 
 import (
+	"context"
 	"fmt"
 	"log/slog"
 	"sync"
@@ -228,8 +229,10 @@ func (j *journal) saveLocked() error {
 		j.checkpointErrors.Add(1)
 		return fmt.Errorf("accounting checkpoint: %w", err)
 	}
-	j.log.Debug("accounting checkpoint written", "seq", j.committedSeq, "pending_cuts", len(j.pending),
-		"bytes", n+len(cf.Snapshot))
+	if j.log.Enabled(context.Background(), slog.LevelDebug) {
+		j.log.Debug("accounting checkpoint written", "seq", j.committedSeq, "pending_cuts", len(j.pending),
+			"bytes", n+len(cf.Snapshot))
+	}
 	now := j.now().Unix()
 	j.lastCheckpoint.Store(now)
 	if j.commitUnsaved {

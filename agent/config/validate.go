@@ -7,6 +7,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/pmta-agent/pmta-agent/agent/confwatch"
 	"github.com/pmta-agent/pmta-agent/agent/engine"
 )
 
@@ -37,7 +38,7 @@ func (c *Config) Validate() error {
 		p.add("memory_limit", fmt.Sprintf("(%s) must be 0 (none) or at least 16MiB", c.MemoryLimit))
 	}
 
-	if c.PMTA.Watch && c.PMTA.WatchInterval < 100*time.Millisecond {
+	if c.PMTA.Watch && c.PMTA.WatchInterval < confwatch.MinInterval {
 		p.add("pmta.watch_interval", fmt.Sprintf("(%s) must be at least 100ms (30s by default)", c.PMTA.WatchInterval))
 	}
 	p.section("listen", c.Listen.Validate())

@@ -67,11 +67,15 @@ func (c Config) withDefaults() Config {
 
 // Validate reports every problem of the settings, each starting with its
 // key ("interval: …").
+// MinInterval is the shortest Interval: PowerMTA's configuration changes
+// by hand.
+const MinInterval = 100 * time.Millisecond
+
 func (c Config) Validate() []error {
 	var errs []error
 	if c.Interval < 0 {
 		errs = append(errs, fmt.Errorf("interval: must be a positive duration such as 30s (is %s)", c.Interval))
-	} else if c.Interval > 0 && c.Interval < 100*time.Millisecond {
+	} else if c.Interval > 0 && c.Interval < MinInterval {
 		errs = append(errs, fmt.Errorf("interval: %s is too short; PowerMTA's configuration changes by hand (30s is the default)", c.Interval))
 	}
 	return errs

@@ -338,7 +338,9 @@ func (d *Delivery) FlushOnce(ctx context.Context) (wait time.Duration, more bool
 	if err == nil {
 		d.answered(start)
 		d.settle(len(chunk), &d.written)
-		d.log.Debug("sink write", append(slices.Clip(d.endpoint), "points", len(chunk), "took", d.now().Sub(start))...)
+		if d.log.Enabled(ctx, slog.LevelDebug) { // no attributes built on the write path unless asked
+			d.log.Debug("sink write", append(slices.Clip(d.endpoint), "points", len(chunk), "took", d.now().Sub(start))...)
+		}
 		return 0, d.hasMore()
 	}
 

@@ -1,7 +1,6 @@
 package pmtaconf
 
 import (
-	"os"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -291,19 +290,9 @@ func TestFiles(t *testing.T) {
 // Any configuration diffed against itself is no change, against nothing is
 // additions only, and a secret directive's value shows only masked.
 func FuzzDiff(f *testing.F) {
-	for _, p := range []string{"testdata/busy.config", "testdata/diff/secrets/before/config", "testdata/diff/reorder/after/config"} {
-		b, err := os.ReadFile(p)
-		if err != nil {
-			f.Fatal(err)
-		}
-		f.Add(b)
-	}
+	addSeeds(f, "testdata/busy.config", "testdata/diff/secrets/before/config", "testdata/diff/reorder/after/config")
 	f.Fuzz(func(t *testing.T, body []byte) {
-		p := filepath.Join(t.TempDir(), "config")
-		if err := os.WriteFile(p, body, 0o600); err != nil {
-			t.Fatal(err)
-		}
-		root, err := Load(p)
+		root, err := loadBody(t, body)
 		if err != nil {
 			return
 		}

@@ -182,20 +182,30 @@ func TestParse(t *testing.T) {
 	}
 }
 
-func FuzzLoad(f *testing.F) {
-	for _, p := range []string{"testdata/stock.config", "testdata/busy.config"} {
+// addSeeds adds the files at paths to f's corpus.
+func addSeeds(f *testing.F, paths ...string) {
+	for _, p := range paths {
 		b, err := os.ReadFile(p)
 		if err != nil {
 			f.Fatal(err)
 		}
 		f.Add(b)
 	}
+}
+
+// loadBody loads body written as a configuration file.
+func loadBody(t *testing.T, body []byte) (*Block, error) {
+	p := filepath.Join(t.TempDir(), "config")
+	if err := os.WriteFile(p, body, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return Load(p)
+}
+
+func FuzzLoad(f *testing.F) {
+	addSeeds(f, "testdata/stock.config", "testdata/busy.config")
 	f.Fuzz(func(t *testing.T, body []byte) {
-		p := filepath.Join(t.TempDir(), "config")
-		if err := os.WriteFile(p, body, 0o600); err != nil {
-			t.Fatal(err)
-		}
-		root, err := Load(p)
+		root, err := loadBody(t, body)
 		if err != nil {
 			return
 		}

@@ -223,5 +223,3 @@ func plainWord(s string) bool {
 	}
 	return len(s) <= 253
 }
-
-func sortStrings(s []string) { slices.Sort(s) }

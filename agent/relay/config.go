@@ -149,8 +149,9 @@ func (c Config) Validate() []error {
 	return errs
 }
 
-// checkTemplate parses a rule's command with every placeholder filled with
-// a sample, and checks it against the allow-list.
+// checkTemplate parses a rule's command with every {LABEL} and
+// {domains:LABEL} filled with a sample domain, and checks it against the
+// allow-list.
 func checkTemplate(tmpl string, allow []string) error {
 	line, err := expand(tmpl, func(string) (string, bool) { return "example.com", true }, nil)
 	if err != nil {

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -411,6 +412,6 @@ func (b *domainBook) of(isp string) []string {
 			out = append(out, d)
 		}
 	}
-	sortStrings(out)
+	slices.Sort(out)
 	return out
 }

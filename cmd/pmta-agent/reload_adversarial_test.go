@@ -10,7 +10,6 @@ package main
 import (
 	"encoding/json"
 	"fmt"
-	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -215,6 +214,22 @@ func (aw *advWriter) finish(t *testing.T) int64 {
 
 // waitTotal waits until the agent wrote want records (or 20 s passed) and
 // returns what it wrote.
+// restartAndCount ends w, starts the stopped agent again so that it reads
+// what is left, stops it, and fails unless every record w wrote is counted
+// exactly once.
+func (a *advAgent) restartAndCount(w *advWriter, what string) {
+	a.t.Helper()
+	written := w.finish(a.t)
+	a.start()
+	a.waitTotal(written)
+	if err := a.stop(); err != nil {
+		a.t.Errorf("exit: %v", err)
+	}
+	if got := a.total(); got != written {
+		a.t.Errorf("%s: %d records counted, %d written", what, got, written)
+	}
+}
+
 func (a *advAgent) waitTotal(want int64) int64 {
 	deadline := time.Now().Add(20 * time.Second)
 	for time.Now().Before(deadline) {
@@ -346,15 +361,7 @@ func TestAdversarialReloadThenTerm(t *testing.T) {
 		}
 		t.Logf("run %d: stopped in %s", i, time.Since(start))
 	}
-	written := w.finish(t)
-	a.start()
-	a.waitTotal(written)
-	if err := a.stop(); err != nil {
-		t.Errorf("exit: %v", err)
-	}
-	if got := a.total(); got != written {
-		t.Errorf("reload then term: %d records counted, %d written", got, written)
-	}
+	a.restartAndCount(w, "reload then term")
 }
 
 // SIGTERM while a reload waits in Settle (the buffer's fsync is 3 s away):
@@ -364,25 +371,7 @@ func TestAdversarialTermDuringSettle(t *testing.T) {
 	a := newAdvAgent(t, map[string]string{"shutdown": "5s",
 		"buffer": "{type: disk, sync: interval, sync_every: 3s}"})
 	sockPath := filepath.Join(a.dir, "n.sock")
-	sock, err := net.ListenUnixgram("unixgram", &net.UnixAddr{Name: sockPath, Net: "unixgram"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer sock.Close()
-	var mu sync.Mutex
-	var notes []string
-	go func() {
-		buf := make([]byte, 256)
-		for {
-			n, err := sock.Read(buf)
-			if err != nil {
-				return
-			}
-			mu.Lock()
-			notes = append(notes, string(buf[:n]))
-			mu.Unlock()
-		}
-	}()
+	notes := listenNotify(t, sockPath)
 	t.Setenv("NOTIFY_SOCKET", sockPath)
 	w := startWriter(t, filepath.Join(a.dir, "log"), "", 0, 5)
 	a.start()
@@ -398,30 +387,20 @@ func TestAdversarialTermDuringSettle(t *testing.T) {
 	}
 	t.Logf("stopped in %s", time.Since(start))
 	time.Sleep(200 * time.Millisecond)
-	mu.Lock()
-	got := strings.Join(notes, " ")
-	mu.Unlock()
+	got := notes()
 	t.Logf("notifications: %s", got)
 	if i := strings.Index(got, "STOPPING=1"); i >= 0 && strings.Contains(got[i:], "READY=1") {
 		t.Errorf("READY=1 after STOPPING=1: %s", got)
 	}
 	t.Logf("log:\n%s", a.log())
 	t.Setenv("NOTIFY_SOCKET", "")
-	written := w.finish(t)
-	a.start()
-	a.waitTotal(written)
-	if err := a.stop(); err != nil {
-		t.Errorf("exit: %v", err)
-	}
-	if got := a.total(); got != written {
-		t.Errorf("term during settle: %d records counted, %d written", got, written)
-	}
+	a.restartAndCount(w, "term during settle")
 }
 
 // An isp_map change whose acct handover fails (Settle times out) leaves the
-// tailer with the old map; the reloader nevertheless records the new map as
-// applied, so a later reload of the same file does not retry the tailer: the
-// pmta_acct points keep the old isp tags until a restart.
+// tailer with the old map, and the reloader records it so: a later reload of
+// the same file tries the tailer again, and the pmta_acct points take the
+// new isp tags without a restart.
 func TestAdversarialISPMapAfterFailedSettle(t *testing.T) {
 	a := newAdvAgent(t, map[string]string{"shutdown": "1s",
 		"buffer": "{type: disk, sync: interval, sync_every: 3s}"})

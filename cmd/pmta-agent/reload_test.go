@@ -5,13 +5,11 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
-	"net"
 	"net/http/httptest"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -95,25 +93,7 @@ sinks: {stdout: {enabled: true}}
 		}
 	})
 	// systemd's side of Type=notify: RELOADING=1, then READY=1, for each.
-	sock, err := net.ListenUnixgram("unixgram", &net.UnixAddr{Name: filepath.Join(dir, "notify.sock"), Net: "unixgram"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer sock.Close()
-	var notesMu sync.Mutex
-	var notes []string
-	go func() {
-		buf := make([]byte, 256)
-		for {
-			n, err := sock.Read(buf)
-			if err != nil {
-				return
-			}
-			notesMu.Lock()
-			notes = append(notes, string(buf[:n]))
-			notesMu.Unlock()
-		}
-	}()
+	notes := listenNotify(t, filepath.Join(dir, "notify.sock"))
 	cmd := exec.Command(bin, "run", "-config", cfgPath)
 	cmd.Env = append(os.Environ(), "NOTIFY_SOCKET="+filepath.Join(dir, "notify.sock"))
 	cmd.Stdout, cmd.Stderr = outf, logf
@@ -220,9 +200,7 @@ sinks: {stdout: {enabled: true}}
 
 	var got string
 	for end := time.Now().Add(5 * time.Second); time.Now().Before(end); time.Sleep(10 * time.Millisecond) {
-		notesMu.Lock()
-		got = strings.Join(notes, " ")
-		notesMu.Unlock()
+		got = notes()
 		if strings.HasSuffix(got, "STOPPING=1") {
 			break
 		}
