@@ -54,7 +54,7 @@ type Report struct {
 func Analyze(ctx context.Context, files []string, at time.Time, window time.Duration, focus Focus,
 	isp *agent.ISPMap, opts Options) (Report, error) {
 	if window < time.Second || window%time.Second != 0 {
-		return Report{}, fmt.Errorf("impact: window %s: want whole seconds, at least 1s", window)
+		return Report{}, fmt.Errorf("window %s: want whole seconds, at least 1s", window)
 	}
 	if opts.MinAttempts <= 0 {
 		opts.MinAttempts = DefaultMinAttempts
@@ -155,7 +155,7 @@ func Analyze(ctx context.Context, files []string, at time.Time, window time.Dura
 		}
 	}
 	if err != nil {
-		return rep, fmt.Errorf("impact: %w", err)
+		return rep, err // says its file: "backfill: open …"
 	}
 	return rep, nil
 }

@@ -72,7 +72,7 @@ func cmdImpact(ctx context.Context, args []string, out, stderr io.Writer) error 
 		return err
 	}
 	change := ""
-	if at.IsZero() {
+	if *atFlag == "" { // -at 0001-01-01T00:00:00Z is a time too, if an odd one
 		e, ok, err := confwatch.LatestChange(cfg.StateDir)
 		if err != nil {
 			return err

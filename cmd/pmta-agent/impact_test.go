@@ -188,4 +188,13 @@ func TestImpactAtFormats(t *testing.T) {
 	if _, err := parseAt("yesterday"); err == nil {
 		t.Error("parsed yesterday")
 	}
+	// The year 1 and the year 9999 are times like others: not "no -at".
+	empty := filepath.Join(t.TempDir(), "acct-empty.csv")
+	writeTestFile(t, empty, "")
+	for _, at := range []string{"0001-01-01T00:00:00Z", "9999-12-31T00:00:00Z"} {
+		var out, errOut syncBuffer
+		if code := run([]string{"impact", "-at", at, empty}, &out, &errOut); code != 0 {
+			t.Errorf("-at %s: exit %d: %s", at, code, errOut.String())
+		}
+	}
 }
