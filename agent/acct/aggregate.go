@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/pmta-agent/pmta-agent/agent"
+	"github.com/pmta-agent/pmta-agent/agent/verdict"
 )
 
 // Measurement names of the data contract.
@@ -171,6 +172,13 @@ type aggregator struct {
 	diagBuf    []byte
 	keyBuf     []byte
 	safeBuf    [6][]byte // SafeTag copies of a record's values, when needed
+
+	// verdicts, when set, judges the closed intervals (see judgeInto);
+	// muted, its points are not emitted (a replayed cut: they were, from a
+	// fuller window); changes are the verdicts' changes not yet logged.
+	verdicts *verdict.Window
+	muted    bool
+	changes  []verdict.Change
 
 	records  int64 // records added
 	late     int64 // records added to a later interval than their own
@@ -443,7 +451,60 @@ func (a *aggregator) appendPoints(pts []agent.Point, iv *interval) []agent.Point
 	for _, v := range a.views {
 		pts = v.appendPoints(pts, entries, iv.start, ts, a.iv)
 	}
-	return a.appendDiagPoints(pts, iv, ts)
+	pts = a.appendDiagPoints(pts, iv, ts)
+	if a.verdicts != nil {
+		pts = a.appendVerdicts(pts, iv.start, entries)
+	}
+	return pts
+}
+
+// maxChanges bounds the verdict changes kept for the log between two
+// reads (takeChanges); past it the rest are counted, not kept.
+const maxChanges = 1000
+
+// appendVerdicts hands a closed interval's attempts — d, t and b records
+// with a source IP — to the verdict window and appends the points of the
+// steps it completed.
+func (a *aggregator) appendVerdicts(pts []agent.Point, start int64, entries []aggEntry) []agent.Point {
+	counts := make(map[verdict.Key]verdict.Counts)
+	for i := range entries {
+		e := &entries[i]
+		if e.key.sourceIP == "" {
+			continue // no IP to judge
+		}
+		var c verdict.Counts
+		switch e.key.typ {
+		case typeD:
+			c.Attempts = e.count
+		case typeT:
+			c.Attempts, c.Deferred = e.count, e.count
+		case typeB:
+			c.Attempts, c.Bounced = e.count, e.count
+		default:
+			continue
+		}
+		k := verdict.Key{ISP: e.key.isp, Pool: e.key.pool, SourceIP: e.key.sourceIP}
+		sum := counts[k]
+		sum.Attempts += c.Attempts
+		sum.Deferred += c.Deferred
+		sum.Bounced += c.Bounced
+		counts[k] = sum
+	}
+	for _, res := range a.verdicts.Observe(start, start+a.iv, counts) {
+		if !a.muted {
+			pts = append(pts, a.verdicts.Points(res)...)
+		}
+		n := min(len(res.Changes), max(maxChanges-len(a.changes), 0))
+		a.changes = append(a.changes, res.Changes[:n]...)
+	}
+	return pts
+}
+
+// takeChanges returns the verdict changes since the last call.
+func (a *aggregator) takeChanges() []verdict.Change {
+	ch := a.changes
+	a.changes = nil
+	return ch
 }
 
 type diagCount struct {

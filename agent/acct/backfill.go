@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/pmta-agent/pmta-agent/agent"
+	"github.com/pmta-agent/pmta-agent/agent/verdict"
 )
 
 // BackfillOptions configures Backfill.
@@ -38,7 +39,7 @@ const defaultBackfillLag = time.Minute
 func (o BackfillOptions) config() Config {
 	c := DefaultConfig()
 	c.Interval, c.TopDiag, c.MaxLineBytes, c.MaxClockSkew = o.Config.Interval, o.Config.TopDiag, o.Config.MaxLineBytes, o.Config.MaxClockSkew
-	c.Views = o.Config.Views
+	c.Views, c.Verdict = o.Config.Views, o.Config.Verdict
 	return c.withDefaults()
 }
 
@@ -95,6 +96,15 @@ func Backfill(ctx context.Context, files []string, opts BackfillOptions, isp *ag
 	}
 	agg := newAggregator(cfg.Interval, cfg.TopDiag, isp, cfg.Views...)
 	agg.fillFrom(opts.Config.SourceIPs, opts.Config.Pools)
+	if v := cfg.Verdict; v.Enabled {
+		// The verdicts over history too, where the interval allows them (a
+		// backfill may use any interval: -interval 7s has no 1m steps).
+		if verrs := v.Validate(cfg.Interval); len(verrs) == 0 {
+			agg.verdicts = verdict.NewWindow(v)
+		} else {
+			logger.Warn("backfill: no pmta_verdict points", "err", errors.Join(verrs...))
+		}
+	}
 	p := newLineParser(agg, cfg.MaxLineBytes, timeRange{now: time.Now, skew: int64(cfg.MaxClockSkew / time.Second)},
 		logger, time.Now)
 	var st BackfillStats
@@ -110,6 +120,7 @@ func Backfill(ctx context.Context, files []string, opts BackfillOptions, isp *ag
 		}
 	}
 	send := func(pts []agent.Point) {
+		agg.takeChanges() // history's verdict changes are in its points, not the log
 		if len(pts) > 0 {
 			st.Points += int64(len(pts))
 			emit(agent.Batch{Source: "acct-backfill", Points: pts})

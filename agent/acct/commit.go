@@ -50,7 +50,9 @@ func (t *Tailer) commitInitial() error {
 // exactly; the state after the cut becomes the checkpoint's snapshot only in
 // Done. replayed is the journaled cut being replayed, or nil for a new one.
 func (t *Tailer) closeAndEmit(boundary int64, replayed *cut) error {
+	t.agg.muted = replayed != nil
 	pts, changed := t.agg.closeBefore(boundary)
+	t.logVerdicts(t.agg.takeChanges())
 	if !changed && replayed == nil {
 		return nil
 	}

@@ -5,6 +5,7 @@ import (
 	"path/filepath"
 	"time"
 
+	"github.com/pmta-agent/pmta-agent/agent/verdict"
 	"github.com/pmta-agent/pmta-agent/agent/zerofill"
 )
 
@@ -54,6 +55,14 @@ type Config struct {
 	// derives them from PowerMTA's configuration).
 	SourceIPs map[string]string `koanf:"-"`
 	Pools     map[string]string `koanf:"-"`
+	// Verdict sets the IP vs pool verdicts judged from the closed
+	// intervals (pmta_verdict; see package verdict). Its zero value is
+	// off: DefaultConfig turns it on.
+	Verdict verdict.Config `koanf:"verdict"`
+	// VerdictWindow is a window to carry on with — the one of the tailer
+	// a reload replaces — when its settings are Verdict's; nil or other
+	// settings: a new one.
+	VerdictWindow *verdict.Window `koanf:"-"`
 }
 
 // DefaultConfig returns the defaults of every setting: the values of
@@ -72,6 +81,7 @@ func DefaultConfig() Config {
 		MaxClockSkew:    5 * time.Minute,
 		MaxAge:          7 * 24 * time.Hour,
 		Views:           DefaultViews(),
+		Verdict:         verdict.DefaultConfig(),
 	}
 }
 
@@ -118,7 +128,11 @@ func (c Config) Validate() []error {
 	if c.MaxAge < 0 || (c.MaxAge > 0 && c.MaxAge < time.Hour) {
 		p.add("max_age", fmt.Sprintf("(%s) must be 0 (any age) or at least 1h", c.MaxAge))
 	}
-	return p
+	iv := c.Interval // the verdicts' step is checked against a valid one only
+	if iv <= 0 || iv%time.Second != 0 || time.Hour%iv != 0 {
+		iv = 0
+	}
+	return append(p, c.Verdict.Validate(iv)...)
 }
 
 // validateAggregation checks the settings a backfill shares with tailing:

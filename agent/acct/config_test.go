@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/pmta-agent/pmta-agent/agent"
+	"github.com/pmta-agent/pmta-agent/agent/verdict"
 )
 
 // TestDefaultConfig pins the defaults: those of the acct: section of
@@ -23,6 +24,7 @@ func TestDefaultConfig(t *testing.T) {
 			{Name: "pmta_acct", Tags: []string{"type", "isp", "vmta", "pool", "source_ip"}},
 			{Name: "pmta_acct_domain", Tags: []string{"type", "domain", "isp", "bounce_cat", "dsn_class"}, MaxDomains: 500},
 		},
+		Verdict: verdict.Config{Enabled: true, Window: 15 * time.Minute, Every: time.Minute, MinAttempts: 200, WarnPct: 5},
 	}
 	if got := DefaultConfig(); !reflect.DeepEqual(got, want) {
 		t.Fatalf("DefaultConfig() = %+v, want %+v", got, want)
@@ -38,6 +40,7 @@ func TestConfigKeys(t *testing.T) {
 		"Enabled": "enabled", "Globs": "globs", "StateDir": "-", "StartAt": "start_at", "Interval": "interval",
 		"Grace": "grace", "PollEvery": "poll_every", "FingerprintSize": "-", "TopDiag": "top_diag",
 		"MaxLineBytes": "max_line_bytes", "MaxClockSkew": "max_clock_skew", "MaxAge": "max_age", "Views": "views", "SourceIPs": "-", "Pools": "-",
+		"Verdict": "verdict", "VerdictWindow": "-",
 	}
 	typ := reflect.TypeFor[Config]()
 	if typ.NumField() != len(want) {
@@ -72,6 +75,8 @@ func TestConfigValidate(t *testing.T) {
 		{"max_age under an hour", func(c *Config) { c.MaxAge = 30 * time.Minute }, []string{"max_age: (30m0s) must be 0 (any age) or at least 1h"}},
 		{"max_age 0 is any age", func(c *Config) { c.MaxAge = 0 }, nil},
 		{"max_age negative", func(c *Config) { c.MaxAge = -time.Hour }, []string{"max_age: (-1h0m0s) must be 0"}},
+		{"verdict", func(c *Config) { c.Verdict.Every = 15 * time.Second }, []string{"verdict.every: 15s is not a multiple of acct.interval 10s"}},
+		{"verdict off", func(c *Config) { c.Verdict = verdict.Config{} }, nil},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -90,11 +95,12 @@ func TestConfigValidate(t *testing.T) {
 	}
 }
 
-// Zero fields take the defaults, but for MaxAge, whose zero means any age.
+// Zero fields take the defaults, but for MaxAge, whose zero means any age,
+// and Verdict, whose zero is off: a library caller asks for verdicts.
 func TestConfigWithDefaults(t *testing.T) {
 	got := Config{StateDir: "/s", Globs: []string{"/x/*.csv"}}.withDefaults()
 	want := DefaultConfig()
-	want.StateDir, want.Globs, want.MaxAge = "/s", []string{"/x/*.csv"}, 0
+	want.StateDir, want.Globs, want.MaxAge, want.Verdict = "/s", []string{"/x/*.csv"}, 0, verdict.Config{}
 	if !reflect.DeepEqual(got, want) {
 		t.Fatalf("withDefaults = %+v, want %+v", got, want)
 	}

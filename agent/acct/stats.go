@@ -5,6 +5,7 @@ import (
 	"time"
 
 	"github.com/pmta-agent/pmta-agent/agent"
+	"github.com/pmta-agent/pmta-agent/agent/verdict"
 )
 
 // tailerStats are the tailer's own counters, read by Stats from any
@@ -22,6 +23,7 @@ type tailerStats struct {
 type readCounts struct {
 	lines, records, malformed, late, bytesRead, diagFolded int64
 	emitted, open, restored, filesOpen, tailLagBytes       int64
+	verdict                                                verdict.Stats
 	outOfRange                                             [numRangeReasons]int64
 	lagFrom                                                int64
 }
@@ -50,6 +52,11 @@ type readCounts struct {
 // were first seen — and 0 when nothing is unread; tail_lag_bytes is how much
 // is unread. problems counts the globs' directories and files that cannot
 // be read (see Problems).
+//
+// verdict_points counts the pmta_verdict points made since the tailer
+// started (a window carried over a reload counts on); verdict_ip_specific
+// and verdict_pool_wide are the rows (IPs and pools) with that verdict at
+// the last step.
 func (t *Tailer) Stats() []agent.Field {
 	s, fs, j := &t.st, t.files, t.journal
 	r := s.read.Load()
@@ -92,6 +99,9 @@ func (t *Tailer) Stats() []agent.Field {
 		{Key: "checkpoint_errors", Value: j.checkpointErrors.Load()},
 		{Key: "read_errors", Value: s.readErrors.Load()},
 		{Key: "problems", Value: int64(len(t.Problems()))},
+		{Key: "verdict_points", Value: r.verdict.Points},
+		{Key: "verdict_ip_specific", Value: r.verdict.IPSpecific},
+		{Key: "verdict_pool_wide", Value: r.verdict.PoolWide},
 	}
 }
 
@@ -103,6 +113,9 @@ func (t *Tailer) updateStats(now time.Time) {
 	r := &readCounts{
 		lines: p.lines, records: a.records, malformed: p.malformed, late: a.late, bytesRead: p.bytesRead,
 		diagFolded: a.folded, emitted: a.emitted, open: a.inOpen, restored: a.restored, outOfRange: p.outOfRange,
+	}
+	if a.verdicts != nil {
+		r.verdict = a.verdicts.Stats()
 	}
 	for _, e := range t.files.entries {
 		if e.f != nil {

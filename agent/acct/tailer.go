@@ -10,6 +10,7 @@ import (
 
 	"github.com/pmta-agent/pmta-agent/agent"
 	"github.com/pmta-agent/pmta-agent/agent/statefile"
+	"github.com/pmta-agent/pmta-agent/agent/verdict"
 )
 
 const (
@@ -91,6 +92,13 @@ func NewTailer(cfg Config, isp *agent.ISPMap, log *slog.Logger) (*Tailer, error)
 	t.journal = newJournal(cfg.StateDir, log, t.errLog, now)
 	t.agg = newAggregator(cfg.Interval, cfg.TopDiag, isp, cfg.Views...)
 	t.agg.fillFrom(cfg.SourceIPs, cfg.Pools)
+	if cfg.Verdict.Enabled {
+		w := cfg.VerdictWindow
+		if w == nil || w.Config() != cfg.Verdict {
+			w = verdict.NewWindow(cfg.Verdict)
+		}
+		t.agg.verdicts = w
+	}
 	t.parser = newLineParser(t.agg, cfg.MaxLineBytes, timeRange{now: now, skew: int64(cfg.MaxClockSkew / time.Second),
 		maxAge: int64(cfg.MaxAge / time.Second)}, log, now)
 	if err := t.load(); err != nil {

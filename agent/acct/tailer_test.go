@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/pmta-agent/pmta-agent/agent"
+	"github.com/pmta-agent/pmta-agent/agent/verdict"
 )
 
 // store keeps the last value per (measurement, tags, time), as InfluxDB does
@@ -47,6 +48,8 @@ type harness struct {
 	diag       bool         // follow dirA/diag-*.csv too
 	interval   time.Duration
 	maxAge     time.Duration
+	verdict    verdict.Config // zero: off
+	window     *verdict.Window
 }
 
 func newHarness(t *testing.T) *harness {
@@ -70,6 +73,7 @@ func (h *harness) start() {
 	tl, err := NewTailer(Config{
 		Globs:    globs,
 		StateDir: h.state, StartAt: h.startAt, Interval: h.interval, MaxAge: h.maxAge,
+		Verdict: h.verdict, VerdictWindow: h.window,
 	}, agent.NewISPMap(nil), cmp.Or(h.log, discardLogger()))
 	if err != nil {
 		h.t.Fatal(err)

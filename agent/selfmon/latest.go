@@ -66,7 +66,9 @@ func NewLatest() *Latest {
 	return &Latest{now: time.Now, gauges: map[pmtaField][]sample{}, counters: map[pmtaField]map[string]counter{}}
 }
 
-var polled = map[string]bool{"pmta_status": true, "pmta_queue": true, "pmta_domain": true, "pmta_vmta": true}
+// polled are the measurements whose last batch replaces the one before:
+// PowerMTA's polled documents, and the verdicts of the last window.
+var polled = map[string]bool{"pmta_status": true, "pmta_queue": true, "pmta_domain": true, "pmta_vmta": true, "pmta_verdict": true}
 
 // Enqueue records points; durable is called at once (nothing here needs to
 // survive a restart: Prometheus handles counter resets).

@@ -78,6 +78,9 @@ var selfFamilies = map[string]family{
 	"checkpoint_errors":    {name: "checkpoint_errors_total", counter: true, help: "Failed writes of the accounting checkpoint (component acct)."},
 	"read_errors":          {name: "read_errors_total", counter: true, help: "Failed reads of the accounting files (acct) or of the disk queue (sink_*)."},
 	"problems":             {name: "problems", help: "Accounting directories and files of the globs that cannot be read (component acct)."},
+	"verdict_points":       {name: "verdict_points_total", counter: true, help: "pmta_verdict points made from the accounting records (component acct)."},
+	"verdict_ip_specific":  {name: "verdict_ip_specific", help: "Source IPs and pools whose last verdict was ip_specific (component acct)."},
+	"verdict_pool_wide":    {name: "verdict_pool_wide", help: "Source IPs and pools whose last verdict was pool_wide (component acct)."},
 
 	// pipeline.
 	"batches":            {name: "batches_total", counter: true, help: "Batches that went through the pipeline (component pipeline)."},
@@ -190,6 +193,20 @@ var pmtaFamilies = map[pmtaField]family{
 	{"pmta_acct", "count"}:      {name: "pmta_acct_count_total", counter: true, help: "Accounting records counted by the agent since it started, per record type, ISP, VirtualMTA, pool and source IP."},
 	{"pmta_acct", "bytes"}:      {name: "pmta_acct_bytes_total", counter: true, help: "Bytes (dlvSize) of the accounting records counted by the agent since it started."},
 	{"pmta_acct_diag", "count"}: {name: "pmta_acct_diag_count_total", counter: true, help: "Accounting records counted by the agent since it started, per record type, ISP and diagnostic pattern."},
+
+	{"pmta_verdict", "verdict"}:           {name: "pmta_verdict_verdict", help: "IP vs pool verdict of the last window, per ISP and pool (scope=pool) and source IP (scope=ip): 0 ok, 1 ip_specific, 2 pool_wide, -1 too few attempts."},
+	{"pmta_verdict", "attempts"}:          {name: "pmta_verdict_attempts", help: "Delivery attempts (d, t and b records) in the verdict's window."},
+	{"pmta_verdict", "deferred"}:          {name: "pmta_verdict_deferred", help: "Deferrals (t records) in the verdict's window."},
+	{"pmta_verdict", "bounced"}:           {name: "pmta_verdict_bounced", help: "Bounces (b records) in the verdict's window."},
+	{"pmta_verdict", "deferral_pct"}:      {name: "pmta_verdict_deferral_ratio", scale: 0.01, help: "Deferred share of the attempts in the verdict's window, from 0 to 1."},
+	{"pmta_verdict", "bounce_pct"}:        {name: "pmta_verdict_bounce_ratio", scale: 0.01, help: "Bounced share of the attempts in the verdict's window, from 0 to 1."},
+	{"pmta_verdict", "pool_deferral_pct"}: {name: "pmta_verdict_pool_deferral_ratio", scale: 0.01, help: "Deferred share of the attempts of the whole pool at this ISP, from 0 to 1."},
+	{"pmta_verdict", "pool_median_pct"}:   {name: "pmta_verdict_pool_median_deferral_ratio", scale: 0.01, help: "Median deferred share of the pool's IPs with the minimum volume, from 0 to 1."},
+	{"pmta_verdict", "score"}:             {name: "pmta_verdict_score", help: "Robust score of an IP's deferral rate against its pool's: 0.6745 × (IP − median) / MAD; from 3.5 an outlier."},
+	{"pmta_verdict", "z"}:                 {name: "pmta_verdict_z", help: "One-sided two-proportion z of an IP's deferral rate above the rest of its pool's; from 2.58 more than chance."},
+	{"pmta_verdict", "ips"}:               {name: "pmta_verdict_ips", help: "Source IPs of the pool with the minimum volume in the verdict's window."},
+	{"pmta_verdict", "ips_above"}:         {name: "pmta_verdict_ips_above", help: "Source IPs of the pool with the minimum volume deferring above the warning threshold."},
+	{"pmta_verdict", "window_s"}:          {name: "pmta_verdict_window_seconds", help: "Accounting time the verdict's window covers (less than acct.verdict.window only after a start)."},
 }
 
 // pmtaField names a field of a PowerMTA measurement.
