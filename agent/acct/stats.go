@@ -56,7 +56,9 @@ type readCounts struct {
 // verdict_points counts the pmta_verdict points made since the tailer
 // started (a window carried over a reload counts on); verdict_ip_specific
 // and verdict_pool_wide are the rows (IPs and pools) with that verdict at
-// the last step.
+// the last step; verdict_dropped_attempts the attempts left unjudged
+// because their ISP × pool × source IP found the window full
+// (verdict.MaxKeys).
 func (t *Tailer) Stats() []agent.Field {
 	s, fs, j := &t.st, t.files, t.journal
 	r := s.read.Load()
@@ -102,6 +104,7 @@ func (t *Tailer) Stats() []agent.Field {
 		{Key: "verdict_points", Value: r.verdict.Points},
 		{Key: "verdict_ip_specific", Value: r.verdict.IPSpecific},
 		{Key: "verdict_pool_wide", Value: r.verdict.PoolWide},
+		{Key: "verdict_dropped_attempts", Value: r.verdict.Dropped},
 	}
 }
 

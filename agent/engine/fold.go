@@ -21,6 +21,12 @@ var (
 	foldedStat = [...]string{"domains_folded", "vmtas_folded", "pools_folded", "source_ips_folded", "bounce_cats_folded", "diags_folded"}
 )
 
+// notSums are measurements whose fields are no sums: folding two of their
+// series into one would add verdicts and percentages. pmta_verdict's values
+// are the server's own source IPs and pools, bounded by the verdict
+// window (verdict.MaxKeys), not by strangers.
+var notSums = map[string]bool{"pmta_verdict": true}
+
 // foldTag keeps, in each measurement, the max values of tag with the most
 // volume (the "rcp" or "count" fields of the points that carry them) and
 // sets the others to "other", in place. Each measurement is ranked on its
@@ -35,6 +41,9 @@ func foldTag(pts []agent.Point, tag string, max int) int {
 	}
 	type mv struct{ m, v string }
 	value := func(p *agent.Point) (mv, bool) {
+		if notSums[p.Measurement] {
+			return mv{}, false
+		}
 		v, ok := p.TagValue(tag)
 		return mv{p.Measurement, v}, ok && v != "" && v != Other
 	}

@@ -233,3 +233,26 @@ func TestFoldPerMeasurement(t *testing.T) {
 		t.Errorf("stats %v, want domains_folded=1", f)
 	}
 }
+
+// Verdicts are no sums: their source IPs and pools are never folded, which
+// would add two IPs' verdicts and percentages into one point.
+func TestVerdictsNotFolded(t *testing.T) {
+	ts := time.Unix(1705332300, 0)
+	var in []agent.Point
+	for _, ip := range []string{"10.0.0.1", "10.0.0.2", "10.0.0.3"} {
+		in = append(in, agent.NewPoint("pmta_verdict", []agent.Tag{{Key: "isp", Value: "google"}, {Key: "pool", Value: "p" + ip},
+			{Key: "scope", Value: "ip"}, {Key: "source_ip", Value: ip}}, []agent.Field{{Key: "verdict", Value: int64(1)}, {Key: "attempts", Value: int64(300)}}, ts))
+	}
+	p := NewPipeline(PipelineConfig{Server: "s", MaxSourceIPs: 1, MaxPools: 1})
+	out := p.Process(in)
+	if len(out) != 3 {
+		t.Fatalf("%d points, want 3", len(out))
+	}
+	for _, pt := range out {
+		ip, _ := pt.TagValue("source_ip")
+		v, _ := pt.FieldValue("verdict")
+		if ip == "other" || v != int64(1) {
+			t.Errorf("folded: %v", pt)
+		}
+	}
+}

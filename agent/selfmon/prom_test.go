@@ -35,7 +35,7 @@ var componentFields = map[string][]string{
 		"out_of_range", "out_of_range_future", "out_of_range_old", "out_of_range_invalid", "late", "files_open", "files_done",
 		"truncations", "files_held_as_copies", "bytes_read", "tail_lag_bytes", "tail_lag_s", "diag_folded",
 		"last_checkpoint_unix", "last_commit_unix", "pending_cuts", "checkpoint_corrupt", "checkpoint_errors", "read_errors", "problems",
-		"verdict_points", "verdict_ip_specific", "verdict_pool_wide"},
+		"verdict_points", "verdict_ip_specific", "verdict_pool_wide", "verdict_dropped_attempts"},
 	"pipeline": {"batches", "points", "domains_folded", "vmtas_folded", "pools_folded", "source_ips_folded",
 		"bounce_cats_folded", "diags_folded", "values_sanitized", "points_merged"},
 	"sink_influx": {"queued_points", "queued_entries", "queued_bytes", "recovered_points", "enqueued_points", "written_points",

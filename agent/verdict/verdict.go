@@ -173,6 +173,7 @@ type Window struct {
 	last map[Key]Verdict // the last alarm of each row (group rows: SourceIP "")
 
 	emitted int64 // points made
+	dropped int64 // attempts of keys beyond MaxKeys
 	current [3]int64
 }
 
@@ -240,6 +241,10 @@ func (w *Window) seal() Result {
 	b := bucket{start: w.curStart, entries: make([]entry, 0, len(w.cur))}
 	for k, c := range w.cur {
 		i := w.index(k)
+		if i < 0 {
+			w.dropped += c.Attempts
+			continue
+		}
 		e := entry{idx: i, a: clamp32(c.Attempts), d: clamp32(c.Deferred), b: clamp32(c.Bounced)}
 		s := &w.sums[i]
 		s.Attempts += int64(e.a)
@@ -277,9 +282,18 @@ func floorDiv(a, b int64) int64 {
 	return q
 }
 
+// MaxKeys bounds the ISP × pool × source IP keys a window holds (about
+// 3 MB): 1,000 source IPs sending to 20 ISPs. Attempts of keys beyond it are
+// not judged, and counted (Stats.Dropped).
+const MaxKeys = 20000
+
+// index returns k's index, or -1 when k is new and the window is full.
 func (w *Window) index(k Key) int32 {
 	if i, ok := w.idx[k]; ok {
 		return i
+	}
+	if len(w.idx) >= MaxKeys {
+		return -1
 	}
 	var i int32
 	if n := len(w.free); n > 0 {
@@ -513,9 +527,10 @@ type Stats struct {
 	IPSpecific int64 // rows now ip_specific
 	PoolWide   int64 // rows now pool_wide
 	Keys       int   // ISP × pool × source IP keys held
+	Dropped    int64 // attempts not judged: their key found the window full (MaxKeys)
 }
 
 // Stats returns the window's statistics.
 func (w *Window) Stats() Stats {
-	return Stats{Points: w.emitted, IPSpecific: w.current[IPSpecific], PoolWide: w.current[PoolWide], Keys: len(w.idx)}
+	return Stats{Points: w.emitted, IPSpecific: w.current[IPSpecific], PoolWide: w.current[PoolWide], Keys: len(w.idx), Dropped: w.dropped}
 }

@@ -310,3 +310,17 @@ func contains(s, sub string) bool {
 	}
 	return false
 }
+
+// TestWindowFull: keys beyond MaxKeys are not judged, and their attempts
+// counted.
+func TestWindowFull(t *testing.T) {
+	w := NewWindow(DefaultConfig())
+	counts := map[Key]Counts{}
+	for i := range MaxKeys + 10 {
+		counts[Key{"google", "p", fmt.Sprintf("10.%d.%d.%d", i>>16, i>>8&255, i&255)}] = Counts{Attempts: 3}
+	}
+	res := w.Observe(0, 60, counts)
+	if s := w.Stats(); s.Keys != MaxKeys || s.Dropped != 30 || len(res[0].Rows) != MaxKeys+1 {
+		t.Fatalf("stats %+v, %d rows", s, len(res[0].Rows))
+	}
+}
