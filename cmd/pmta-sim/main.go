@@ -4,9 +4,21 @@
 //
 //	pmta-sim -listen 127.0.0.1:8080 -api-key secret -acct-dir /tmp/pmta-acct
 //	pmta-sim -acct-generate 1000000 -acct-out /tmp/acct-bench.csv
+//
+// With -config-out it also writes a PowerMTA configuration file describing
+// the model (ports, accounting files, vmtas, pools, domain macros), and with
+// -scenario it drives named situations on a schedule, for the agent's
+// IP-versus-pool verdicts and its config-change impact report:
+//
+//	pmta-sim -acct-dir /tmp/pmta-acct -acct-rate 200 -config-out /tmp/pmta/config \
+//	    -scenario 'ip-reputation,pool-throttle,config-fix@2m,config-noop@4m'
+//
+// Exit status: 0 after a clean stop, 1 when something failed, 2 for a bad
+// command line.
 package main
 
 import (
+	"cmp"
 	"context"
 	"crypto/tls"
 	"errors"
@@ -18,6 +30,9 @@ import (
 	"net/http"
 	"os"
 	"os/signal"
+	"path/filepath"
+	"slices"
+	"strings"
 	"syscall"
 	"time"
 
@@ -28,11 +43,23 @@ func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	if err := run(ctx, os.Args[1:], os.Stdout, os.Stderr); err != nil {
-		fmt.Fprintln(os.Stderr, "pmta-sim:", err)
 		stop()
+		if errors.Is(err, flag.ErrHelp) {
+			os.Exit(0)
+		}
+		fmt.Fprintln(os.Stderr, "pmta-sim:", err)
+		if errors.As(err, new(usageError)) {
+			os.Exit(2)
+		}
 		os.Exit(1)
 	}
 }
+
+// usageError is a bad command line (exit status 2).
+type usageError struct{ err error }
+
+func (u usageError) Error() string { return u.err.Error() }
+func (u usageError) Unwrap() error { return u.err }
 
 type config struct {
 	listen, apiKey, hostname       string
@@ -50,10 +77,29 @@ type config struct {
 	acctSplitDiag                  bool
 	acctGenerate                   int
 	acctOut                        string
+	configOut                      string
+	scenarios                      []scenarioStep
 }
 
+// scenarioStep is one scenario of -scenario and when, after the start, it
+// is applied.
+type scenarioStep struct {
+	name string
+	at   time.Duration
+}
+
+// parseFlags reads the command line; every error but -h is a usageError.
 func parseFlags(args []string, stderr io.Writer) (config, error) {
+	c, err := parseArgs(args, stderr)
+	if err != nil && !errors.Is(err, flag.ErrHelp) {
+		err = usageError{err}
+	}
+	return c, err
+}
+
+func parseArgs(args []string, stderr io.Writer) (config, error) {
 	var c config
+	var scenarios string
 	fs := flag.NewFlagSet("pmta-sim", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	fs.StringVar(&c.listen, "listen", "127.0.0.1:8080", "address to serve the API on")
@@ -77,6 +123,9 @@ func parseFlags(args []string, stderr io.Writer) (config, error) {
 	fs.BoolVar(&c.acctSplitDiag, "acct-split-diag", false, "write t and tq records to diag-*.csv")
 	fs.IntVar(&c.acctGenerate, "acct-generate", 0, "write this many records to -acct-out as fast as possible and exit")
 	fs.StringVar(&c.acctOut, "acct-out", "", "file for -acct-generate")
+	fs.StringVar(&c.configOut, "config-out", "", "write a PowerMTA config file describing the model here (http-mgmt-port from -listen, <acct-file> in -acct-dir)")
+	fs.StringVar(&scenarios, "scenario", "", "scenarios to apply, comma-separated, each NAME or NAME@DURATION after the start, e.g. 'ip-reputation,pool-throttle,config-fix@2m,config-noop@4m'; names: "+
+		strings.Join(sim.ScenarioNames(), ", ")+" (config-fix and config-noop rewrite the -config-out file)")
 	if err := fs.Parse(args); err != nil {
 		return c, err
 	}
@@ -86,7 +135,47 @@ func parseFlags(args []string, stderr io.Writer) (config, error) {
 	if c.acctGenerate > 0 && c.acctOut == "" {
 		return c, errors.New("-acct-generate needs -acct-out FILE")
 	}
+	var err error
+	if c.scenarios, err = parseScenarios(scenarios); err != nil {
+		return c, err
+	}
+	if c.acctGenerate > 0 && (c.configOut != "" || len(c.scenarios) > 0) {
+		return c, errors.New("-acct-generate writes a file and exits: -config-out and -scenario need the running simulator")
+	}
+	for _, st := range c.scenarios {
+		if sim.IsConfigScenario(st.name) && c.configOut == "" {
+			return c, fmt.Errorf("-scenario %s rewrites the PowerMTA config: it needs -config-out FILE", st.name)
+		}
+	}
 	return c, nil
+}
+
+// parseScenarios reads -scenario's list: NAME or NAME@DURATION, comma
+// separated, in the order they are to be applied (those at one time in the
+// order written).
+func parseScenarios(list string) ([]scenarioStep, error) {
+	if strings.TrimSpace(list) == "" {
+		return nil, nil
+	}
+	names := sim.ScenarioNames()
+	var out []scenarioStep
+	for _, item := range strings.Split(list, ",") {
+		name, at, timed := strings.Cut(strings.TrimSpace(item), "@")
+		st := scenarioStep{name: strings.ToLower(strings.TrimSpace(name))}
+		if !slices.Contains(names, st.name) {
+			return nil, fmt.Errorf("-scenario: unknown scenario %q (want NAME or NAME@DURATION, NAME one of %s)", name, strings.Join(names, ", "))
+		}
+		if timed {
+			d, err := time.ParseDuration(strings.TrimSpace(at))
+			if err != nil || d < 0 {
+				return nil, fmt.Errorf("-scenario: %q: want a duration after the start such as 90s or 2m, not %q", item, at)
+			}
+			st.at = d
+		}
+		out = append(out, st)
+	}
+	slices.SortStableFunc(out, func(a, b scenarioStep) int { return cmp.Compare(a.at, b.at) })
+	return out, nil
 }
 
 func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
@@ -125,6 +214,23 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		scheme = "https"
 		fmt.Fprintf(stdout, "certificate: %s\n", path)
 	}
+	start := time.Now()
+	if c.configOut != "" {
+		if err := writeConfig(s, c, ln.Addr()); err != nil {
+			ln.Close()
+			return err
+		}
+		fmt.Fprintf(stdout, "PowerMTA config: %s\n", c.configOut)
+	}
+	// What is due at the start is in place before the first request.
+	later := c.scenarios
+	for len(later) > 0 && later[0].at == 0 {
+		if err := applyScenario(s, later[0], log); err != nil {
+			ln.Close()
+			return err
+		}
+		later = later[1:]
+	}
 	fmt.Fprintf(stdout, "pmta-sim listening on %s://%s (pmta: /status /queues /domains /vmtas /command; seed: /status.json /queue.csv /domain.csv /vmta.csv)\n", scheme, ln.Addr())
 
 	errc := make(chan error, 1)
@@ -135,7 +241,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 			errc <- srv.Serve(ln)
 		}
 	}()
-	done := make(chan error, 2)
+	done := make(chan error, 3)
+	go func() { scenarioLoop(ctx, s, start, later, log); done <- nil }()
 	if c.restartEvery > 0 {
 		go func() { restartLoop(ctx, s, c.restartEvery); done <- nil }()
 	} else {
@@ -166,7 +273,59 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if err := srv.Shutdown(shutCtx); err != nil {
 		log.Warn("shutdown", "err", err)
 	}
-	return errors.Join(serveErr, <-done, <-done)
+	return errors.Join(serveErr, <-done, <-done, <-done)
+}
+
+// writeConfig writes -config-out: the API port the sim listens on, its key,
+// the accounting files as -acct-dir writes them (absolute paths, as the
+// agent may run elsewhere), and, when config-fix is scheduled, google
+// deferring at the rate config-fix will halve.
+func writeConfig(s *sim.Sim, c config, addr net.Addr) error {
+	o := sim.ConfigOptions{APIKey: c.apiKey, TLS: c.tls, AcctRecords: c.acctTypes, AcctMaxSize: c.acctMaxSize,
+		AcctSplitDiag: c.acctSplitDiag}
+	if a, ok := addr.(*net.TCPAddr); ok {
+		o.HTTPPort = a.Port
+	}
+	abs := func(p string) string {
+		if a, err := filepath.Abs(p); err == nil && p != "" {
+			return a
+		}
+		return p
+	}
+	o.AcctDir, o.AcctMoveTo = abs(c.acctDir), abs(c.acctMoveTo)
+	if slices.ContainsFunc(c.scenarios, func(st scenarioStep) bool { return st.name == "config-fix" }) {
+		o.GoogleDeferral = sim.TightGoogleDeferral
+	}
+	return s.WriteConfig(c.configOut, o)
+}
+
+// applyScenario applies one step and logs what it did.
+func applyScenario(s *sim.Sim, st scenarioStep, log *slog.Logger) error {
+	what, err := s.ApplyScenario(st.name)
+	if err != nil {
+		return err // its text starts with the scenario's name
+	}
+	log.Info("scenario applied", "name", st.name, "at", st.at, "what", what)
+	return nil
+}
+
+// scenarioLoop applies each step at its time after start, until ctx ends.
+// A step that fails is logged and the next ones still run.
+func scenarioLoop(ctx context.Context, s *sim.Sim, start time.Time, steps []scenarioStep, log *slog.Logger) {
+	for _, st := range steps {
+		if wait := time.Until(start.Add(st.at)); wait > 0 {
+			t := time.NewTimer(wait)
+			select {
+			case <-ctx.Done():
+				t.Stop()
+				return
+			case <-t.C:
+			}
+		}
+		if err := applyScenario(s, st, log); err != nil {
+			log.Error("scenario failed", "name", st.name, "at", st.at, "err", err)
+		}
+	}
 }
 
 // setupTLS makes a self-signed certificate for the listening address and

@@ -49,7 +49,11 @@ type Sim struct {
 	domains    []domain
 	vmtas      []vmta
 	queues     []queue
-	dfOverride map[string]float64
+	dfOverride map[string]float64 // by domain or ISP (SetDeferralRate)
+	// Deferral rates by (domain or ISP, source IP) and (domain or ISP,
+	// pool); see deferralFor for which one wins.
+	ipOverride, poolOverride map[rateKey]float64
+	scenISP                  []string // dfOverride keys that config and scenarios set, for "clear"
 
 	startup int64 // unix seconds
 	last    int64 // the second the model has advanced to
@@ -64,6 +68,11 @@ type Sim struct {
 	faults  Faults
 	fseq    uint64 // requests seen, drives fault draws
 	writers uint64 // accounting writers created
+
+	// cfgMu orders the writes of the PowerMTA config file (taken before mu,
+	// never inside it); cfg is what was last written, nil before WriteConfig.
+	cfgMu sync.Mutex
+	cfg   *configState
 }
 
 // New builds a model from o.
@@ -102,18 +111,20 @@ func newSim(o Options, limit int) *Sim {
 		o.Start = now.Add(-72 * time.Hour)
 	}
 	s := &Sim{
-		seed:       uint64(o.Seed)*golden ^ 0x5eed,
-		rate:       max(o.Rate, 0),
-		effRate:    o.Rate,
-		apiKey:     o.APIKey,
-		hostname:   o.Hostname,
-		clock:      o.Clock,
-		log:        o.Logger,
-		dfOverride: map[string]float64{},
-		startup:    o.Start.Unix(),
-		last:       o.Start.Unix(),
-		loc:        now.Location(),
-		ring:       make([]counts, window),
+		seed:         uint64(o.Seed)*golden ^ 0x5eed,
+		rate:         max(o.Rate, 0),
+		effRate:      o.Rate,
+		apiKey:       o.APIKey,
+		hostname:     o.Hostname,
+		clock:        o.Clock,
+		log:          o.Logger,
+		dfOverride:   map[string]float64{},
+		ipOverride:   map[rateKey]float64{},
+		poolOverride: map[rateKey]float64{},
+		startup:      o.Start.Unix(),
+		last:         o.Start.Unix(),
+		loc:          now.Location(),
+		ring:         make([]counts, window),
 	}
 	if s.effRate <= 0 {
 		s.effRate = 50
@@ -186,6 +197,8 @@ func (s *Sim) Restart() {
 // ("yahoo", 0.2)). isp is a provider name as the agent's ISP map gives it
 // (google, yahoo, microsoft, …) or a single domain; frac < 0 restores the
 // model's default for it. High rates also push that ISP's queues into backoff.
+// A rate for one source IP (SetIPDeferralRate) or pool (SetPoolDeferralRate)
+// at the ISP beats this one.
 func (s *Sim) SetDeferralRate(isp string, frac float64) {
 	s.mu.Lock()
 	defer s.mu.Unlock()

@@ -42,13 +42,28 @@ type segment struct {
 	activeFrac float64   // delivered rate relative to the model as built
 }
 
-// deferralFor is the deferred fraction of attempts for domain d.
-func (s *Sim) deferralFor(d *domain) float64 {
-	if v, ok := s.dfOverride[d.name]; ok {
-		return v
+// deferralFor is the deferred fraction of attempts for queue q. The most
+// specific setting wins: one for the queue's source IP at its domain or ISP
+// (SetIPDeferralRate), then one for its vmta's pool (SetPoolDeferralRate),
+// then one for the domain or ISP (SetDeferralRate), then the model's own; at
+// each level a setting for the domain beats one for its ISP.
+func (s *Sim) deferralFor(q *queue) float64 {
+	d, v := &s.domains[q.di], &s.vmtas[q.vi]
+	targets := [2]string{d.name, d.isp}
+	for _, t := range targets {
+		if f, ok := s.ipOverride[rateKey{t, v.ip}]; ok {
+			return f
+		}
 	}
-	if v, ok := s.dfOverride[d.isp]; ok {
-		return v
+	for _, t := range targets {
+		if f, ok := s.poolOverride[rateKey{t, poolDefs[v.pool].name}]; ok {
+			return f
+		}
+	}
+	for _, t := range targets {
+		if f, ok := s.dfOverride[t]; ok {
+			return f
+		}
 	}
 	return d.df
 }
@@ -64,7 +79,7 @@ func (s *Sim) newSegment() {
 	for i := range s.queues {
 		q := &s.queues[i]
 		d := &s.domains[q.di]
-		df := s.deferralFor(d)
+		df := s.deferralFor(q)
 		bf := d.bf
 		if df+bf > 0.95 {
 			df = 0.95 - bf
