@@ -31,11 +31,20 @@ type PMTA struct {
 	// line. Only when the file was read at start.
 	Watch         bool          `koanf:"watch"`
 	WatchInterval time.Duration `koanf:"watch_interval"`
+	// ImpactWindow is how long before and after each change the agent
+	// compares the accounting records (with the accounting source on):
+	// the final pmta_impact points come once it has passed.
+	// ImpactEvery is how often provisional ones come before that (0:
+	// only the final).
+	ImpactWindow time.Duration `koanf:"impact_window"`
+	ImpactEvery  time.Duration `koanf:"impact_every"`
 }
 
-// DefaultPMTA returns the stock locations, watched every 30 s.
+// DefaultPMTA returns the stock locations, watched every 30 s, and the
+// impact of a change over 2 h, provisionally every 15 min.
 func DefaultPMTA() PMTA {
-	return PMTA{Config: pmtaconf.DefaultPath, WebmonCert: pmtaconf.DefaultWebmonCert, Watch: true, WatchInterval: 30 * time.Second}
+	return PMTA{Config: pmtaconf.DefaultPath, WebmonCert: pmtaconf.DefaultWebmonCert, Watch: true, WatchInterval: 30 * time.Second,
+		ImpactWindow: 2 * time.Hour, ImpactEvery: 15 * time.Minute}
 }
 
 // Derivation is what the agent took from PowerMTA's configuration: the

@@ -41,6 +41,12 @@ func (c *Config) Validate() error {
 	if c.PMTA.Watch && c.PMTA.WatchInterval < confwatch.MinInterval {
 		p.add("pmta.watch_interval", fmt.Sprintf("(%s) must be at least 100ms (30s by default)", c.PMTA.WatchInterval))
 	}
+	if w := c.PMTA.ImpactWindow; w < time.Minute || w%time.Second != 0 {
+		p.add("pmta.impact_window", fmt.Sprintf("(%s) must be whole seconds, at least 1m (2h by default)", w))
+	}
+	if e := c.PMTA.ImpactEvery; e != 0 && (e < time.Minute || e%time.Second != 0) {
+		p.add("pmta.impact_every", fmt.Sprintf("(%s) must be 0 (only the final report) or whole seconds, at least 1m (15m by default)", e))
+	}
 	p.section("listen", c.Listen.Validate())
 	p.section("relay", c.Relay.Validate())
 	if c.Relay.Enabled {

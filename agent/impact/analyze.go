@@ -59,9 +59,7 @@ func Analyze(ctx context.Context, files []string, at time.Time, window time.Dura
 	if opts.MinAttempts <= 0 {
 		opts.MinAttempts = DefaultMinAttempts
 	}
-	if at.Nanosecond() != 0 {
-		at = at.Truncate(time.Second).Add(time.Second)
-	}
+	at = ceilSecond(at)
 	atS, w := at.Unix(), int64(window/time.Second)
 
 	// The points carry their interval's start: an interval that divides the

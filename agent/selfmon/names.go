@@ -50,6 +50,12 @@ var selfFamilies = map[string]family{
 	"rows_skipped":      {name: "rows_skipped_total", counter: true, help: "Listing rows that could not be read, or were beyond the rows kept per listing (component api)."},
 	"fields_missing":    {name: "fields_missing_total", counter: true, help: "Documented keys absent or unreadable in the seed dialect's status.json, one per key and round (component api)."},
 
+	// pmta_config with the accounting source on: the impact of each change.
+	"impact_runs":          {name: "impact_runs_total", counter: true, help: "Analyses of a configuration change's impact made, provisional and final, each a set of pmta_impact points (component pmta_config)."},
+	"impact_errors":        {name: "impact_errors_total", counter: true, help: "Analyses of a configuration change's impact that could not read the accounting files (component pmta_config)."},
+	"impact_pending":       {name: "impact_pending", help: "Configuration changes whose final impact report is still to come (component pmta_config)."},
+	"impact_last_run_unix": {name: "impact_last_run_timestamp_seconds", help: "Unix time of the last analysis of a configuration change's impact (component pmta_config); 0 before the first."},
+
 	// acct: the accounting tailer.
 	"lines_read":               {name: "lines_read_total", counter: true, help: "Lines read from the accounting files (component acct)."},
 	"records_read":             {name: "records_read_total", counter: true, help: "Data rows read from the accounting files by this process (component acct)."},

@@ -47,7 +47,8 @@ var componentFields = map[string][]string{
 		"dropped_unstored", "splits", "last_success_unix", "failing_since_unix", "write_duration_s",
 		"dropped_entries", "dropped_first_unix", "dropped_last_unix"},
 	"otlp_export": {"data_points", "replays_skipped", "fields_unsupported", "state_errors", "rejected_data_points"},
-	"pmta_config": {"checks", "changes", "events_folded", "errors", "files", "last_check_unix", "last_change_unix", "last_error_unix"},
+	"pmta_config": {"checks", "changes", "events_folded", "errors", "files", "last_check_unix", "last_change_unix", "last_error_unix",
+		"impact_runs", "impact_errors", "impact_pending", "impact_last_run_unix"},
 }
 
 // busyReporters report every field of componentFields with a value that is

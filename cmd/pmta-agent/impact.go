@@ -20,19 +20,22 @@ import (
 )
 
 // cmdImpact compares delivery before and after a configuration change: the
-// latest one in the change journal, or -at TIME.
+// latest one in the change journal, or -at TIME; with -send it also writes
+// the result, as pmta_impact points, through the configured sinks.
 func cmdImpact(ctx context.Context, args []string, out, stderr io.Writer) error {
 	fs := newFlagSet("impact", stderr)
-	path := fs.String("config", "", "configuration file (YAML): state_dir (the change journal), acct.globs, pipeline.isp_map")
+	path := fs.String("config", "", "configuration file (YAML): state_dir (the change journal), acct.globs, pipeline.isp_map, pmta.impact_window; with -send the sinks")
 	atFlag := fs.String("at", "", `the change's time: RFC 3339, PowerMTA's "2024-01-15 10:08:20-0500", or "2006-01-02 15:04" (local time); default: the latest change the agent recorded`)
-	window := fs.Duration("window", 2*time.Hour, "how long before and after the change to compare")
+	window := fs.Duration("window", 0, "how long before and after the change to compare (default: pmta.impact_window of the configuration, 2h)")
 	minAttempts := fs.Int64("min-attempts", impact.DefaultMinAttempts, "fewer attempts on either side give the verdict \"too few\"")
-	format := fs.String("format", "table", "table or json")
+	format := fs.String("format", "table", "table, json, or lines (the pmta_impact points as line protocol)")
+	send := fs.Bool("send", false, "also write the pmta_impact points through the configured sinks, and say on stderr what each did with them")
 	fs.Usage = func() {
-		fmt.Fprint(stderr, "Usage: pmta-agent impact [-config FILE] [-at TIME] [-window 2h] [-focus KIND=VALUE] [-min-attempts 200] [-format table|json] [FILE…]\n\n"+
+		fmt.Fprint(stderr, "Usage: pmta-agent impact [-config FILE] [-at TIME] [-window 2h] [-focus KIND=VALUE] [-min-attempts 200] [-format table|json|lines] [-send] [FILE…]\n\n"+
 			"Compares delivery before and after a PowerMTA configuration change — the latest the agent\n"+
 			"recorded (<state_dir>/pmta_config/changes.jsonl: run it as the agent's user), or -at — per ISP\n"+
-			"and for what the change touched, from the accounting files (FILE…, default acct.globs).\n\n")
+			"and for what the change touched, from the accounting files (FILE…, default acct.globs).\n"+
+			"-send writes the result as pmta_impact points (at the change's time) through the sinks.\n\n")
 		fs.PrintDefaults()
 	}
 	var focus impact.Focus
@@ -44,10 +47,10 @@ func cmdImpact(ctx context.Context, args []string, out, stderr io.Writer) error 
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
-	if *format != "table" && *format != "json" {
-		return usageError{fmt.Errorf("-format %q: want table or json", *format)}
+	if *format != "table" && *format != "json" && *format != "lines" {
+		return usageError{fmt.Errorf("-format %q: want table, json or lines", *format)}
 	}
-	if *window < time.Second || *window%time.Second != 0 {
+	if *window != 0 && (*window < time.Second || *window%time.Second != 0) {
 		return usageError{fmt.Errorf("-window %s: want whole seconds, at least 1s", *window)}
 	}
 	if *minAttempts < 1 {
@@ -63,27 +66,33 @@ func cmdImpact(ctx context.Context, args []string, out, stderr io.Writer) error 
 
 	var cfg config.Config
 	var err error
-	if *path == "" {
+	if *path == "" && !*send {
 		cfg, err = config.Load("", os.Environ())
 	} else {
-		cfg, err = loadConfig(*path)
+		cfg, err = loadConfig(*path) // -send needs a configuration that runs: its sinks
 	}
 	if err != nil {
 		return err
 	}
+	if *window == 0 {
+		*window = cfg.PMTA.ImpactWindow
+	}
 	change := ""
 	if *atFlag == "" { // -at 0001-01-01T00:00:00Z is a time too, if an odd one
-		e, ok, err := confwatch.LatestChange(cfg.StateDir)
+		all, err := journalChanges(cfg.StateDir)
 		if err != nil {
 			return err
 		}
-		if !ok {
+		if len(all) == 0 {
 			return configError{fmt.Errorf("no configuration change is known: %s has none (the agent records the changes "+
 				"it sees while it runs with pmta.watch on); give -at TIME", confwatch.JournalPath(cfg.StateDir))}
 		}
-		at, change = e.Time, e.Change
+		// The changes of the latest one's second, as the agent measures
+		// them: one comparison, the same points.
+		latest := impact.SameSecond(all)
+		at, change = latest[len(latest)-1].Time, impact.Describe(latest)
 		if len(focus) == 0 {
-			focus = impact.FocusOf(e.Block, domainMacros(cfg))
+			focus = impact.FocusOfChanges(latest, domainMacros(cfg))
 		}
 	}
 
@@ -95,21 +104,36 @@ func cmdImpact(ctx context.Context, args []string, out, stderr io.Writer) error 
 		if len(files) == 0 {
 			return fmt.Errorf("no accounting files match %s (acct.globs); name them", strings.Join(cfg.Acct.Globs, " "))
 		}
+		// A file last written before the window began holds none of
+		// its records (the rotated ones of days before).
+		files = impact.ModifiedSince(files, at.Add(-*window))
 	}
 	rep, err := impact.Analyze(ctx, files, at, *window, focus, agent.NewISPMap(cfg.Pipeline.ISPMap),
 		impact.Options{MinAttempts: *minAttempts, SourceIPs: cfg.Acct.SourceIPs, Pools: cfg.Acct.Pools})
 	if err != nil {
 		return err
 	}
-	if *format == "json" {
+	pts := impactPoints(cfg, rep)
+	var printErr error
+	switch *format {
+	case "json":
 		enc := json.NewEncoder(out)
 		enc.SetIndent("", "  ")
-		return enc.Encode(struct {
+		printErr = enc.Encode(struct {
 			Change string `json:"change,omitempty"`
 			impact.Report
 		}{change, rep})
+	case "lines":
+		if _, err := out.Write(agent.LineProtocol(pts)); err != nil {
+			printErr = fmt.Errorf("write stdout: %w", err)
+		}
+	default:
+		printErr = printImpact(out, change, rep)
 	}
-	return printImpact(out, change, rep)
+	if !*send || printErr != nil {
+		return printErr
+	}
+	return sendImpact(ctx, cfg, pts, stderr, newLogger(cfg, stderr))
 }
 
 // parseAt reads -at: RFC 3339, PowerMTA's own timeLogged

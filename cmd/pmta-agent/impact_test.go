@@ -9,6 +9,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/influxdata/line-protocol/v2/lineprotocol"
+
 	"github.com/pmta-agent/pmta-agent/agent/confwatch"
 	"github.com/pmta-agent/pmta-agent/agent/impact"
 	"github.com/pmta-agent/pmta-agent/cmd/pmta-sim/sim"
@@ -196,5 +198,119 @@ func TestImpactAtFormats(t *testing.T) {
 		if code := run([]string{"impact", "-at", at, empty}, &out, &errOut); code != 0 {
 			t.Errorf("-at %s: exit %d: %s", at, code, errOut.String())
 		}
+	}
+}
+
+// lpPoint is one decoded line of line protocol.
+type lpPoint struct {
+	measurement string
+	tags        map[string]string
+	fields      map[string]any // int64 or float64
+	time        time.Time
+}
+
+// decodeLines decodes line protocol with the reference decoder.
+func decodeLines(t *testing.T, b []byte) []lpPoint {
+	t.Helper()
+	var out []lpPoint
+	dec := lineprotocol.NewDecoderWithBytes(b)
+	for dec.Next() {
+		m, err := dec.Measurement()
+		if err != nil {
+			t.Fatal(err)
+		}
+		p := lpPoint{measurement: string(m), tags: map[string]string{}, fields: map[string]any{}}
+		for {
+			k, v, err := dec.NextTag()
+			if err != nil {
+				t.Fatal(err)
+			}
+			if k == nil {
+				break
+			}
+			p.tags[string(k)] = string(v)
+		}
+		for {
+			k, v, err := dec.NextField()
+			if err != nil {
+				t.Fatal(err)
+			}
+			if k == nil {
+				break
+			}
+			switch v.Kind() {
+			case lineprotocol.Int:
+				p.fields[string(k)] = v.IntV()
+			case lineprotocol.Float:
+				p.fields[string(k)] = v.FloatV()
+			default:
+				t.Fatalf("field %s of kind %v", k, v.Kind())
+			}
+		}
+		if p.time, err = dec.Time(lineprotocol.Nanosecond, time.Time{}); err != nil {
+			t.Fatal(err)
+		}
+		out = append(out, p)
+	}
+	return out
+}
+
+// findPoint returns the pmta_impact point with the tags kind and name.
+func findPoint(t *testing.T, pts []lpPoint, kind, name string) lpPoint {
+	t.Helper()
+	for _, p := range pts {
+		if p.measurement == impact.Measurement && p.tags["kind"] == kind && p.tags["name"] == name {
+			return p
+		}
+	}
+	t.Fatalf("no pmta_impact point kind=%s name=%s in %+v", kind, name, pts)
+	return lpPoint{}
+}
+
+// -format lines: the report's rows as pmta_impact points in line
+// protocol, with the server and static tags of the configuration, at the
+// change's time — what -send and the running agent write.
+func TestImpactFormatLines(t *testing.T) {
+	dir := t.TempDir()
+	cfgPath := filepath.Join(dir, "agent.yaml")
+	writeTestFile(t, cfgPath, "server: mta-lines\ntags: {dc: fra1}\nstate_dir: "+dir+"/state\napi: {enabled: false}\nlisten: {enabled: false}\nsinks: {stdout: {enabled: true}}\n")
+	at := time.Now().UTC().Add(-3 * time.Hour).Truncate(time.Minute)
+	files := impactFiles(t, at, 0.2, 0.1)
+	out, _ := runImpact(t, 0, append([]string{"-config", cfgPath, "-at", at.Format(time.RFC3339), "-focus", "domain=gmail.com", "-format", "lines"}, files...)...)
+	pts := decodeLines(t, []byte(out))
+	if len(pts) < 3 {
+		t.Fatalf("%d points:\n%s", len(pts), out)
+	}
+	for _, p := range pts {
+		if p.measurement != "pmta_impact" || !p.time.Equal(at) || p.tags["server"] != "mta-lines" || p.tags["dc"] != "fra1" {
+			t.Errorf("point %+v: want pmta_impact at %s, server mta-lines, dc fra1", p, at)
+		}
+		if len(p.fields) != 11 || p.fields["window_s"] != int64(7200) {
+			t.Errorf("fields %v", p.fields)
+		}
+		for _, k := range []string{"before_attempts", "after_attempts", "verdict", "effect_absent", "window_s"} {
+			if _, ok := p.fields[k].(int64); !ok {
+				t.Errorf("%s = %v, want an integer", k, p.fields[k])
+			}
+		}
+		for _, k := range []string{"before_deferral_pct", "after_deferral_pct", "before_bounce_pct", "after_bounce_pct", "deferral_z", "bounce_z"} {
+			if _, ok := p.fields[k].(float64); !ok {
+				t.Errorf("%s = %v, want a float", k, p.fields[k])
+			}
+		}
+	}
+	g := findPoint(t, pts, "isp", "google")
+	if g.tags["touched"] != "no" || g.fields["verdict"] != impact.CodeBetter || g.fields["effect_absent"] != int64(0) ||
+		g.fields["before_attempts"].(int64) < 1000 || g.fields["deferral_z"].(float64) > -impact.ZCritical {
+		t.Errorf("google: %+v", g)
+	}
+	if pct := g.fields["before_deferral_pct"].(float64); pct < 17 || pct > 23 {
+		t.Errorf("google's deferral rate before: %v, want about 20", pct)
+	}
+	if y := findPoint(t, pts, "isp", "yahoo"); y.fields["verdict"] != impact.CodeNoChange || y.fields["effect_absent"] != int64(0) {
+		t.Errorf("yahoo: %+v", y)
+	}
+	if d := findPoint(t, pts, "domain", "gmail.com"); d.tags["touched"] != "yes" || d.fields["verdict"] != impact.CodeBetter {
+		t.Errorf("gmail.com: %+v", d)
 	}
 }

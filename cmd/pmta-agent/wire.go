@@ -234,13 +234,14 @@ func watchPMTA(cfg config.Config) bool {
 	return true
 }
 
-// newConfigWatcher builds the source of config_change events.
-func newConfigWatcher(cfg config.Config, log *slog.Logger) (*confwatch.Watcher, error) {
+// newConfigWatcher builds the source of config_change events, and of the
+// pmta_impact points of each change (impact_watch.go).
+func newConfigWatcher(cfg config.Config, log *slog.Logger) (agent.Source, error) {
 	w, err := confwatch.New(confwatch.Config{Path: cfg.Derived.File, Interval: cfg.PMTA.WatchInterval, StateDir: cfg.StateDir}, log)
 	if err != nil {
 		return nil, fmt.Errorf("pmta.watch: %w", err)
 	}
-	return w, nil
+	return withImpact(cfg, w, log)
 }
 
 // pipelineConfig is the pipeline's part of cfg, with the top-level server
