@@ -44,7 +44,7 @@ func (t *Tailer) logVerdicts(changes []verdict.Change) {
 		case c.Verdict == concerns:
 			t.log.Warn("verdict pool_wide: "+c.Verdict.Advice(), attrs...)
 		default:
-			t.log.Info("verdict back to "+c.Verdict.String(), append(attrs, "was", c.From.String())...)
+			t.log.Info("verdict "+c.From.String()+" over", append(attrs, "now", c.Verdict.String())...)
 		}
 	}
 }

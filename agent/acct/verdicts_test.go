@@ -129,7 +129,7 @@ func TestTailerVerdicts(t *testing.T) {
 	if lastV != 0 || windowS != 120 {
 		t.Errorf("two healthy minutes later: verdict %d over %d s, want 0 over 120", lastV, windowS)
 	}
-	if !strings.Contains(logs.String(), "verdict back to ok") {
+	if !strings.Contains(logs.String(), "verdict ip_specific over") || !strings.Contains(logs.String(), "now=ok") {
 		t.Errorf("no line for the IP healing:\n%s", logs.String())
 	}
 	// Other settings: a new window.

@@ -12,6 +12,9 @@
 //
 //   - An IP is judged only with at least MinAttempts attempts in the
 //     window (else too_few): a handful of records cannot flag it.
+//   - An IP is above the warning threshold (WarnPct) when its deferral %
+//     is above it by more than chance: a one-sided binomial z of its rate
+//     against the threshold of at least 2.58.
 //   - ip_specific: the IP's deferral % is above the warning threshold, its
 //     robust score 0.6745 × (IP % − median %) / MAD over the group's judged
 //     IPs is at least 3.5 (Iglewicz and Hoaglin's outlier cut-off; the MAD
@@ -410,6 +413,19 @@ func zAbove(n1, x1, n2, x2 int64) float64 {
 	return (float64(x2)/float64(n2) - float64(x1)/float64(n1)) / se
 }
 
+// aboveWarn says whether an IP defers above the warning threshold by more
+// than chance: a one-sided binomial z of its rate against warnPct of at
+// least ZCritical. An IP at 3 % whose 200 attempts came out at 6 % is not
+// above 5 % (z 0.65); one at 30 % is, from 200 attempts on (z 16).
+func aboveWarn(c Counts, warnPct float64) bool {
+	if c.Attempts <= 0 {
+		return false
+	}
+	w := warnPct / 100
+	p := float64(c.Deferred) / float64(c.Attempts)
+	return p > w && (p-w)/math.Sqrt(w*(1-w)/float64(c.Attempts)) >= ZCritical
+}
+
 // judgeGroup judges one (ISP, pool) group: its row, then its IPs' rows.
 func judgeGroup(g Key, ms []member, cfg Config) []Row {
 	var total Counts
@@ -424,8 +440,8 @@ func judgeGroup(g Key, ms []member, cfg Config) []Row {
 	}
 	judged := len(rates)
 	above := 0
-	for _, r := range rates {
-		if r > cfg.WarnPct {
+	for _, m := range ms {
+		if m.Attempts >= cfg.MinAttempts && aboveWarn(m.Counts, cfg.WarnPct) {
 			above++
 		}
 	}
@@ -455,11 +471,11 @@ func judgeGroup(g Key, ms []member, cfg Config) []Row {
 		switch {
 		case m.Attempts < cfg.MinAttempts:
 			r.Verdict = TooFew
-		case r.DeferralPct > cfg.WarnPct && r.Z >= ZCritical &&
+		case aboveWarn(m.Counts, cfg.WarnPct) && r.Z >= ZCritical &&
 			(judged >= 3 && r.Score >= ScoreCritical || judged == 2 && above == 1):
 			r.Verdict = IPSpecific
 			anyIP = true
-		case poolWide && r.DeferralPct > cfg.WarnPct:
+		case poolWide && aboveWarn(m.Counts, cfg.WarnPct):
 			r.Verdict = PoolWide
 		default:
 			r.Verdict = OK

@@ -59,9 +59,17 @@ func TestVerdictsOnKnownCounts(t *testing.T) {
 		// At exactly the minimum it is judged.
 		{"the minimum volume", []ip{{"a", 1000, 20}, {"b", 1000, 22}, {"c", 1000, 18}, {"x", 200, 160}},
 			map[string]Verdict{"pool": IPSpecific, "x": IPSpecific}},
-		// 6 % on 200 attempts against 2 %: score 5.4, z 3.2: flagged.
-		{"just significant", []ip{{"a", 1000, 20}, {"b", 1000, 20}, {"c", 1000, 20}, {"x", 200, 12}},
+		// 6 % on 200 attempts against 2 %: an outlier (score 5.4, z 3.2),
+		// but not above 5 % by more than chance (z 0.65 against 5 %).
+		{"not clearly above the threshold", []ip{{"a", 1000, 20}, {"b", 1000, 20}, {"c", 1000, 20}, {"x", 200, 12}},
+			map[string]Verdict{"pool": OK, "x": OK}},
+		// 10 % on 400 attempts: z 4.6 against 5 %, score 10.8, z 6.6
+		// against the rest: flagged.
+		{"just significant", []ip{{"a", 1000, 20}, {"b", 1000, 20}, {"c", 1000, 20}, {"x", 400, 40}},
 			map[string]Verdict{"pool": IPSpecific, "x": IPSpecific}},
+		// Two IPs of three at 7 % on 200 attempts: above 5 %, not clearly.
+		{"a small pool near the threshold", []ip{{"a", 200, 14}, {"b", 200, 14}, {"c", 200, 4}},
+			map[string]Verdict{"pool": OK, "a": OK, "b": OK}},
 		// 7 % among 4.5–5.5 %: score 2.4, below 3.5; two of four above 5 %
 		// is not most of them.
 		{"noise around the threshold", []ip{{"a", 1000, 45}, {"b", 1000, 50}, {"c", 1000, 55}, {"x", 1000, 70}},
@@ -113,11 +121,29 @@ func TestStatistics(t *testing.T) {
 		t.Errorf("z %v, want %v", x.Z, want)
 	}
 	pool := rows["pool"]
-	if pool.Attempts != 3200 || pool.Deferred != 72 || math.Abs(pool.DeferralPct-2.25) > 1e-9 || pool.IPs != 4 || pool.IPsAbove != 1 {
+	if pool.Attempts != 3200 || pool.Deferred != 72 || math.Abs(pool.DeferralPct-2.25) > 1e-9 || pool.IPs != 4 || pool.IPsAbove != 0 {
 		t.Errorf("pool row %+v", pool)
 	}
 	if x.PoolDeferralPct != pool.DeferralPct {
 		t.Errorf("ip row's pool deferral %v, want the pool's %v", x.PoolDeferralPct, pool.DeferralPct)
+	}
+}
+
+func TestAboveWarn(t *testing.T) {
+	for _, c := range []struct {
+		n, x int64
+		want bool
+	}{
+		{200, 12, false},  // 6 %: z 0.65
+		{200, 60, true},   // 30 %: z 16
+		{1000, 70, true},  // 7 %: z 2.9
+		{1000, 66, false}, // 6.6 %: z 2.32
+		{1000, 50, false}, // at the threshold
+		{0, 0, false},
+	} {
+		if got := aboveWarn(Counts{Attempts: c.n, Deferred: c.x}, 5); got != c.want {
+			t.Errorf("%d of %d: %v, want %v", c.x, c.n, got, c.want)
+		}
 	}
 }
 

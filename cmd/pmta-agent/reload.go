@@ -110,7 +110,14 @@ func (r *reloader) reload(ctx context.Context) {
 	}
 	if isp != r.b.isp || !reflect.DeepEqual(r.cur.Acct, next.Acct) {
 		rl.Sources = append(rl.Sources, r.sourceChange("acct", next, applied, func(c config.Config, m *agent.ISPMap) (agent.Source, error) {
-			return newTailer(c, m, r.log)
+			// Built once the old tailer has stopped: its verdict window
+			// carries on (a new one if the verdict settings changed).
+			t, err := newTailer(c, m, r.b.verdicts, r.log)
+			if err != nil {
+				return nil, err
+			}
+			r.b.verdicts = t.VerdictWindow()
+			return t, nil
 		}, isp))
 	}
 	// The level first: the new sources log from their first poll.
@@ -122,8 +129,10 @@ func (r *reloader) reload(ctx context.Context) {
 		applyMemoryLimit(next)
 		changed = append(changed, "memory_limit")
 	}
+	// The watcher also runs the impact of each change over the accounting
+	// files with the ISP map: a change to those rebuilds it too.
 	if watchPMTA(r.cur) != watchPMTA(next) || !reflect.DeepEqual(r.cur.PMTA, next.PMTA) ||
-		watchPMTA(next) && r.cur.Derived.File != next.Derived.File {
+		watchPMTA(next) && (r.cur.Derived.File != next.Derived.File || isp != r.b.isp || !reflect.DeepEqual(r.cur.Acct, next.Acct)) {
 		on := watchPMTA(next)
 		rl.Sources = append(rl.Sources, engine.SourceChange{Name: "pmta_config", Build: func() (agent.Source, error) {
 			if !on {

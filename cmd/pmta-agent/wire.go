@@ -24,6 +24,7 @@ import (
 	"github.com/pmta-agent/pmta-agent/agent/poller"
 	"github.com/pmta-agent/pmta-agent/agent/relay"
 	"github.com/pmta-agent/pmta-agent/agent/selfmon"
+	"github.com/pmta-agent/pmta-agent/agent/verdict"
 	"github.com/pmta-agent/pmta-agent/sinks/influx"
 	"github.com/pmta-agent/pmta-agent/sinks/otlp"
 	"github.com/pmta-agent/pmta-agent/sinks/stdout"
@@ -104,6 +105,9 @@ type built struct {
 	latest *selfmon.Latest
 	isp    *agent.ISPMap // the one map of the tailer and the pipeline
 	relay  *relay.Relay  // nil unless relay.enabled
+	// verdicts is the accounting tailer's verdict window, which a reload
+	// hands to the tailer replacing it (nil: none yet).
+	verdicts *verdict.Window
 }
 
 // build turns a validated configuration into the engine that runs it: the
@@ -131,12 +135,14 @@ func build(cfg config.Config, out io.Writer, log *slog.Logger) (*built, error) {
 		}
 		sources, owned = append(sources, p), append(owned, p)
 	}
+	var verdicts *verdict.Window
 	if cfg.Acct.Enabled {
-		t, err := newTailer(cfg, isp, log)
+		t, err := newTailer(cfg, isp, nil, log)
 		if err != nil {
 			return fail(err)
 		}
 		sources, owned = append(sources, t), append(owned, t)
+		verdicts = t.VerdictWindow()
 	}
 	if watchPMTA(cfg) {
 		w, err := newConfigWatcher(cfg, log)
@@ -171,7 +177,7 @@ func build(cfg config.Config, out io.Writer, log *slog.Logger) (*built, error) {
 		owned = append(owned, sink)
 	}
 
-	b := &built{isp: isp}
+	b := &built{isp: isp, verdicts: verdicts}
 	var taps []engine.Enqueuer
 	if cfg.Listen.Enabled && cfg.Listen.PMTAMetrics {
 		b.latest = selfmon.NewLatest()
@@ -208,10 +214,13 @@ func newPoller(cfg config.Config, log *slog.Logger) (*poller.Poller, error) {
 	return p, nil
 }
 
-// newTailer builds the accounting source of cfg, its state under state_dir.
-func newTailer(cfg config.Config, isp *agent.ISPMap, log *slog.Logger) (*acct.Tailer, error) {
+// newTailer builds the accounting source of cfg, its state under state_dir,
+// carrying on with the verdict window w of the tailer it replaces (nil: a
+// new one).
+func newTailer(cfg config.Config, isp *agent.ISPMap, w *verdict.Window, log *slog.Logger) (*acct.Tailer, error) {
 	a := cfg.Acct
 	a.StateDir = filepath.Join(cfg.StateDir, "acct")
+	a.VerdictWindow = w
 	t, err := acct.NewTailer(a, isp, log)
 	if err != nil {
 		return nil, fmt.Errorf("accounting tailer: %w", err)

@@ -18,7 +18,6 @@
 package main
 
 import (
-	"cmp"
 	"context"
 	"crypto/tls"
 	"errors"
@@ -31,7 +30,6 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
-	"slices"
 	"strings"
 	"syscall"
 	"time"
@@ -78,14 +76,7 @@ type config struct {
 	acctGenerate                   int
 	acctOut                        string
 	configOut                      string
-	scenarios                      []scenarioStep
-}
-
-// scenarioStep is one scenario of -scenario and when, after the start, it
-// is applied.
-type scenarioStep struct {
-	name string
-	at   time.Duration
+	scenarios                      sim.Schedule
 }
 
 // parseFlags reads the command line; every error but -h is a usageError.
@@ -136,46 +127,18 @@ func parseArgs(args []string, stderr io.Writer) (config, error) {
 		return c, errors.New("-acct-generate needs -acct-out FILE")
 	}
 	var err error
-	if c.scenarios, err = parseScenarios(scenarios); err != nil {
+	if c.scenarios, err = sim.ParseSchedule(scenarios); err != nil {
 		return c, err
 	}
 	if c.acctGenerate > 0 && (c.configOut != "" || len(c.scenarios) > 0) {
 		return c, errors.New("-acct-generate writes a file and exits: -config-out and -scenario need the running simulator")
 	}
 	for _, st := range c.scenarios {
-		if sim.IsConfigScenario(st.name) && c.configOut == "" {
-			return c, fmt.Errorf("-scenario %s rewrites the PowerMTA config: it needs -config-out FILE", st.name)
+		if sim.IsConfigScenario(st.Name) && c.configOut == "" {
+			return c, fmt.Errorf("-scenario %s rewrites the PowerMTA config: it needs -config-out FILE", st.Name)
 		}
 	}
 	return c, nil
-}
-
-// parseScenarios reads -scenario's list: NAME or NAME@DURATION, comma
-// separated, in the order they are to be applied (those at one time in the
-// order written).
-func parseScenarios(list string) ([]scenarioStep, error) {
-	if strings.TrimSpace(list) == "" {
-		return nil, nil
-	}
-	names := sim.ScenarioNames()
-	var out []scenarioStep
-	for _, item := range strings.Split(list, ",") {
-		name, at, timed := strings.Cut(strings.TrimSpace(item), "@")
-		st := scenarioStep{name: strings.ToLower(strings.TrimSpace(name))}
-		if !slices.Contains(names, st.name) {
-			return nil, fmt.Errorf("-scenario: unknown scenario %q (want NAME or NAME@DURATION, NAME one of %s)", name, strings.Join(names, ", "))
-		}
-		if timed {
-			d, err := time.ParseDuration(strings.TrimSpace(at))
-			if err != nil || d < 0 {
-				return nil, fmt.Errorf("-scenario: %q: want a duration after the start such as 90s or 2m, not %q", item, at)
-			}
-			st.at = d
-		}
-		out = append(out, st)
-	}
-	slices.SortStableFunc(out, func(a, b scenarioStep) int { return cmp.Compare(a.at, b.at) })
-	return out, nil
 }
 
 func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
@@ -223,13 +186,10 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		fmt.Fprintf(stdout, "PowerMTA config: %s\n", c.configOut)
 	}
 	// What is due at the start is in place before the first request.
-	later := c.scenarios
-	for len(later) > 0 && later[0].at == 0 {
-		if err := applyScenario(s, later[0], log); err != nil {
-			ln.Close()
-			return err
-		}
-		later = later[1:]
+	waitSchedule, err := s.RunSchedule(ctx, start, c.scenarios, log)
+	if err != nil {
+		ln.Close()
+		return err
 	}
 	fmt.Fprintf(stdout, "pmta-sim listening on %s://%s (pmta: /status /queues /domains /vmtas /command; seed: /status.json /queue.csv /domain.csv /vmta.csv)\n", scheme, ln.Addr())
 
@@ -242,7 +202,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		}
 	}()
 	done := make(chan error, 3)
-	go func() { scenarioLoop(ctx, s, start, later, log); done <- nil }()
+	go func() { done <- waitSchedule() }()
 	if c.restartEvery > 0 {
 		go func() { restartLoop(ctx, s, c.restartEvery); done <- nil }()
 	} else {
@@ -293,39 +253,10 @@ func writeConfig(s *sim.Sim, c config, addr net.Addr) error {
 		return p
 	}
 	o.AcctDir, o.AcctMoveTo = abs(c.acctDir), abs(c.acctMoveTo)
-	if slices.ContainsFunc(c.scenarios, func(st scenarioStep) bool { return st.name == "config-fix" }) {
+	if c.scenarios.Has("config-fix") {
 		o.GoogleDeferral = sim.TightGoogleDeferral
 	}
 	return s.WriteConfig(c.configOut, o)
-}
-
-// applyScenario applies one step and logs what it did.
-func applyScenario(s *sim.Sim, st scenarioStep, log *slog.Logger) error {
-	what, err := s.ApplyScenario(st.name)
-	if err != nil {
-		return err // its text starts with the scenario's name
-	}
-	log.Info("scenario applied", "name", st.name, "at", st.at, "what", what)
-	return nil
-}
-
-// scenarioLoop applies each step at its time after start, until ctx ends.
-// A step that fails is logged and the next ones still run.
-func scenarioLoop(ctx context.Context, s *sim.Sim, start time.Time, steps []scenarioStep, log *slog.Logger) {
-	for _, st := range steps {
-		if wait := time.Until(start.Add(st.at)); wait > 0 {
-			t := time.NewTimer(wait)
-			select {
-			case <-ctx.Done():
-				t.Stop()
-				return
-			case <-t.C:
-			}
-		}
-		if err := applyScenario(s, st, log); err != nil {
-			log.Error("scenario failed", "name", st.name, "at", st.at, "err", err)
-		}
-	}
 }
 
 // setupTLS makes a self-signed certificate for the listening address and

@@ -72,16 +72,16 @@ func TestFlags(t *testing.T) {
 }
 
 func TestScenarioList(t *testing.T) {
-	got, err := parseScenarios(" ip-reputation , Pool-Throttle@0s,config-noop@4m, config-fix@2m,clear@1h30m")
+	got, err := sim.ParseSchedule(" ip-reputation , Pool-Throttle@0s,config-noop@4m, config-fix@2m,clear@1h30m")
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := []scenarioStep{{"ip-reputation", 0}, {"pool-throttle", 0}, {"config-fix", 2 * time.Minute},
-		{"config-noop", 4 * time.Minute}, {"clear", 90 * time.Minute}}
+	want := sim.Schedule{{Name: "ip-reputation"}, {Name: "pool-throttle"}, {Name: "config-fix", At: 2 * time.Minute},
+		{Name: "config-noop", At: 4 * time.Minute}, {Name: "clear", At: 90 * time.Minute}}
 	if !slices.Equal(got, want) {
 		t.Errorf("got %v, want %v", got, want)
 	}
-	if got, err := parseScenarios(""); got != nil || err != nil {
+	if got, err := sim.ParseSchedule(""); got != nil || err != nil {
 		t.Errorf("empty list: %v %v", got, err)
 	}
 	for list, msg := range map[string]string{
@@ -91,7 +91,7 @@ func TestScenarioList(t *testing.T) {
 		"clear@-1m":            `not "-1m"`,
 		"clear@":               `not ""`,
 	} {
-		if _, err := parseScenarios(list); err == nil || !strings.Contains(err.Error(), msg) {
+		if _, err := sim.ParseSchedule(list); err == nil || !strings.Contains(err.Error(), msg) {
 			t.Errorf("%q: %v, want %s", list, err, msg)
 		}
 	}
