@@ -72,9 +72,9 @@ func (d dashboard) queryAnnotations() []annotation {
 	return out
 }
 
-// actionDashboards are the dashboards on which an operator acts on queues:
-// each shows the relay's actions and refusals.
-var actionDashboards = []string{"pmta-queues", "pmta-isp", "pmta-fleet"}
+// actionDashboards are the dashboards on which an operator acts on queues or
+// judges a source IP: each shows the relay's actions and refusals.
+var actionDashboards = []string{"pmta-queues", "pmta-isp", "pmta-fleet", "pmta-vmta"}
 
 // readsEvents reports whether an annotation query shows pmta_event points.
 func readsEvents(q string) bool { return strings.Contains(q, `FROM "pmta_event"`) }
@@ -254,7 +254,7 @@ func TestActionAnnotations(t *testing.T) {
 			t.Errorf("dashboard %s is missing", uid)
 			continue
 		}
-		var actions, refusals bool
+		var actions, refusals, changes bool
 		for _, an := range a.dashboards[i].queryAnnotations() {
 			if an.Target == nil || !readsEvents(an.Target.Query) {
 				continue
@@ -262,9 +262,15 @@ func TestActionAnnotations(t *testing.T) {
 			q := an.Target.Query
 			actions = actions || strings.Contains(q, `"result" =~ /^(sent|dry_run)$/`)
 			refusals = refusals || strings.Contains(q, `"result" !~ /^(sent|dry_run)$/`)
+			changes = changes || strings.Contains(q, `"kind" = 'config_change'`)
 		}
 		if !actions || !refusals {
 			t.Errorf("%s: needs a pmta_event layer for actions (sent, dry_run) and one for the rest (refused, failed, held): %v, %v", uid, actions, refusals)
+		}
+		// A change of PowerMTA's configuration explains a step in the
+		// deferrals, and the change-impact table is keyed by its time.
+		if !changes {
+			t.Errorf("%s: needs the pmta_event layer of PowerMTA's configuration changes (kind config_change)", uid)
 		}
 	}
 

@@ -56,13 +56,41 @@ func (t target) isExpr() bool {
 }
 
 type panel struct {
-	ID         int      `json:"id"`
-	Type       string   `json:"type"`
-	Title      string   `json:"title"`
-	Interval   string   `json:"interval"`
-	Datasource *dsRef   `json:"datasource"`
-	Targets    []target `json:"targets"`
-	Panels     []panel  `json:"panels"` // collapsed rows hold their panels here
+	ID          int         `json:"id"`
+	Type        string      `json:"type"`
+	Title       string      `json:"title"`
+	Interval    string      `json:"interval"`
+	Datasource  *dsRef      `json:"datasource"`
+	Targets     []target    `json:"targets"`
+	Panels      []panel     `json:"panels"` // collapsed rows hold their panels here
+	FieldConfig fieldConfig `json:"fieldConfig"`
+}
+
+// fieldConfig is the part of a panel's field configuration the tests read:
+// value mappings, for all fields and per field.
+type fieldConfig struct {
+	Defaults struct {
+		Mappings []valueMapping `json:"mappings"`
+	} `json:"defaults"`
+	Overrides []struct {
+		Matcher struct {
+			ID      string `json:"id"`
+			Options string `json:"options"`
+		} `json:"matcher"`
+		Properties []struct {
+			ID    string          `json:"id"`
+			Value json.RawMessage `json:"value"`
+		} `json:"properties"`
+	} `json:"overrides"`
+}
+
+// valueMapping is one of Grafana's value mappings (type "value": exact
+// values to texts).
+type valueMapping struct {
+	Type    string `json:"type"`
+	Options map[string]struct {
+		Text string `json:"text"`
+	} `json:"options"`
 }
 
 type variable struct {

@@ -71,6 +71,12 @@ func agentConfig(sp agentSpec, stateDir, influxURL, db string) string {
   grace: 1s
   poll_every: 250ms
   top_diag: 20
+  verdict:
+    enabled: true
+    window: 15m
+    every: 1m
+    min_attempts: 200
+    warn_pct: 5
 `, filepath.Join(sp.acctDir, "acct-*.csv"), filepath.Join(sp.acctDir, "diag-*.csv"))
 	}
 	listen := "  enabled: false\n"
@@ -129,10 +135,11 @@ sinks:
 
 // agentProc is one running pmta-agent.
 type agentProc struct {
-	name string
-	cmd  *exec.Cmd
-	logs *bytes.Buffer
-	done chan error
+	name   string
+	config string // its configuration file
+	cmd    *exec.Cmd
+	logs   *bytes.Buffer
+	done   chan error
 }
 
 // startAgent runs `pmta-agent run -config …` and stops it when the test ends.
@@ -143,7 +150,7 @@ func startAgent(t *testing.T, bin string, sp agentSpec, influxURL, db string) *a
 	if err := os.WriteFile(cfg, []byte(agentConfig(sp, filepath.Join(dir, "state"), influxURL, db)), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	p := &agentProc{name: sp.server, logs: &bytes.Buffer{}, done: make(chan error, 1)}
+	p := &agentProc{name: sp.server, config: cfg, logs: &bytes.Buffer{}, done: make(chan error, 1)}
 	p.cmd = exec.Command(bin, "run", "-config", cfg)
 	p.cmd.Stdout, p.cmd.Stderr = p.logs, p.logs
 	if err := p.cmd.Start(); err != nil {
@@ -192,7 +199,8 @@ type simServer struct {
 	sim     *sim.Sim
 	url     string
 	acctDir string
-	written int64 // accounting records written
+	written int64     // accounting records written
+	end     time.Time // the time after the last of them
 }
 
 // newSimServer starts a simulator; it runs on the real clock, so the agent's
@@ -206,15 +214,21 @@ func newSimServer(t *testing.T, seed int64) *simServer {
 }
 
 // writeAcct logs perSecond records for every second of the span before
-// now, so that 15-minute windows are full, and closes the files.
-func (s *simServer) writeAcct(t *testing.T, span time.Duration, perSecond int) {
+// now, so that 15-minute windows are full, and closes the files. A change
+// that is not nil runs half-way, before the records of that second, which
+// writeAcct returns: the time of a change an operator made.
+func (s *simServer) writeAcct(t *testing.T, span time.Duration, perSecond int, change func()) time.Time {
 	t.Helper()
 	w, err := s.sim.NewAcctWriter(sim.AcctOptions{Dir: s.acctDir, SplitDiag: true})
 	if err != nil {
 		t.Fatal(err)
 	}
 	end := time.Now().Truncate(time.Second)
+	mid := end.Add(-span / 2).Truncate(time.Second)
 	for at := end.Add(-span); at.Before(end); at = at.Add(time.Second) {
+		if at.Equal(mid) && change != nil {
+			change()
+		}
 		if err := w.Write(perSecond, at); err != nil {
 			t.Fatal(err)
 		}
@@ -223,6 +237,8 @@ func (s *simServer) writeAcct(t *testing.T, span time.Duration, perSecond int) {
 	if err := w.Close(); err != nil {
 		t.Fatal(err)
 	}
+	s.end = end
+	return mid
 }
 
 // startInflux starts a real InfluxDB with an empty database.

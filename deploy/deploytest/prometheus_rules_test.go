@@ -2,6 +2,7 @@ package deploytest
 
 import (
 	"bytes"
+	"fmt"
 	"math"
 	"os"
 	"os/exec"
@@ -46,6 +47,9 @@ type counterpart struct {
 	// sameFor: the same `for`. The agent-down rules wait differently: Grafana
 	// averages five minutes of reports, `up` is known at every scrape.
 	sameFor bool
+	// verdict: a rule on the agent's pmta_verdict, "scope=value": both read
+	// the rows of that scope and fire on that verdict.
+	verdict string
 }
 
 // grafanaCounterparts maps every Grafana alert rule's uid to its Prometheus
@@ -62,6 +66,9 @@ var grafanaCounterparts = map[string][]counterpart{
 		{alert: "PmtaAgentAbsent", severity: "critical"},
 	},
 	"pmta-agent-points-dropped": {{alert: "PmtaAgentPointsDropped", severity: "warning", scale: 1, sameFor: true}},
+	// The agent's verdict: an equality on its value, no threshold.
+	"pmta-ip-specific-deferrals": {{alert: "PmtaIpSpecificDeferrals", severity: "warning", sameFor: true, verdict: "ip=1"}},
+	"pmta-pool-wide-deferrals":   {{alert: "PmtaPoolWideDeferrals", severity: "warning", sameFor: true, verdict: "pool=2"}},
 }
 
 // relayAlert is what alertmanager.yml sends to the relay, besides the people.
@@ -243,6 +250,9 @@ func TestPrometheusRulesMatchGrafana(t *testing.T) {
 				if cp.sameFor && !sameDuration(r.For, g.For) {
 					t.Errorf("%s: for %q, Grafana's %s waits %q", key, r.For, g.UID, g.For)
 				}
+				if cp.verdict != "" {
+					checkVerdictRule(t, key, r, g, cp.verdict)
+				}
 				if cp.scale == 0 {
 					continue
 				}
@@ -274,6 +284,37 @@ func TestPrometheusRulesMatchGrafana(t *testing.T) {
 		if !covered[key] {
 			t.Errorf("Prometheus alert %s stands for no Grafana rule: add it to grafanaCounterparts (and a Grafana rule)", key)
 		}
+	}
+}
+
+// checkVerdictRule holds a Prometheus alert on the agent's verdict gauges
+// and its Grafana rule to one scope and one verdict: Grafana's queries read
+// pmta_verdict's rows of the scope only and its math compares the verdict
+// with the value; the Prometheus expression selects
+// pmta_verdict_verdict{scope="…"} == value.
+func checkVerdictRule(t *testing.T, key string, r promRule, g alertRule, verdict string) {
+	t.Helper()
+	scope, value, _ := strings.Cut(verdict, "=")
+	want := regexp.MustCompile(`\bpmta_verdict_verdict\{[^}]*\bscope="` + regexp.QuoteMeta(scope) + `"[^}]*\}\s*==\s*` + regexp.QuoteMeta(value) + `(\s|$)`)
+	if !want.MatchString(r.Expr) {
+		t.Errorf("%s: expression %q lacks pmta_verdict_verdict{scope=%q} == %s", key, r.Expr, scope, value)
+	}
+	equals := regexp.MustCompile(`^\$\{?[A-Z]+\}?\s*==\s*` + regexp.QuoteMeta(value) + `$`)
+	var queries, compared int
+	for _, q := range g.Data {
+		switch {
+		case q.DatasourceUID == "__expr__":
+			if q.Model.Type == "math" && equals.MatchString(strings.TrimSpace(q.Model.Expression)) {
+				compared++
+			}
+		case !strings.Contains(q.Model.Query, `FROM "pmta_verdict"`) || !strings.Contains(q.Model.Query, fmt.Sprintf(`"scope" = '%s'`, scope)):
+			t.Errorf("%s: query %s does not read pmta_verdict's %s rows only: %s", g.UID, q.RefID, scope, q.Model.Query)
+		default:
+			queries++
+		}
+	}
+	if queries == 0 || compared != 1 {
+		t.Errorf("%s: want queries of pmta_verdict (%d) and one math expression $X == %s (%d)", g.UID, queries, value, compared)
 	}
 }
 
