@@ -36,14 +36,16 @@ Usage:
   pmta-agent init [-config FILE] [-pmta-config FILE]
                                            print the effective configuration as YAML, what was
                                            taken from PowerMTA's configuration marked
-  pmta-agent demo [-dialect pmta|seed]     run against a built-in PowerMTA simulator, print to stdout
+  pmta-agent demo [-dialect pmta|seed] [-scenario LIST] [-dir DIR]
+                                           run against a built-in PowerMTA simulator, print to stdout;
+                                           its scenarios show IP vs pool verdicts and config changes
   pmta-agent backfill [-config FILE] FILE… aggregate whole accounting files into the sinks
   pmta-agent command [-config FILE] [-json] COMMAND…
                                            send one command to PowerMTA with the API settings
                                            (pause queue outlook.com/*, schedule gmail.com/*,
                                            show status, …); exit 1 if PowerMTA refused it
   pmta-agent impact [-config FILE] [-at TIME] [-window 2h] [-focus KIND=VALUE] [-min-attempts 200]
-                    [-format table|json] [FILE…]
+                    [-format table|json|lines] [-send] [FILE…]
                                            deferrals and bounces before → after the latest configuration
                                            change (or -at TIME), per ISP and for what it touched
   pmta-agent version                       print the version
