@@ -108,8 +108,10 @@ func shown(v string) string {
 //     reordering is no change, and when exactly one value went and one came
 //     the pair is shown as one change;
 //   - values are compared as PowerMTA reads them: unquoted, whitespace
-//     between words collapsed, comments gone; a domain-macro's domains as a
-//     set (order, case and the comma-or-space separators do not matter);
+//     between words collapsed, comments gone; a boolean's yes, true and on
+//     alike (and no, false, off), whatever their case; a domain-macro's
+//     domains as a set (order, case and the comma-or-space separators do
+//     not matter);
 //   - http-access rules are matched top to bottom by PowerMTA, so their
 //     order is compared too (Key "order").
 //

@@ -173,7 +173,28 @@ func minus(a, b []item) []item {
 // exact compares the words as PowerMTA reads them: quotes removed and the
 // blanks between words collapsed (the parser already did both); a quoted
 // word with a blank inside stays one word.
-func exact(args []string) string { return strings.Join(args, "\x00") }
+func exact(args []string) string {
+	if len(args) == 1 {
+		if b, ok := boolWord(args[0]); ok {
+			return b
+		}
+	}
+	return strings.Join(args, "\x00")
+}
+
+// boolWord reads a value PowerMTA takes as a boolean: yes and true (and on)
+// are one value, no, false and off the other, whatever their case — so
+// "iso-times yes" rewritten as "iso-times true" is no change. Digits are
+// left alone: 1 is a count as often as a flag.
+func boolWord(v string) (string, bool) {
+	switch strings.ToLower(v) {
+	case "yes", "true", "on":
+		return "\x01true", true
+	case "no", "false", "off":
+		return "\x01false", true
+	}
+	return "", false
+}
 
 // lowerValue compares keywords (http-access levels, host names) without
 // regard to case.
