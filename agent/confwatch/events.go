@@ -54,8 +54,10 @@ func at(now time.Time, i int) time.Time { return now.Add(time.Duration(i)) }
 // changePoint is one change as a pmta_event point: tags kind, block and
 // directive (each bounded like every tag, and left out when empty: the top
 // level, a whole block); fields change (the line a person reads), op
-// (changed, added, removed), old, new, file, line and count=1, which a
-// dashboard sums.
+// (changed, added, removed), old, new, file, line, count=1, which a
+// dashboard sums, and key — what a keyed directive configures (the macro
+// of a domain-macro line, the address of an http-access rule) — when it
+// has one.
 func changePoint(c pmtaconf.Change, text string, t time.Time) agent.Point {
 	tags := []agent.Tag{{Key: "kind", Value: Kind}}
 	for _, kv := range [][2]string{{"block", c.Block}, {"directive", c.Directive}} {
@@ -71,6 +73,9 @@ func changePoint(c pmtaconf.Change, text string, t time.Time) agent.Point {
 		{Key: "file", Value: bound(c.Pos.File)},
 		{Key: "line", Value: int64(c.Pos.Line)},
 		{Key: "count", Value: int64(1)},
+	}
+	if c.Key != "" {
+		fields = append(fields, agent.Field{Key: "key", Value: bound(c.Key)})
 	}
 	return agent.NewPoint("pmta_event", tags, fields, t)
 }

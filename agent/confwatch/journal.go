@@ -36,13 +36,14 @@ type Entry struct {
 	Time      time.Time `json:"time"`
 	Block     string    `json:"block,omitempty"`
 	Directive string    `json:"directive,omitempty"`
+	Key       string    `json:"key,omitempty"` // of a keyed directive: domain-macro's macro
 	Change    string    `json:"change"`
 	File      string    `json:"file,omitempty"`
 	Line      int       `json:"line,omitempty"`
 }
 
 func entryOf(c pmtaconf.Change, text string, t time.Time) Entry {
-	return Entry{Time: t.UTC(), Block: bound(c.Block), Directive: c.Directive, Change: text,
+	return Entry{Time: t.UTC(), Block: bound(c.Block), Directive: c.Directive, Key: bound(c.Key), Change: text,
 		File: bound(c.Pos.File), Line: c.Pos.Line}
 }
 

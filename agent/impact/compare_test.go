@@ -91,3 +91,18 @@ func TestFocusOf(t *testing.T) {
 		t.Errorf("ParseTarget(domain=Gmail.com) = %+v, %v", x, err)
 	}
 }
+
+// A domain-macro line changed at the top level (a domain added to the gmail
+// group) focuses on the macro's domains; other top-level directives on
+// nothing.
+func TestFocusOfTopLevelMacro(t *testing.T) {
+	macros := map[string]string{"gmail.com": "gmail", "googlemail.com": "gmail", "gmail.example": "gmail"}
+	f := FocusOfChanges([]Change{
+		{Directive: "domain-macro", Key: "Gmail", Text: "domain-macro gmail gmail.com, googlemail.com → gmail.com, googlemail.com, gmail.example"},
+		{Directive: "http-mgmt-port", Text: "http-mgmt-port 8080 → 8081"},
+		{Block: "<domain $gmail>", Directive: "max-msg-rate", Text: "<domain $gmail> max-msg-rate 250/h → 500/h"},
+	}, macros)
+	if len(f) != 1 || f[0].Kind != "domain" || f[0].Name != "$gmail" || len(f[0].Values) != 3 {
+		t.Fatalf("focus %+v, want the three domains of $gmail once", f)
+	}
+}

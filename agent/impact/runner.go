@@ -21,7 +21,10 @@ import (
 type Change struct {
 	Time  time.Time
 	Block string
-	Text  string
+	// Directive and Key say what a change at the top level touched: a
+	// domain-macro line (Key its macro) focuses on the macro's domains.
+	Directive, Key string
+	Text           string
 }
 
 // RunnerConfig is what a Runner needs. Files, ISP and Window are required.
@@ -393,7 +396,11 @@ func (r *Runner) analyze(ctx context.Context, j *job) (Report, error) {
 func FocusOfChanges(changes []Change, domainMacros map[string]string) Focus {
 	var focus Focus
 	for _, c := range changes {
-		for _, t := range FocusOf(c.Block, domainMacros) {
+		targets := FocusOf(c.Block, domainMacros)
+		if c.Block == "" && strings.EqualFold(c.Directive, "domain-macro") && c.Key != "" {
+			targets = append(targets, macroTarget(strings.ToLower(c.Key), domainMacros))
+		}
+		for _, t := range targets {
 			if len(focus) < maxFocus && !slices.ContainsFunc(focus, func(o Target) bool { return o.Kind == t.Kind && o.Name == t.Name }) {
 				focus = append(focus, t)
 			}

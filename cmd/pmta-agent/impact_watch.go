@@ -109,9 +109,12 @@ func changesOf(points []agent.Point) []impact.Change {
 			continue
 		}
 		block, _ := p.TagValue("block")
+		directive, _ := p.TagValue("directive")
 		text, _ := p.FieldValue("change")
 		s, _ := text.(string)
-		out = append(out, impact.Change{Time: p.Time, Block: block, Text: s})
+		key, _ := p.FieldValue("key")
+		k, _ := key.(string)
+		out = append(out, impact.Change{Time: p.Time, Block: block, Directive: directive, Key: k, Text: s})
 	}
 	return out
 }
@@ -134,7 +137,7 @@ func journalChanges(stateDir string) ([]impact.Change, error) {
 	for sc.Scan() {
 		var e confwatch.Entry
 		if json.Unmarshal(sc.Bytes(), &e) == nil && !e.Time.IsZero() {
-			out = append(out, impact.Change{Time: e.Time, Block: e.Block, Text: e.Change})
+			out = append(out, impact.Change{Time: e.Time, Block: e.Block, Directive: e.Directive, Key: e.Key, Text: e.Change})
 		}
 	}
 	if err := sc.Err(); err != nil {
