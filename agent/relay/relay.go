@@ -36,6 +36,30 @@ type Relay struct {
 	domains *domainBook
 	alerts  *alertState
 	server  string
+	// writeFor is how long an answer may take to write, from the request
+	// on (nanoseconds; 0: the listener's own timeout): a relayed command
+	// waits for PowerMTA up to api.timeout, which a reload may change.
+	writeFor atomic.Int64
+}
+
+// SetCommandTimeout says how long PowerMTA may take to answer a command
+// (api.timeout): each request's answer may then be written for that long
+// and 10 s more (at least 30 s), whatever the listener's write timeout —
+// which is set at start, while api.timeout changes with a reload.
+func (rl *Relay) SetCommandTimeout(d time.Duration) {
+	rl.writeFor.Store(int64(max(30*time.Second, d+10*time.Second)))
+}
+
+// withDeadline gives h's answer the write deadline SetCommandTimeout set.
+func (rl *Relay) withDeadline(h http.HandlerFunc) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if d := time.Duration(rl.writeFor.Load()); d > 0 {
+			// An error means the connection cannot take a deadline (a
+			// test recorder): the listener's own stays.
+			_ = http.NewResponseController(w).SetWriteDeadline(time.Now().Add(d))
+		}
+		h(w, r)
+	})
 }
 
 // runnerBox is where commands go and the dialect they are translated for:
@@ -81,9 +105,9 @@ func (rl *Relay) Tap() *domainBook { return rl.domains }
 
 // Routes are the relay's endpoints for the agent's listener.
 func (rl *Relay) Routes() map[string]http.Handler {
-	routes := map[string]http.Handler{"POST /v1/command": http.HandlerFunc(rl.serveCommand)}
+	routes := map[string]http.Handler{"POST /v1/command": rl.withDeadline(rl.serveCommand)}
 	if rl.cfg.Alertmanager.Enabled {
-		routes["POST /v1/alertmanager"] = http.HandlerFunc(rl.serveAlertmanager)
+		routes["POST /v1/alertmanager"] = rl.withDeadline(rl.serveAlertmanager)
 	}
 	return routes
 }

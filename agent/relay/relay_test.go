@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"io"
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
@@ -338,3 +339,48 @@ func TestConfigValidate(t *testing.T) {
 }
 
 func toJSON(v any) string { b, _ := json.Marshal(v); return string(b) }
+
+// slowPMTA answers after a delay, as a PowerMTA busy with a large queue.
+type slowPMTA struct{ delay time.Duration }
+
+func (s slowPMTA) Run(ctx context.Context, c pmtacmd.Command) (pmtacmd.Reply, error) {
+	time.Sleep(s.delay)
+	return pmtacmd.Reply{Sent: c, OK: true, Status: "success", Message: "ok"}, nil
+}
+
+// An answer that PowerMTA took longer to give than the listener's write
+// timeout still arrives: each answer's own deadline comes from api.timeout
+// (SetCommandTimeout), which a reload changes, and not from the timeout the
+// listener started with.
+func TestCommandAnswerOutlivesTheListenersWriteTimeout(t *testing.T) {
+	h := newHarness(t, nil)
+	h.rl.SetRunner(slowPMTA{delay: 1500 * time.Millisecond}, "pmta")
+	mux := http.NewServeMux()
+	for p, hd := range h.rl.Routes() {
+		mux.Handle(p, hd)
+	}
+	srv := httptest.NewUnstartedServer(mux)
+	srv.Config.WriteTimeout = time.Second // as set at start for an api.timeout of a second
+	srv.Start()
+	defer srv.Close()
+	h.srv = srv
+	post := func() error {
+		req, _ := http.NewRequest("POST", srv.URL+"/v1/command", strings.NewReader(`{"command":"pause queue gmail.com/*"}`))
+		req.Header.Set("Authorization", "Bearer "+opsToken)
+		req.Header.Set("Content-Type", "application/json")
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			return err
+		}
+		defer resp.Body.Close()
+		_, err = io.ReadAll(resp.Body)
+		return err
+	}
+	if err := post(); err == nil {
+		t.Fatal("without a command timeout the listener's 1 s cut nothing off: the test proves nothing")
+	}
+	h.rl.SetCommandTimeout(5 * time.Second) // a reload raised api.timeout
+	if err := post(); err != nil {
+		t.Fatalf("the answer was cut off: %v", err)
+	}
+}

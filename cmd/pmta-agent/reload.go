@@ -165,6 +165,7 @@ func (r *reloader) reload(ctx context.Context) {
 		if applied["api"] && next.API.Enabled {
 			if c, err := pmtacmd.NewClient(next.API, r.log); err == nil {
 				r.b.relay.SetRunner(c, next.API.Dialect)
+				r.b.relay.SetCommandTimeout(next.API.Timeout)
 			} else {
 				r.log.Error("relay: the new API settings cannot send commands; the old ones are kept for them", "err", err)
 			}

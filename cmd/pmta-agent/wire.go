@@ -194,6 +194,7 @@ func build(cfg config.Config, out io.Writer, log *slog.Logger) (*built, error) {
 		if b.relay, err = relay.New(cfg.Relay, cfg.API.Dialect, client, emit, log); err != nil {
 			return fail(err)
 		}
+		b.relay.SetCommandTimeout(cfg.API.Timeout)
 		taps = append(taps, b.relay.Tap())
 	}
 	e, err := engine.New(engine.Config{StateDir: cfg.StateDir, SelfInterval: cfg.SelfInterval,
@@ -360,7 +361,8 @@ func startListener(ctx context.Context, cfg config.Config, b *built, log *slog.L
 	lctx, cancel := context.WithCancel(ctx)
 	if b.relay != nil {
 		// A relayed command waits for PowerMTA up to api.timeout: its
-		// answer must not be cut off before.
+		// answer must not be cut off before (the relay sets each answer's
+		// own deadline too, which follows a reload).
 		lc.WriteTimeout = max(30*time.Second, cfg.API.Timeout+10*time.Second)
 	}
 	srv := selfmon.New(lc, b.engine.Reporters, b.latest, log)
