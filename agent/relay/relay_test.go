@@ -322,6 +322,30 @@ func TestTokensFile(t *testing.T) {
 	if _, err := loadTokens(f); err == nil || !strings.Contains(err.Error(), "chmod 600") {
 		t.Errorf("a world-readable tokens file: %v", err)
 	}
+	if err := os.Chmod(f, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	// Through a symbolic link: what it leads to is read and checked.
+	link := filepath.Join(dir, "link")
+	if err := os.Symlink(f, link); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := loadTokens(link); err != nil {
+		t.Errorf("a link to a good tokens file: %v", err)
+	}
+	if _, err := loadTokens(dir); err == nil || !strings.Contains(err.Error(), "no regular file") {
+		t.Errorf("a directory: %v", err)
+	}
+	// Owned by another user, who could give itself a token: refused (only
+	// root can hand a file to another user, to test it).
+	if os.Geteuid() == 0 {
+		if err := os.Chown(f, 65534, 65534); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := loadTokens(f); err == nil || !strings.Contains(err.Error(), "belongs to uid 65534") {
+			t.Errorf("a tokens file of another user: %v", err)
+		}
+	}
 }
 
 func TestConfigValidate(t *testing.T) {

@@ -7,6 +7,7 @@ import (
 	"crypto/subtle"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"strings"
 	"unicode"
@@ -56,19 +57,39 @@ const minTokenLen = 32
 // tokens at least minTokenLen printable characters, each used once. A file
 // anyone but its owner may read is refused.
 func loadTokens(path string) (*tokens, error) {
-	fi, err := os.Stat(path)
+	// The checks and the read are of one open file: replacing it in
+	// between changes nothing. A symbolic link is followed, and what it
+	// leads to is checked.
+	f, err := os.Open(path)
 	if err != nil {
 		return nil, err
+	}
+	defer f.Close()
+	fi, err := f.Stat()
+	if err != nil {
+		return nil, err
+	}
+	if !fi.Mode().IsRegular() {
+		return nil, fmt.Errorf("%s is no regular file", path)
 	}
 	if fi.Mode().Perm()&0o077 != 0 {
 		return nil, fmt.Errorf("%s is mode %04o: the tokens must be readable by their owner alone (chmod 600)", path, fi.Mode().Perm())
 	}
-	b, err := os.ReadFile(path)
+	if uid, ok := fileOwner(fi); ok && uid != 0 && uid != os.Geteuid() {
+		return nil, fmt.Errorf("%s belongs to uid %d: the tokens must belong to the agent's user (uid %d) or root, or that user could give itself a token", path, uid, os.Geteuid())
+	}
+	b, err := io.ReadAll(io.LimitReader(f, maxTokensFile+1))
 	if err != nil {
 		return nil, err
 	}
+	if len(b) > maxTokensFile {
+		return nil, fmt.Errorf("%s is over %d bytes: no tokens file is", path, maxTokensFile)
+	}
 	return parseTokens(b)
 }
+
+// maxTokensFile bounds the tokens file read.
+const maxTokensFile = 1 << 20
 
 func parseTokens(b []byte) (*tokens, error) {
 	t := &tokens{}
