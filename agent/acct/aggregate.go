@@ -176,9 +176,10 @@ type aggregator struct {
 	// verdicts, when set, judges the closed intervals (see judgeInto);
 	// muted, its points are not emitted (a replayed cut: they were, from a
 	// fuller window); changes are the verdicts' changes not yet logged.
-	verdicts *verdict.Window
-	muted    bool
-	changes  []verdict.Change
+	verdicts    *verdict.Window
+	muted       bool
+	changes     []verdict.Change
+	changesOver int // changes to log beyond maxChanges, counted only
 
 	records  int64 // records added
 	late     int64 // records added to a later interval than their own
@@ -459,7 +460,9 @@ func (a *aggregator) appendPoints(pts []agent.Point, iv *interval) []agent.Point
 }
 
 // maxChanges bounds the verdict changes kept for the log between two
-// reads (takeChanges); past it the rest are counted, not kept.
+// reads (takeChanges); past it the rest are counted, not kept. Only the
+// changes the log writes are kept (see logged): most changes are not (the
+// IPs of a pool turning pool_wide), and they must not crowd out one that is.
 const maxChanges = 1000
 
 // appendVerdicts hands a closed interval's attempts — d, t and b records
@@ -494,17 +497,25 @@ func (a *aggregator) appendVerdicts(pts []agent.Point, start int64, entries []ag
 		if !a.muted {
 			pts = append(pts, a.verdicts.Points(res)...)
 		}
-		n := min(len(res.Changes), max(maxChanges-len(a.changes), 0))
-		a.changes = append(a.changes, res.Changes[:n]...)
+		for i := range res.Changes {
+			switch c := &res.Changes[i]; {
+			case !logged(c):
+			case len(a.changes) < maxChanges:
+				a.changes = append(a.changes, *c)
+			default:
+				a.changesOver++
+			}
+		}
 	}
 	return pts
 }
 
-// takeChanges returns the verdict changes since the last call.
-func (a *aggregator) takeChanges() []verdict.Change {
-	ch := a.changes
-	a.changes = nil
-	return ch
+// takeChanges returns the verdict changes to log since the last call, and
+// how many more there were beyond maxChanges.
+func (a *aggregator) takeChanges() ([]verdict.Change, int) {
+	ch, over := a.changes, a.changesOver
+	a.changes, a.changesOver = nil, 0
+	return ch, over
 }
 
 type diagCount struct {

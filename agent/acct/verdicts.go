@@ -12,20 +12,33 @@ import (
 // stopped.
 func (t *Tailer) VerdictWindow() *verdict.Window { return t.agg.verdicts }
 
-// logVerdicts says what changed, one line per thing to look at: an IP
-// turning IP-specific (or back), a pool turning pool-wide (or back). The
-// IPs of a pool-wide pool and a pool with an IP-specific IP are in the
-// points, not in the log: their lines would repeat the one that says it.
-func (t *Tailer) logVerdicts(changes []verdict.Change) {
+// logged says whether the log writes a change: an IP turning IP-specific
+// (or back), a pool turning pool-wide (or back). The IPs of a pool-wide
+// pool and a pool with an IP-specific IP are in the points, not in the
+// log: their lines would repeat the one that says it.
+func logged(c *verdict.Change) bool {
+	concerns := verdict.PoolWide
+	if c.SourceIP != "" {
+		concerns = verdict.IPSpecific
+	}
+	return c.Verdict == concerns || c.From == concerns
+}
+
+// logVerdicts says what changed, one line per thing to look at (see
+// logged), and how many changes more than it keeps there were.
+func (t *Tailer) logVerdicts(changes []verdict.Change, over int) {
+	if over > 0 {
+		t.log.Warn("more verdict changes than the log takes at once; the points hold them all", "not_logged", over)
+	}
 	for i := range changes {
 		c := &changes[i]
+		if !logged(c) {
+			continue
+		}
 		ip := c.SourceIP != ""
 		concerns := verdict.PoolWide
 		if ip {
 			concerns = verdict.IPSpecific
-		}
-		if c.Verdict != concerns && c.From != concerns {
-			continue
 		}
 		attrs := []any{"isp", c.ISP, "pool", c.Pool}
 		if ip {

@@ -165,6 +165,7 @@ type Window struct {
 	buckets  []bucket // sealed steps, ascending
 	origin   int64    // the start of the first step since a start
 	started  bool
+	next     int64 // the earliest step an interval may still add to (see Observe)
 
 	// The keys in the window, their sums over the buckets, and free
 	// indices; a key whose sums reach zero is released.
@@ -200,14 +201,24 @@ func (w *Window) Config() Config { return w.cfg }
 // step the interval ends, and one before it if the interval starts a new
 // step while the last one was not complete (no records in its last
 // intervals).
+//
+// An interval of a step before the one being filled (or before the end of
+// the last step sealed) is left out: the window holds that time already,
+// and judging it again would count it twice and move the verdicts' time
+// back. The tailer closes intervals in order; only one that took a window
+// on at a reload and then started afresh (a corrupt checkpoint) reads old
+// times again.
 func (w *Window) Observe(start, end int64, counts map[Key]Counts) []Result {
 	var out []Result
 	step := floorDiv(start, w.every) * w.every
+	if w.started && step < w.next {
+		return nil
+	}
 	if w.curSet && step > w.curStart {
 		out = append(out, w.seal())
 	}
 	if !w.curSet {
-		w.curStart, w.curSet = step, true
+		w.curStart, w.curSet, w.next = step, true, step
 	}
 	if !w.started {
 		w.origin, w.started = step, true
@@ -221,9 +232,9 @@ func (w *Window) Observe(start, end int64, counts map[Key]Counts) []Result {
 			s = &Counts{}
 			w.cur[k] = s
 		}
-		s.Attempts += c.Attempts
-		s.Deferred += c.Deferred
-		s.Bounced += c.Bounced
+		s.Attempts = satAdd(s.Attempts, c.Attempts)
+		s.Deferred = satAdd(s.Deferred, c.Deferred)
+		s.Bounced = satAdd(s.Bounced, c.Bounced)
 	}
 	if end >= w.curStart+w.every {
 		out = append(out, w.seal())
@@ -241,23 +252,8 @@ func (w *Window) Reset() {
 // judges.
 func (w *Window) seal() Result {
 	end := w.curStart + w.every
-	b := bucket{start: w.curStart, entries: make([]entry, 0, len(w.cur))}
-	for k, c := range w.cur {
-		i := w.index(k)
-		if i < 0 {
-			w.dropped += c.Attempts
-			continue
-		}
-		e := entry{idx: i, a: clamp32(c.Attempts), d: clamp32(c.Deferred), b: clamp32(c.Bounced)}
-		s := &w.sums[i]
-		s.Attempts += int64(e.a)
-		s.Deferred += int64(e.d)
-		s.Bounced += int64(e.b)
-		b.entries = append(b.entries, e)
-	}
-	clear(w.cur)
-	w.curSet = false
-	w.buckets = append(w.buckets, b)
+	// The steps that leave the window go first, so that their keys make
+	// room for this step's.
 	n := 0
 	for n < len(w.buckets) && w.buckets[n].start < end-w.length {
 		for _, e := range w.buckets[n].entries {
@@ -272,10 +268,56 @@ func (w *Window) seal() Result {
 		n++
 	}
 	w.buckets = slices.Delete(w.buckets, 0, n)
+	keys := make([]Key, 0, len(w.cur))
+	for k := range w.cur {
+		keys = append(keys, k)
+	}
+	if len(w.idx)+len(keys) > MaxKeys {
+		// Not every new key finds room: the ones with the most attempts
+		// do, then by key, so that the same records give the same points.
+		slices.SortFunc(keys, func(x, y Key) int {
+			return cmp.Or(cmp.Compare(w.cur[y].Attempts, w.cur[x].Attempts), compareKeys(x, y))
+		})
+	}
+	b := bucket{start: w.curStart, entries: make([]entry, 0, len(w.cur))}
+	for _, k := range keys {
+		c := w.cur[k]
+		i := w.index(k)
+		if i < 0 {
+			w.dropped += c.Attempts
+			continue
+		}
+		// Deferrals and bounces are attempts: a caller's counts with
+		// more would make rates above 100 % and the z-test's NaN.
+		a := clamp32(c.Attempts)
+		d := min(clamp32(c.Deferred), a)
+		e := entry{idx: i, a: a, d: d, b: min(clamp32(c.Bounced), a-d)}
+		s := &w.sums[i]
+		s.Attempts += int64(e.a)
+		s.Deferred += int64(e.d)
+		s.Bounced += int64(e.b)
+		b.entries = append(b.entries, e)
+	}
+	clear(w.cur)
+	w.curSet, w.next = false, end
+	w.buckets = append(w.buckets, b)
 	return w.judge(end)
 }
 
 func clamp32(v int64) uint32 { return uint32(min(max(v, 0), math.MaxUint32)) }
+
+// satAdd adds a count to a sum, stopping at the largest int64 instead of
+// wrapping to a negative sum (which the clamp would make 0 attempts); a
+// negative count adds nothing.
+func satAdd(a, b int64) int64 {
+	if b <= 0 {
+		return a
+	}
+	if a > math.MaxInt64-b {
+		return math.MaxInt64
+	}
+	return a + b
+}
 
 func floorDiv(a, b int64) int64 {
 	q := a / b
