@@ -173,9 +173,11 @@ type aggregator struct {
 	keyBuf     []byte
 	safeBuf    [6][]byte // SafeTag copies of a record's values, when needed
 
-	// verdicts, when set, judges the closed intervals (see judgeInto);
-	// muted, its points are not emitted (a replayed cut: they were, from a
-	// fuller window); changes are the verdicts' changes not yet logged.
+	// verdicts, when set, judges the closed intervals (see
+	// appendVerdicts); muted, its points are not emitted (a replayed cut:
+	// the restart's window is emptier than the first time's, and its points
+	// would overwrite those, if they reached a sink, with worse ones);
+	// changes are the verdicts' changes not yet logged.
 	verdicts    *verdict.Window
 	muted       bool
 	changes     []verdict.Change
