@@ -104,6 +104,9 @@ func NewTailer(cfg Config, isp *agent.ISPMap, log *slog.Logger) (*Tailer, error)
 	if err := t.load(); err != nil {
 		return nil, errors.Join(err, lock.Release())
 	}
+	if cfg.Verdict.Enabled && t.agg.verdicts != cfg.VerdictWindow {
+		t.restoreVerdicts()
+	}
 	return t, nil
 }
 
@@ -281,6 +284,7 @@ func (t *Tailer) shutdown() {
 	if err := t.journal.commitIfIdle(t.snapshotJSON); err != nil {
 		t.log.Warn("accounting checkpoint at shutdown failed", "err", err)
 	}
+	t.saveVerdicts()
 }
 
 // Settle waits, after Run has returned, until every batch the tailer

@@ -1,8 +1,13 @@
 package acct
 
 import (
+	"errors"
+	"io/fs"
 	"math"
+	"os"
+	"path/filepath"
 
+	"github.com/pmta-agent/pmta-agent/agent/statefile"
 	"github.com/pmta-agent/pmta-agent/agent/verdict"
 )
 
@@ -59,6 +64,59 @@ func (t *Tailer) logVerdicts(changes []verdict.Change, over int) {
 		default:
 			t.log.Info("verdict "+c.From.String()+" over", append(attrs, "now", c.Verdict.String())...)
 		}
+	}
+}
+
+// verdictsFile holds the verdict window from a stop to the next start.
+const verdictsFile = "verdicts.json"
+
+// saveVerdicts writes the verdict window at a stop, marked with how far
+// the intervals are closed, so that the next start carries on with it
+// instead of 15 minutes of verdicts over a filling window — and of alerts
+// resolving and firing again at every restart.
+func (t *Tailer) saveVerdicts() {
+	w := t.agg.verdicts
+	if w == nil || !t.agg.closedSet {
+		return
+	}
+	b, err := w.MarshalState(t.agg.closedUpTo)
+	if err == nil {
+		err = statefile.WriteAtomic(filepath.Join(t.cfg.StateDir, verdictsFile), b, 0o600)
+		if _, dirOnly := errors.AsType[*statefile.DirSyncError](err); dirOnly {
+			err = nil
+		}
+	}
+	if err != nil {
+		t.log.Warn("verdict window not saved: the next start fills it again", "err", err)
+	}
+}
+
+// restoreVerdicts takes the window saveVerdicts left, when it saw every
+// interval the checkpoint closed: a cut replayed after a crash is then
+// left out of it (verdict.Window.Observe), and a window older than the
+// checkpoint (the last stop was a crash) is dropped. The file is removed
+// either way.
+func (t *Tailer) restoreVerdicts() {
+	path := filepath.Join(t.cfg.StateDir, verdictsFile)
+	b, err := os.ReadFile(path)
+	if errors.Is(err, fs.ErrNotExist) {
+		return
+	}
+	defer os.Remove(path)
+	if err != nil {
+		t.log.Warn("verdict window not restored", "err", err)
+		return
+	}
+	w := t.agg.verdicts
+	upTo, err := w.RestoreState(b)
+	switch {
+	case err != nil:
+		t.log.Info("verdict window not restored: it fills again", "reason", err)
+	case !t.agg.closedSet || upTo < t.agg.closedUpTo:
+		w.Reset()
+		t.log.Info("verdict window not restored: older than the checkpoint (the agent stopped without saving it); it fills again")
+	default:
+		t.log.Debug("verdict window restored", "up_to", upTo)
 	}
 }
 

@@ -4,7 +4,9 @@ import (
 	"bytes"
 	"fmt"
 	"log/slog"
+	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -162,5 +164,77 @@ func TestReplayedCutsEmitNoVerdicts(t *testing.T) {
 	}
 	if s := agg.verdicts.Stats(); s.Keys != 5 {
 		t.Fatalf("the muted close observed %d keys, want 5", s.Keys)
+	}
+}
+
+// TestVerdictsSurviveARestart: a tailer stopped saves its window and the
+// next start carries on with it — full windows and no change logged again
+// at once — while a window older than the checkpoint (a crash after it was
+// saved) is dropped.
+func TestVerdictsSurviveARestart(t *testing.T) {
+	var logs bytes.Buffer
+	h := newHarness(t)
+	h.log = slog.New(slog.NewTextHandler(&logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	h.verdict = verdict.Config{Enabled: true, Window: 2 * time.Minute, Every: time.Minute, MinAttempts: 200, WarnPct: 5}
+	start := testStart.Truncate(time.Minute)
+	h.now = start.Add(10 * time.Minute)
+	appendFile(t, filepath.Join(h.dirA, "acct-2024-01-15-0000.csv"), poolRecords(start, 180, 10, 40))
+	h.start()
+	h.poll()
+	h.stop()
+	if !strings.Contains(logs.String(), "verdict ip_specific") {
+		t.Fatalf("no ip_specific before the stop:\n%s", logs.String())
+	}
+
+	logs.Reset()
+	h.batches = nil
+	appendFile(t, filepath.Join(h.dirA, "acct-2024-01-15-0001.csv"), poolRecords(start.Add(3*time.Minute), 60, 10, 40))
+	h.start() // a new process: no window handed over
+	h.poll()
+	if !strings.Contains(logs.String(), "verdict window restored") {
+		t.Fatalf("not restored:\n%s", logs.String())
+	}
+	var got []string
+	for _, b := range h.batches {
+		for _, p := range b.Points {
+			if ip, _ := p.TagValue("source_ip"); p.Measurement == verdict.Measurement && ip == "203.0.113.5" {
+				v, _ := p.FieldValue("verdict")
+				ws, _ := p.FieldValue("window_s")
+				n, _ := p.FieldValue("attempts")
+				got = append(got, fmt.Sprintf("%d %v %v %v", p.Time.Unix()-start.Unix(), v, ws, n))
+			}
+		}
+	}
+	// The minute after the restart judged over two minutes: 240 attempts
+	// of the IP before the stop and 120 after.
+	if want := []string{"240 1 120 240"}; !slices.Equal(got, want) {
+		t.Errorf("after the restart: %q, want %q", got, want)
+	}
+	if strings.Contains(logs.String(), "verdict ip_specific") {
+		t.Errorf("the restart logged a change that did not happen:\n%s", logs.String())
+	}
+
+	// A crash after the save: the checkpoint moves on, the saved window
+	// stays behind, and is dropped at the next start.
+	h.stop() // saves at 4 min
+	saved, err := os.ReadFile(filepath.Join(h.state, verdictsFile))
+	if err != nil {
+		t.Fatal(err)
+	}
+	logs.Reset()
+	appendFile(t, filepath.Join(h.dirA, "acct-2024-01-15-0002.csv"), poolRecords(start.Add(4*time.Minute), 60, 10, 40))
+	h.start()
+	h.poll()
+	_ = h.tl.Close() // a crash: no shutdown, no save
+	if err := os.WriteFile(filepath.Join(h.state, verdictsFile), saved, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	logs.Reset()
+	h.start()
+	if !strings.Contains(logs.String(), "older than the checkpoint") {
+		t.Errorf("a window older than the checkpoint was not dropped:\n%s", logs.String())
+	}
+	if _, err := os.Stat(filepath.Join(h.state, verdictsFile)); !os.IsNotExist(err) {
+		t.Errorf("the saved window is still there: %v", err)
 	}
 }

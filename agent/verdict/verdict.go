@@ -18,8 +18,10 @@
 //   - ip_specific: the IP's deferral % is above the warning threshold, its
 //     robust score 0.6745 × (IP % − median %) / MAD over the group's judged
 //     IPs is at least 3.5 (Iglewicz and Hoaglin's outlier cut-off; the MAD
-//     is taken as at least 0.5 percentage points, so that a group of equal
-//     IPs does not make a tenth of a point an outlier), and a one-sided
+//     is taken as at least 0.5 percentage points, and at least what IPs of
+//     the median rate and the judged IPs' median volume differ by chance —
+//     0.6745 binomial standard deviations — so that neither a group of
+//     equal IPs nor sampling noise makes an outlier), and a one-sided
 //     two-proportion z-test of the IP against the rest of its group gives
 //     z ≥ 2.58 (p < 0.005): an outlier among its peers, and not by chance.
 //     With two judged IPs the median says nothing: there the IP above the
@@ -30,7 +32,8 @@
 //     configuration, or the content does. The IPs of such a group above
 //     the threshold are pool_wide too, unless they are ip_specific.
 //   - A group's own verdict: pool_wide, else ip_specific if one of its IPs
-//     is, else ok; too_few with fewer than two judged IPs.
+//     is, else ok; too_few with fewer than two judged IPs, and so are its
+//     IPs then: there is nothing to compare them with.
 //
 // The window lives in memory: after a start it fills again, and window_s
 // says how much accounting time a verdict covers.
@@ -92,7 +95,8 @@ const (
 	// ZCritical is the one-sided z from which an IP's excess is more than
 	// chance.
 	ZCritical = 2.58
-	// MADFloorPct is the smallest MAD, in percentage points.
+	// MADFloorPct is the smallest MAD, in percentage points (see also
+	// noiseMAD).
 	MADFloorPct = 0.5
 )
 
@@ -166,6 +170,7 @@ type Window struct {
 	origin   int64    // the start of the first step since a start
 	started  bool
 	next     int64 // the earliest step an interval may still add to (see Observe)
+	seen     int64 // the end of the last interval observed (see Observe)
 
 	// The keys in the window, their sums over the buckets, and free
 	// indices; a key whose sums reach zero is released.
@@ -203,17 +208,19 @@ func (w *Window) Config() Config { return w.cfg }
 // intervals).
 //
 // An interval of a step before the one being filled (or before the end of
-// the last step sealed) is left out: the window holds that time already,
-// and judging it again would count it twice and move the verdicts' time
-// back. The tailer closes intervals in order; only one that took a window
-// on at a reload and then started afresh (a corrupt checkpoint) reads old
-// times again.
+// the last step sealed), or one starting before the end of the last
+// interval observed, is left out: the window holds that time already, and
+// judging it again would count it twice and move the verdicts' time back.
+// The tailer closes intervals in order; only a tailer that took a window on
+// (a reload, or a restart: RestoreState) and then reads old times again —
+// the cuts a crash left to replay, a corrupt checkpoint — comes here.
 func (w *Window) Observe(start, end int64, counts map[Key]Counts) []Result {
 	var out []Result
 	step := floorDiv(start, w.every) * w.every
-	if w.started && step < w.next {
+	if w.started && (step < w.next || start < w.seen) {
 		return nil
 	}
+	w.seen = max(w.seen, end)
 	if w.curSet && step > w.curStart {
 		out = append(out, w.seal())
 	}
@@ -455,6 +462,22 @@ func zAbove(n1, x1, n2, x2 int64) float64 {
 	return (float64(x2)/float64(n2) - float64(x1)/float64(n1)) / se
 }
 
+// noiseMAD is the MAD, in percentage points, that IPs sending n attempts
+// each at one rate, the median's medPct, show by chance alone: 0.6745
+// binomial standard deviations (the median, not the group's rate, which
+// the outlier itself would raise). The MAD is taken as at least that, so that the
+// robust score measures an IP against the noise its volume leaves — at
+// 8 % and 700 attempts an IP is 1 point off by chance as often as not, and
+// 3 points off (a score of 3.5 against the 0.5 floor alone) once in a few
+// hundred draws, which four IPs judged every minute reach within hours.
+func noiseMAD(medPct, n float64) float64 {
+	if n <= 0 {
+		return 0
+	}
+	p := medPct / 100
+	return 0.6745 * 100 * math.Sqrt(p*(1-p)/n)
+}
+
 // aboveWarn says whether an IP defers above the warning threshold by more
 // than chance: a one-sided binomial z of its rate against warnPct of at
 // least ZCritical. An IP at 3 % whose 200 attempts came out at 6 % is not
@@ -482,9 +505,13 @@ func judgeGroup(g Key, ms []member, cfg Config) []Row {
 	}
 	judged := len(rates)
 	above := 0
+	var sizes []float64 // the judged IPs' attempts
 	for _, m := range ms {
-		if m.Attempts >= cfg.MinAttempts && aboveWarn(m.Counts, cfg.WarnPct) {
-			above++
+		if m.Attempts >= cfg.MinAttempts {
+			sizes = append(sizes, float64(m.Attempts))
+			if aboveWarn(m.Counts, cfg.WarnPct) {
+				above++
+			}
 		}
 	}
 	head := Row{Key: g, Counts: total, DeferralPct: pct(total.Deferred, total.Attempts),
@@ -497,7 +524,7 @@ func judgeGroup(g Key, ms []member, cfg Config) []Row {
 		for i, r := range rates {
 			dev[i] = math.Abs(r - med)
 		}
-		mad = max(median(dev), MADFloorPct)
+		mad = max(median(dev), MADFloorPct, noiseMAD(med, median(sizes)))
 		head.PoolMedianPct, head.HasMedian = med, true
 	}
 	poolWide := judged >= 2 && 2*above > judged
@@ -511,7 +538,9 @@ func judgeGroup(g Key, ms []member, cfg Config) []Row {
 		}
 		r.Z = zAbove(total.Attempts-m.Attempts, total.Deferred-m.Deferred, m.Attempts, m.Deferred)
 		switch {
-		case m.Attempts < cfg.MinAttempts:
+		case m.Attempts < cfg.MinAttempts || judged < 2:
+			// Too few attempts — or no other IP of the pool to compare
+			// it with: one IP at 60 % is neither ok nor told apart.
 			r.Verdict = TooFew
 		case aboveWarn(m.Counts, cfg.WarnPct) && r.Z >= ZCritical &&
 			(judged >= 3 && r.Score >= ScoreCritical || judged == 2 && above == 1):

@@ -66,9 +66,10 @@ func TestAdvHeldExtremeRates(t *testing.T) {
 		// Every IP equal (MAD 0, floored): nobody is an outlier.
 		{"identical IPs above the threshold", []ip{{"a", 500, 100}, {"b", 500, 100}, {"c", 500, 100}, {"d", 500, 100}}, map[string]Verdict{"pool": PoolWide, "a": PoolWide}},
 		{"identical IPs below the threshold", []ip{{"a", 500, 5}, {"b", 500, 5}, {"c", 500, 5}, {"d", 500, 5}}, map[string]Verdict{"pool": OK, "a": OK}},
-		// One IP alone, at 100 %: no rest of the pool (z 0), no peers.
-		{"one IP at 100 %", []ip{{"x", 5000, 5000}}, map[string]Verdict{"pool": TooFew, "x": OK}},
-		{"one IP at 0 %", []ip{{"x", 5000, 0}}, map[string]Verdict{"pool": TooFew, "x": OK}},
+		// One IP alone, at 100 %: no rest of the pool (z 0), no peers to
+		// compare it with: too few, whatever its rate.
+		{"one IP at 100 %", []ip{{"x", 5000, 5000}}, map[string]Verdict{"pool": TooFew, "x": TooFew}},
+		{"one IP at 0 %", []ip{{"x", 5000, 0}}, map[string]Verdict{"pool": TooFew, "x": TooFew}},
 		// Two at 100 %: the pooled rate is 100 %, the z-test's se 0.
 		{"two at 100 %", []ip{{"a", 300, 300}, {"b", 300, 300}}, map[string]Verdict{"pool": PoolWide, "a": PoolWide, "b": PoolWide}},
 		{"one attempt each", []ip{{"a", 1, 1}, {"b", 1, 0}}, map[string]Verdict{"pool": TooFew, "a": TooFew}},
