@@ -60,8 +60,8 @@ type Config struct {
 	// off: DefaultConfig turns it on.
 	Verdict verdict.Config `koanf:"verdict"`
 	// VerdictWindow is a window to carry on with — the one of the tailer
-	// a reload replaces — when its settings are Verdict's; nil or other
-	// settings: a new one.
+	// a reload replaces — when it has Verdict's window and every (it
+	// takes the thresholds on); nil or another window or step: a new one.
 	VerdictWindow *verdict.Window `koanf:"-"`
 }
 

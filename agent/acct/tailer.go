@@ -94,7 +94,7 @@ func NewTailer(cfg Config, isp *agent.ISPMap, log *slog.Logger) (*Tailer, error)
 	t.agg.fillFrom(cfg.SourceIPs, cfg.Pools)
 	if cfg.Verdict.Enabled {
 		w := cfg.VerdictWindow
-		if w == nil || w.Config() != cfg.Verdict {
+		if w == nil || !w.Takes(cfg.Verdict) {
 			w = verdict.NewWindow(cfg.Verdict)
 		}
 		t.agg.verdicts = w
@@ -105,6 +105,7 @@ func NewTailer(cfg Config, isp *agent.ISPMap, log *slog.Logger) (*Tailer, error)
 		return nil, errors.Join(err, lock.Release())
 	}
 	if cfg.Verdict.Enabled && t.agg.verdicts != cfg.VerdictWindow {
+		// Not handed over at a reload: the one a stop saved, if any.
 		t.restoreVerdicts()
 	}
 	return t, nil

@@ -134,12 +134,19 @@ func TestTailerVerdicts(t *testing.T) {
 	if !strings.Contains(logs.String(), "verdict ip_specific over") || !strings.Contains(logs.String(), "now=ok") {
 		t.Errorf("no line for the IP healing:\n%s", logs.String())
 	}
-	// Other settings: a new window.
+	// Other thresholds: the window carries on with them; another length:
+	// a new window.
+	h.stop()
+	h.verdict.MinAttempts = 100
+	h.start()
+	if h.tl.VerdictWindow() != w || w.Config().MinAttempts != 100 {
+		t.Error("a new min_attempts did not carry the window on with it")
+	}
 	h.stop()
 	h.verdict.Window = 3 * time.Minute
 	h.start()
 	if h.tl.VerdictWindow() == w {
-		t.Error("changed verdict settings kept the old window")
+		t.Error("another window length kept the old window")
 	}
 }
 

@@ -39,6 +39,11 @@ type Latest struct {
 	gauges    map[pmtaField][]sample
 	counters  map[pmtaField]map[string]counter
 	lastPrune time.Time
+	// ttl, per measurement, is how long its gauges are served after the
+	// batch that last replaced them (none: until the next one); replaced
+	// says when that was.
+	ttl      map[string]time.Duration
+	replaced map[pmtaField]time.Time
 }
 
 // sample is a series and its value. The labels are made once per point,
@@ -63,7 +68,18 @@ const (
 
 // NewLatest returns an empty Latest.
 func NewLatest() *Latest {
-	return &Latest{now: time.Now, gauges: map[pmtaField][]sample{}, counters: map[pmtaField]map[string]counter{}}
+	return &Latest{now: time.Now, gauges: map[pmtaField][]sample{}, counters: map[pmtaField]map[string]counter{},
+		ttl: map[string]time.Duration{}, replaced: map[pmtaField]time.Time{}}
+}
+
+// ExpireAfter stops serving a measurement's gauges d after the batch that
+// last brought them: the verdicts, which come only while records do — when
+// PowerMTA logs nothing more, the last verdict is no longer true, and an
+// alert on it must resolve rather than fire on.
+func (l *Latest) ExpireAfter(measurement string, d time.Duration) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.ttl[measurement] = d
 }
 
 // polled are the measurements whose last batch replaces the one before:
@@ -85,6 +101,7 @@ func (l *Latest) Enqueue(points []agent.Point, durable func()) {
 			if !replaced[pf] {
 				replaced[pf] = true
 				l.gauges[pf] = nil
+				l.replaced[pf] = now
 			}
 			v, ok := agent.FieldNumber(f.Value)
 			if !ok {
@@ -252,7 +269,11 @@ func (l *Latest) snapshot() (gauges, counters map[pmtaField][]sample) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	gauges = make(map[pmtaField][]sample, len(l.gauges))
+	now := l.now()
 	for f, m := range l.gauges {
+		if ttl, ok := l.ttl[f.measurement]; ok && now.Sub(l.replaced[f]) > ttl {
+			continue
+		}
 		gauges[f] = m
 	}
 	counters = make(map[pmtaField][]sample, len(l.counters))

@@ -102,6 +102,35 @@ func TestLatestGaugesNotExpired(t *testing.T) {
 	}
 }
 
+// The verdicts expire: served for their TTL after the batch that brought
+// them, then not at all (no records, no verdict); a new batch brings them
+// back. Other gauges stay.
+func TestLatestVerdictsExpire(t *testing.T) {
+	l := NewLatest()
+	l.ExpireAfter("pmta_verdict", 3*time.Minute)
+	now := time.Unix(1_800_000_000, 0)
+	l.now = func() time.Time { return now }
+	verdict := agent.NewPoint("pmta_verdict", []agent.Tag{{Key: "isp", Value: "yahoo"}, {Key: "scope", Value: "pool"}},
+		[]agent.Field{{Key: "verdict", Value: int64(2)}}, now)
+	status := agent.NewPoint("pmta_status", nil, []agent.Field{{Key: "queue_rcp", Value: int64(7)}}, now)
+	l.Enqueue([]agent.Point{verdict, status}, nil)
+	h := New(Config{}, noReporters, l, slog.New(slog.DiscardHandler)).Handler()
+	const line = `pmta_verdict_verdict{isp="yahoo",scope="pool"} 2`
+	now = now.Add(3 * time.Minute)
+	if out, _ := scrape(t, h); !strings.Contains(out, line) {
+		t.Fatalf("verdict gone within its TTL:\n%s", out)
+	}
+	now = now.Add(time.Second)
+	out, _ := scrape(t, h)
+	if strings.Contains(out, "pmta_verdict_verdict") || !strings.Contains(out, "pmta_status_queue_rcp 7") {
+		t.Fatalf("after the TTL:\n%s", out)
+	}
+	l.Enqueue([]agent.Point{verdict}, nil)
+	if out, _ := scrape(t, h); !strings.Contains(out, line) {
+		t.Fatalf("a new batch did not bring the verdict back:\n%s", out)
+	}
+}
+
 // Scrapes run while polls and accounting counts arrive, and two scrapes at
 // once: every scrape sees whole polls (go test -race watches the rest).
 func TestLatestConcurrentScrapes(t *testing.T) {

@@ -201,6 +201,17 @@ func NewWindow(cfg Config) *Window {
 // Config returns the window's settings.
 func (w *Window) Config() Config { return w.cfg }
 
+// Takes says whether the window can carry on under cfg — the same length
+// and steps — and if so takes cfg's thresholds (min_attempts, warn_pct)
+// on from its next judgement.
+func (w *Window) Takes(cfg Config) bool {
+	if !cfg.Enabled || cfg.Window != w.cfg.Window || cfg.Every != w.cfg.Every {
+		return false
+	}
+	w.cfg = cfg
+	return true
+}
+
 // Observe adds the counts of the accounting interval [start, end) — closed
 // intervals in ascending order — and returns the steps it completed: the
 // step the interval ends, and one before it if the interval starts a new

@@ -205,7 +205,7 @@ func TestImpactAtFormats(t *testing.T) {
 type lpPoint struct {
 	measurement string
 	tags        map[string]string
-	fields      map[string]any // int64 or float64
+	fields      map[string]any // int64, float64, string or bool
 	time        time.Time
 }
 
@@ -243,6 +243,10 @@ func decodeLines(t *testing.T, b []byte) []lpPoint {
 				p.fields[string(k)] = v.IntV()
 			case lineprotocol.Float:
 				p.fields[string(k)] = v.FloatV()
+			case lineprotocol.String:
+				p.fields[string(k)] = v.StringV()
+			case lineprotocol.Bool:
+				p.fields[string(k)] = v.BoolV()
 			default:
 				t.Fatalf("field %s of kind %v", k, v.Kind())
 			}

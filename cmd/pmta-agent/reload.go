@@ -159,6 +159,9 @@ func (r *reloader) reload(ctx context.Context) {
 		}
 	}
 	r.b.isp = isp
+	if r.b.latest != nil {
+		r.b.latest.ExpireAfter("pmta_verdict", verdictTTL(next)) // acct.verdict.every may have changed
+	}
 	if r.b.relay != nil {
 		// The relay's commands follow the API's new settings, and a token
 		// taken out of the tokens file is refused from now on.

@@ -14,8 +14,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/influxdata/line-protocol/v2/lineprotocol"
-
 	"github.com/pmta-agent/pmta-agent/cmd/pmta-sim/sim"
 )
 
@@ -317,45 +315,21 @@ func eachPoint(t *testing.T, path string, f func(m string, tags map[string]strin
 	eachPointIn(t, b, f)
 }
 
-// eachPointIn decodes the complete lines of line protocol in b.
+// eachPointIn decodes the complete lines of line protocol in b and hands
+// each point's integer fields to f.
 func eachPointIn(t *testing.T, b []byte, f func(m string, tags map[string]string, fields map[string]int64)) {
 	t.Helper()
-	if i := bytes.LastIndexByte(b, '\n'); i >= 0 {
-		b = b[:i+1]
-	} else {
+	i := bytes.LastIndexByte(b, '\n')
+	if i < 0 {
 		return
 	}
-	dec := lineprotocol.NewDecoderWithBytes(b)
-	for dec.Next() {
-		m, err := dec.Measurement()
-		if err != nil {
-			t.Fatal(err)
-		}
-		meas := string(m)
-		tags := map[string]string{}
-		for {
-			k, v, err := dec.NextTag()
-			if err != nil {
-				t.Fatal(err)
-			}
-			if k == nil {
-				break
-			}
-			tags[string(k)] = string(v)
-		}
-		fields := map[string]int64{} // the integer fields
-		for {
-			k, v, err := dec.NextField()
-			if err != nil {
-				t.Fatal(err)
-			}
-			if k == nil {
-				break
-			}
-			if v.Kind() == lineprotocol.Int {
-				fields[string(k)] = v.IntV()
+	for _, p := range decodeLines(t, b[:i+1]) {
+		ints := map[string]int64{}
+		for k, v := range p.fields {
+			if n, ok := v.(int64); ok {
+				ints[k] = n
 			}
 		}
-		f(meas, tags, fields)
+		f(p.measurement, p.tags, ints)
 	}
 }

@@ -75,9 +75,9 @@ func (w *advVerdictWriter) total(ip string) int64 {
 }
 
 // TestAdvHeldReloadCarriesVerdictWindow: two reloads that replace the
-// tailer with the same verdict settings carry the window on — window_s
+// tailer with the same window and step (thresholds may change) carry the window on — window_s
 // keeps growing, and the last window counts every record written exactly
-// once; a reload with other verdict settings starts a new window. No
+// once; a reload with another window starts a new one. No
 // verdict series is written twice at one time or goes back in time, and
 // every field is finite.
 func TestAdvHeldReloadCarriesVerdictWindow(t *testing.T) {
@@ -87,7 +87,7 @@ func TestAdvHeldReloadCarriesVerdictWindow(t *testing.T) {
 		t.Fatal(err)
 	}
 	cfgPath := filepath.Join(dir, "agent.yaml")
-	config := func(pollEvery string, minAttempts int) string {
+	config := func(pollEvery string, minAttempts int, window string) string {
 		return fmt.Sprintf(`server: verdict-mta
 state_dir: %s
 self_interval: 1h
@@ -101,11 +101,11 @@ acct:
   interval: 1s
   grace: 100ms
   globs: [%s/*.csv]
-  verdict: {enabled: true, window: 2m, every: 1s, min_attempts: %d, warn_pct: 5}
+  verdict: {enabled: true, window: %s, every: 1s, min_attempts: %d, warn_pct: 5}
 sinks: {stdout: {enabled: true}}
-`, filepath.Join(dir, "state"), pollEvery, logs, minAttempts)
+`, filepath.Join(dir, "state"), pollEvery, logs, window, minAttempts)
 	}
-	writeTestFile(t, cfgPath, config("50ms", 20))
+	writeTestFile(t, cfgPath, config("50ms", 20, "2m"))
 	w := &advVerdictWriter{path: filepath.Join(logs, "acct-2024-01-01-0000.csv"), written: map[string]int64{}}
 	writeTestFile(t, w.path, advVerdictHeader)
 
@@ -162,9 +162,9 @@ sinks: {stdout: {enabled: true}}
 	}
 
 	flow(1500 * time.Millisecond)
-	reload(1, config("60ms", 20))
+	reload(1, config("60ms", 20, "2m"))
 	flow(1500 * time.Millisecond)
-	reload(2, config("70ms", 20))
+	reload(2, config("70ms", 21, "2m"))
 	flow(1500 * time.Millisecond)
 	// Every record of the three phases in the last window, once.
 	waitUntil(t, 30*time.Second, "the last window to hold every record", func() bool {
@@ -199,8 +199,9 @@ sinks: {stdout: {enabled: true}}
 	}
 	carried := prevWS
 
-	// Other verdict settings: a new window, whose window_s starts over.
-	reload(3, config("70ms", 21))
+	// Another window: a new one, whose window_s starts over (the second
+	// reload changed only min_attempts, which the window takes on).
+	reload(3, config("70ms", 21, "3m"))
 	flow(1500 * time.Millisecond)
 	waitUntil(t, 30*time.Second, "verdicts of the new window", func() bool {
 		r, ok := lastOf(ipRows(), "203.0.113.1")

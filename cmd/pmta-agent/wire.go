@@ -181,6 +181,7 @@ func build(cfg config.Config, out io.Writer, log *slog.Logger) (*built, error) {
 	var taps []engine.Enqueuer
 	if cfg.Listen.Enabled && cfg.Listen.PMTAMetrics {
 		b.latest = selfmon.NewLatest()
+		b.latest.ExpireAfter("pmta_verdict", verdictTTL(cfg))
 		taps = append(taps, b.latest)
 	}
 	if cfg.Relay.Enabled && cfg.Listen.Enabled {
@@ -213,6 +214,13 @@ func newPoller(cfg config.Config, log *slog.Logger) (*poller.Poller, error) {
 		return nil, fmt.Errorf("api poller: %w", err)
 	}
 	return p, nil
+}
+
+// verdictTTL is how long /metrics serves the verdicts after the batch that
+// brought them: they come a step after the records, and three steps
+// without one mean PowerMTA has logged nothing for two — no verdict holds.
+func verdictTTL(cfg config.Config) time.Duration {
+	return 3*cfg.Acct.Verdict.Every + cfg.Acct.Interval
 }
 
 // newTailer builds the accounting source of cfg, its state under state_dir,

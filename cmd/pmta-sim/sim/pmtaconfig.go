@@ -7,6 +7,8 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+
+	"github.com/pmta-agent/pmta-agent/agent/statefile"
 )
 
 // ConfigOptions shape the PowerMTA configuration file WriteConfig writes:
@@ -96,40 +98,17 @@ func (s *Sim) writeConfig(st *configState) error {
 	return nil
 }
 
-// writeAtomic replaces path with data: temporary file, fsync, rename, fsync
-// of the directory (created if missing).
+// writeAtomic replaces path with data (the directory created if missing):
+// a watcher never reads half a file. Syncing the directory is best effort.
 func writeAtomic(path string, data []byte) error {
-	dir := filepath.Dir(path)
-	if err := os.MkdirAll(dir, 0o755); err != nil {
+	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
 		return err
 	}
-	f, err := os.CreateTemp(dir, "."+filepath.Base(path)+".*")
-	if err != nil {
-		return err
+	err := statefile.WriteAtomic(path, data, 0o644)
+	if _, dirOnly := errors.AsType[*statefile.DirSyncError](err); dirOnly {
+		return nil // not every file system syncs a directory
 	}
-	tmp := f.Name()
-	_, err = f.Write(data)
-	if err == nil {
-		err = f.Chmod(0o644)
-	}
-	if err == nil {
-		err = f.Sync()
-	}
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
-	if err == nil {
-		err = os.Rename(tmp, path)
-	}
-	if err != nil {
-		os.Remove(tmp)
-		return err
-	}
-	if d, err := os.Open(dir); err == nil {
-		d.Sync() // best effort: not every file system syncs a directory
-		d.Close()
-	}
-	return nil
+	return err
 }
 
 // domainMacros groups the model's domains by ISP, in the order of their
