@@ -48,8 +48,13 @@ func cmdDemo(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	if err != nil {
 		return usageError{err}
 	}
-	if len(steps) > 0 && !*acct {
-		return usageError{errors.New("-scenario needs the accounting files (-acct)")}
+	if !*acct {
+		// The scenarios show in the accounting files: without them only
+		// a -scenario asked for is an error.
+		if flagSet(fs, "scenario") && len(steps) > 0 {
+			return usageError{errors.New("-scenario needs the accounting files (-acct)")}
+		}
+		steps = nil
 	}
 	if *duration > 0 {
 		var cancel context.CancelFunc

@@ -136,3 +136,20 @@ func changeTime(t *testing.T, journal, sub string) string {
 	t.Fatalf("%s has no change with %q:\n%s", journal, sub, b)
 	return ""
 }
+
+// Without accounting files the demo plays no scenario (they show in the
+// files), unless one is asked for: that is a usage error.
+func TestDemoWithoutAccounting(t *testing.T) {
+	var out, errOut syncBuffer
+	if code := run([]string{"demo", "-acct=false", "-duration", "2s", "-interval", "1s"}, &out, &errOut); code != 0 {
+		t.Fatalf("exit %d:\n%s", code, errOut.String())
+	}
+	if !strings.Contains(out.String(), "pmta_status") || strings.Contains(out.String(), "pmta_acct") {
+		t.Errorf("want the API's points only:\n%.300s", out.String())
+	}
+	errOut = syncBuffer{}
+	if code := run([]string{"demo", "-acct=false", "-scenario", "ip-reputation", "-duration", "2s"}, &out, &errOut); code != 2 ||
+		!strings.Contains(errOut.String(), "-scenario needs the accounting files") {
+		t.Errorf("exit %d: %s", code, errOut.String())
+	}
+}
