@@ -167,7 +167,7 @@ type Window struct {
 	curStart int64
 	curSet   bool
 	buckets  []bucket // sealed steps, ascending
-	origin   int64    // the start of the first step since a start
+	origin   int64    // the start of the first interval seen since a start
 	started  bool
 	next     int64 // the earliest step an interval may still add to (see Observe)
 	seen     int64 // the end of the last interval observed (see Observe)
@@ -239,7 +239,7 @@ func (w *Window) Observe(start, end int64, counts map[Key]Counts) []Result {
 		w.curStart, w.curSet, w.next = step, true, step
 	}
 	if !w.started {
-		w.origin, w.started = step, true
+		w.origin, w.started = start, true // window_s counts from the first interval seen
 	}
 	for k, c := range counts {
 		if c.Attempts <= 0 {

@@ -369,3 +369,14 @@ func TestWindowFull(t *testing.T) {
 		t.Fatalf("stats %+v, %d rows", s, len(res[0].Rows))
 	}
 }
+
+// window_s counts from the first interval the window saw, not from the
+// start of its step: a start in the middle of a minute covers half of it.
+func TestWindowSFromTheFirstInterval(t *testing.T) {
+	w := NewWindow(DefaultConfig())
+	res := w.Observe(30, 40, map[Key]Counts{{"google", "", "10.0.0.1"}: {Attempts: 5}})
+	res = append(res, w.Observe(50, 60, map[Key]Counts{{"google", "", "10.0.0.1"}: {Attempts: 5}})...)
+	if len(res) != 1 || res[0].WindowS != 30 {
+		t.Fatalf("%+v", res)
+	}
+}
