@@ -45,7 +45,9 @@ func (t *Tailer) logVerdicts(changes []verdict.Change, over int) {
 		if ip {
 			concerns = verdict.IPSpecific
 		}
-		attrs := []any{"isp", c.ISP, "pool", c.Pool}
+		// The window's end: a catch-up after a stop judges times past,
+		// which the line must not pass off as now.
+		attrs := []any{"isp", c.ISP, "pool", c.Pool, "window_end", c.At}
 		if ip {
 			attrs = append(attrs, "source_ip", c.SourceIP)
 		}

@@ -94,6 +94,9 @@ func TestTailerVerdicts(t *testing.T) {
 	if len(last) != 6 {
 		t.Errorf("last window: %d rows, want the pool and its 5 IPs (the record without an IP is left out): %v", len(last), last)
 	}
+	if !strings.Contains(logs.String(), "window_end=2024-01-15T15:2") {
+		t.Errorf("the log does not say when (the records' time, not now):\n%s", logs.String())
+	}
 	if n := strings.Count(logs.String(), "verdict ip_specific"); n != 1 || !strings.Contains(logs.String(), "source_ip=203.0.113.5") {
 		t.Errorf("log: %d ip_specific lines, want 1 naming the IP:\n%s", n, logs.String())
 	}

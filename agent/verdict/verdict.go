@@ -135,6 +135,7 @@ func (r *Row) Scope() string {
 type Change struct {
 	Row
 	From Verdict
+	At   time.Time // the end of the window it was judged over
 }
 
 // Result is what one step of the window gave.
@@ -411,7 +412,7 @@ func (w *Window) judge(end int64) Result {
 			now, from := alarm(r.Verdict), w.last[r.Key] // absent: ok
 			w.last[r.Key] = now
 			if now != from {
-				res.Changes = append(res.Changes, Change{Row: r, From: from})
+				res.Changes = append(res.Changes, Change{Row: r, From: from, At: res.At})
 			}
 		}
 		res.Rows = append(res.Rows, rows...)
@@ -420,7 +421,7 @@ func (w *Window) judge(end int64) Result {
 		if !seen[k] {
 			delete(w.last, k)
 			if v != OK {
-				res.Changes = append(res.Changes, Change{Row: Row{Key: k, Verdict: TooFew}, From: v})
+				res.Changes = append(res.Changes, Change{Row: Row{Key: k, Verdict: TooFew}, From: v, At: res.At})
 			}
 		}
 	}
