@@ -40,7 +40,7 @@ func cmdDemo(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	listen := fs.String("listen", "127.0.0.1:0", "the agent's /metrics, /healthz, /readyz listener (port 0: any free port)")
 	dir := fs.String("dir", "", "keep the demo's files here — accounting files, PowerMTA's configuration, the agent's (pmta-agent.yaml) and its state — for `pmta-agent impact -config DIR/pmta-agent.yaml` afterwards (default: a temporary directory, removed)")
 	scenarios := fs.String("scenario", defaultDemoScenarios, "the simulator's scenarios, NAME or NAME@DURATION after the start, comma-separated (\"\": none); names: "+strings.Join(sim.ScenarioNames(), ", "))
-	impactWindow := fs.Duration("impact-window", time.Minute, "how long before and after each configuration change the agent compares (pmta.impact_window)")
+	impactWindow := fs.Duration("impact-window", time.Minute, "how long before and after each configuration change the agent compares (pmta.impact_window: whole seconds, at least 1m)")
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
