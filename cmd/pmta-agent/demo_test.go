@@ -14,11 +14,20 @@ import (
 // prints the before/after table. The schedule is the default's, compressed:
 // config-fix at 15 s instead of 1 min (its final impact comes a minute
 // later), config-noop at 40 s.
+//
+// The simulator's records are a function of its seed, so whether an IP
+// deferring like its pool-mates comes out an outlier by chance (see the
+// README: a few judgments in a thousand) is the seed's, and the step
+// boundaries' — which fall at any second of the records, as the test
+// starts. Seed 1 with this schedule brings 203.0.113.33 of pool-microsoft
+// (30 %, as all its IPs) to 1.08 times the score and z cut-offs at one
+// start second in 15, a false ip_specific; seed 2 keeps every IP that is
+// not ip-reputation's below 0.40 of them at every start second.
 func TestDemoShowsVerdictsAndChanges(t *testing.T) {
 	t.Parallel() // mostly waiting: beside the other long tests
 	dir := filepath.Join(t.TempDir(), "demo")
 	var out, errOut syncBuffer
-	code := run([]string{"demo", "-dir", dir, "-duration", "85s",
+	code := run([]string{"demo", "-dir", dir, "-duration", "85s", "-seed", "2",
 		"-scenario", "ip-reputation,pool-throttle,config-fix@15s,config-noop@40s"}, &out, &errOut)
 	if code != 0 {
 		t.Fatalf("exit %d; stderr:\n%s", code, errOut.String())
