@@ -90,9 +90,15 @@ func (s *Sim) WriteConfig(path string, o ConfigOptions) error {
 	return nil
 }
 
-// writeConfig renders st and replaces its file. The caller holds cfgMu.
+// writeConfig renders st and replaces its file — readable by others only
+// without an http-api-key in it (PowerMTA's own is 0640 root:pmta, the agent
+// reading it as a member of the group). The caller holds cfgMu.
 func (s *Sim) writeConfig(st *configState) error {
-	if err := writeAtomic(st.path, []byte(s.renderConfig(st))); err != nil {
+	mode := os.FileMode(0o644)
+	if st.o.APIKey != "" {
+		mode = 0o640
+	}
+	if err := writeAtomic(st.path, []byte(s.renderConfig(st)), mode); err != nil {
 		return fmt.Errorf("write PowerMTA config: %w", err)
 	}
 	return nil
@@ -100,11 +106,11 @@ func (s *Sim) writeConfig(st *configState) error {
 
 // writeAtomic replaces path with data (the directory created if missing):
 // a watcher never reads half a file. Syncing the directory is best effort.
-func writeAtomic(path string, data []byte) error {
+func writeAtomic(path string, data []byte, mode os.FileMode) error {
 	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
 		return err
 	}
-	err := statefile.WriteAtomic(path, data, 0o644)
+	err := statefile.WriteAtomic(path, data, mode)
 	if _, dirOnly := errors.AsType[*statefile.DirSyncError](err); dirOnly {
 		return nil // not every file system syncs a directory
 	}

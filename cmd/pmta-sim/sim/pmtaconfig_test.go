@@ -156,6 +156,34 @@ func TestWriteConfigDefaultsAndSmallModels(t *testing.T) {
 	}
 }
 
+// The API key is a secret: a file holding it is not readable by others, as
+// PowerMTA's own is not; one without it is. A scenario's rewrite keeps that.
+func TestWriteConfigModeKeepsTheKeyFromOthers(t *testing.T) {
+	s, _, _ := newTestSim(t, Options{})
+	dir := t.TempDir()
+	for _, c := range []struct {
+		name, key string
+		others    bool
+	}{{"with-key", "k3y", false}, {"without-key", "", true}} {
+		path := filepath.Join(dir, c.name)
+		if err := s.WriteConfig(path, ConfigOptions{APIKey: c.key}); err != nil {
+			t.Fatal(err)
+		}
+		if c.key != "" {
+			if _, err := s.ApplyScenario("config-noop"); err != nil {
+				t.Fatal(err)
+			}
+		}
+		fi, err := os.Stat(path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := fi.Mode().Perm()&0o007 != 0; got != c.others {
+			t.Errorf("%s: mode %04o, readable by others %v, want %v", c.name, fi.Mode().Perm(), got, c.others)
+		}
+	}
+}
+
 func TestSizeWord(t *testing.T) {
 	for n, want := range map[int64]string{50 << 20: "50M", 1 << 30: "1G", 3 << 10: "3K", 1000: "1000b"} {
 		if got := sizeWord(n); got != want {
