@@ -59,8 +59,8 @@ const minTokenLen = 32
 func loadTokens(path string) (*tokens, error) {
 	// The checks and the read are of one open file: replacing it in
 	// between changes nothing. A symbolic link is followed, and what it
-	// leads to is checked.
-	f, err := os.Open(path)
+	// leads to is checked; a FIFO is refused, not waited on (openFlags).
+	f, err := os.OpenFile(path, os.O_RDONLY|openFlags, 0)
 	if err != nil {
 		return nil, err
 	}
