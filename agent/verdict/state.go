@@ -109,7 +109,8 @@ func (w *Window) RestoreState(b []byte) (upTo int64, err error) {
 		return 0, fmt.Errorf("saved window: %d keys, more than %d", len(st.Keys), MaxKeys)
 	}
 	keyOf := func(e [4]int64) (Key, Counts, error) {
-		if e[0] < 0 || e[0] >= int64(len(st.Keys)) || e[1] < 0 || e[2] < 0 || e[3] < 0 || e[2]+e[3] > e[1] {
+		// e[2] + e[3] ≤ e[1] without the sum, which huge counts would wrap.
+		if e[0] < 0 || e[0] >= int64(len(st.Keys)) || e[1] < 0 || e[2] < 0 || e[3] < 0 || e[2] > e[1] || e[3] > e[1]-e[2] {
 			return Key{}, Counts{}, fmt.Errorf("saved window: bad entry %v", e)
 		}
 		k := st.Keys[e[0]]

@@ -103,6 +103,7 @@ func TestRestoreRefuses(t *testing.T) {
 		"bad index":         `{"version":1,"window_s":900,"every_s":60,"keys":[["a","b","c"]],"steps":[{"start":0,"entries":[[1,5,1,1]]}]}`,
 		"more than tried":   `{"version":1,"window_s":900,"every_s":60,"keys":[["a","b","c"]],"steps":[{"start":0,"entries":[[0,5,4,4]]}]}`,
 		"negative":          `{"version":1,"window_s":900,"every_s":60,"keys":[["a","b","c"]],"cur":[[0,-5,0,0]]}`,
+		"sum wraps":         `{"version":1,"window_s":900,"every_s":60,"keys":[["a","b","c"]],"steps":[{"start":0,"entries":[[0,5,9223372036854775807,2]]}]}`,
 		"steps unordered":   `{"version":1,"window_s":900,"every_s":60,"steps":[{"start":120},{"start":60}]}`,
 		"step off the grid": `{"version":1,"window_s":900,"every_s":60,"steps":[{"start":61}]}`,
 	} {
