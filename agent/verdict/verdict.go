@@ -23,10 +23,13 @@
 //     0.6745 binomial standard deviations — so that neither a group of
 //     equal IPs nor sampling noise makes an outlier), and a one-sided
 //     two-proportion z-test of the IP against the rest of its group gives
-//     z ≥ 2.58 (p < 0.005): an outlier among its peers, and not by chance.
+//     z ≥ 2.58 (p < 0.005): an outlier among its peers, and not by chance;
+//     and it defers at least MinRatio (2) times the median of the group's
+//     other judged IPs: well above its pool, as a reputation problem is,
+//     where sampling noise of IPs deferring alike never is.
 //     With two judged IPs the median says nothing: there the IP above the
-//     threshold is ip_specific when the other is below it and the z-test
-//     holds.
+//     threshold is ip_specific when the other is below it, the z-test
+//     holds and it defers at least twice the other's rate.
 //   - pool_wide: at least two judged IPs, and more than half of them above
 //     the warning threshold — what an ISP throttling the pool, or the
 //     configuration, or the content does. The IPs of such a group above
@@ -99,6 +102,13 @@ const (
 	// MADFloorPct is the smallest MAD, in percentage points (see also
 	// noiseMAD).
 	MADFloorPct = 0.5
+	// MinRatio is how many times its pool's median an IP's deferral rate
+	// must be to be ip_specific: "well above its pool" in the runbook's
+	// sense (a reputation problem is a multiple: 40 % among 3 %), and what
+	// keeps sampling noise of a pool deferring alike (one IP 3.5 standard
+	// deviations up, a few times in a thousand judgments of four IPs at
+	// 8 % or 30 %) from ever reading as one IP's problem.
+	MinRatio = 2
 )
 
 // Key is one source IP of a pool sending to an ISP.
@@ -476,6 +486,19 @@ func zAbove(n1, x1, n2, x2 int64) float64 {
 	return (float64(x2)/float64(n2) - float64(x1)/float64(n1)) / se
 }
 
+// othersMedian is the median of rates without one occurrence of own: the
+// rate of an IP's peers (for two IPs, the other's).
+func othersMedian(rates []float64, own float64) float64 {
+	others := slices.Clone(rates)
+	if i := slices.Index(others, own); i >= 0 {
+		others = slices.Delete(others, i, i+1)
+	}
+	if len(others) == 0 {
+		return 0
+	}
+	return median(others)
+}
+
 // noiseMAD is the MAD, in percentage points, that IPs sending n attempts
 // each at one rate, the median's medPct, show by chance alone: 0.6745
 // binomial standard deviations (the median, not the group's rate, which
@@ -556,7 +579,7 @@ func judgeGroup(g Key, ms []member, cfg Config) []Row {
 			// Too few attempts — or no other IP of the pool to compare
 			// it with: one IP at 60 % is neither ok nor told apart.
 			r.Verdict = TooFew
-		case aboveWarn(m.Counts, cfg.WarnPct) && r.Z >= ZCritical &&
+		case aboveWarn(m.Counts, cfg.WarnPct) && r.Z >= ZCritical && r.DeferralPct >= MinRatio*othersMedian(rates, r.DeferralPct) &&
 			(judged >= 3 && r.Score >= ScoreCritical || judged == 2 && above == 1):
 			r.Verdict = IPSpecific
 			anyIP = true
