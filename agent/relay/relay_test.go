@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"os"
+	"os/user"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -344,7 +345,14 @@ func TestTokensFile(t *testing.T) {
 		}
 		if _, err := loadTokens(f); err == nil || !strings.Contains(err.Error(), "belongs to uid 65534") {
 			t.Errorf("a tokens file of another user: %v", err)
+		} // Root checking the configuration (check-config before the
+		// service starts): the packages' user's file is its own.
+		lookupUser = func(string) (*user.User, error) { return &user.User{Uid: "65534"}, nil }
+		defer func() { lookupUser = user.Lookup }()
+		if _, err := loadTokens(f); err != nil {
+			t.Errorf("root reading the pmta-agent user's tokens file: %v", err)
 		}
+
 	}
 }
 

@@ -9,6 +9,8 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"os/user"
+	"strconv"
 	"strings"
 	"unicode"
 )
@@ -75,7 +77,7 @@ func loadTokens(path string) (*tokens, error) {
 	if fi.Mode().Perm()&0o077 != 0 {
 		return nil, fmt.Errorf("%s is mode %04o: the tokens must be readable by their owner alone (chmod 600)", path, fi.Mode().Perm())
 	}
-	if uid, ok := fileOwner(fi); ok && uid != 0 && uid != os.Geteuid() {
+	if uid, ok := fileOwner(fi); ok && !ownerTrusted(uid) {
 		return nil, fmt.Errorf("%s belongs to uid %d: the tokens must belong to the agent's user (uid %d) or root, or that user could give itself a token", path, uid, os.Geteuid())
 	}
 	b, err := io.ReadAll(io.LimitReader(f, maxTokensFile+1))
@@ -87,6 +89,27 @@ func loadTokens(path string) (*tokens, error) {
 	}
 	return parseTokens(b)
 }
+
+// PackageUser is the user the packages run the agent as.
+const PackageUser = "pmta-agent"
+
+// ownerTrusted says whether the tokens may belong to uid: root, the user
+// reading them — and, for root (check-config run by an administrator
+// before the service starts), the packages' user, whose file it is.
+func ownerTrusted(uid int) bool {
+	euid := os.Geteuid()
+	if uid == 0 || uid == euid {
+		return true
+	}
+	if euid != 0 {
+		return false
+	}
+	u, err := lookupUser(PackageUser)
+	return err == nil && u.Uid == strconv.Itoa(uid)
+}
+
+// lookupUser is user.Lookup; tests replace it.
+var lookupUser = user.Lookup
 
 // maxTokensFile bounds the tokens file read.
 const maxTokensFile = 1 << 20
