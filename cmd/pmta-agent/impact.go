@@ -106,7 +106,13 @@ func cmdImpact(ctx context.Context, args []string, out, stderr io.Writer) error 
 		}
 		// A file last written before the window began holds none of
 		// its records (the rotated ones of days before).
+		all := len(files)
 		files = impact.ModifiedSince(files, at.Add(-*window))
+		if len(files) == 0 {
+			return fmt.Errorf("none of the %d accounting files of acct.globs was written to since %s, the before window's start: "+
+				"they hold no record of the windows (the files of that time are gone, or the change is older than the files kept)",
+				all, at.Add(-*window).UTC().Format(time.RFC3339))
+		}
 	}
 	rep, err := impact.Analyze(ctx, files, at, *window, focus, agent.NewISPMap(cfg.Pipeline.ISPMap),
 		impact.Options{MinAttempts: *minAttempts, SourceIPs: cfg.Acct.SourceIPs, Pools: cfg.Acct.Pools})

@@ -174,6 +174,21 @@ func TestImpactLatestChange(t *testing.T) {
 	runImpact(t, 2, "-at", "yesterday", files[0])
 	runImpact(t, 2, "-at", at.Format(time.RFC3339), "-focus", "isp=google", files[0])
 	runImpact(t, 1, "-at", at.Format(time.RFC3339), filepath.Join(dir, "missing.csv"))
+
+	// The globs' files, none written to since the window began: said, not
+	// a table of nothing.
+	globbed := filepath.Join(dir, "globbed.yaml")
+	writeTestFile(t, globbed, "state_dir: "+dir+"/state\napi: {enabled: false}\nlisten: {enabled: false}\n"+
+		"acct: {globs: ["+filepath.Dir(files[0])+"/*.csv]}\nsinks: {stdout: {enabled: true}}\n")
+	old := at.Add(-48 * time.Hour)
+	for _, f := range files {
+		if err := os.Chtimes(f, old, old); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, stderr := runImpact(t, 1, "-config", globbed, "-at", at.Format(time.RFC3339)); !strings.Contains(stderr, "was written to since") {
+		t.Errorf("stderr: %s", stderr)
+	}
 }
 
 // -at takes RFC 3339, PowerMTA's own timeLogged and a local time.
