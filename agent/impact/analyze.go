@@ -135,7 +135,9 @@ func Analyze(ctx context.Context, files []string, at time.Time, window time.Dura
 	for _, t := range focus {
 		r := Row{Kind: t.Kind, Name: t.Name, Focus: true}
 		for _, v := range t.Values {
-			if s := sums[[2]string{t.Kind, strings.ToLower(v)}]; s != nil {
+			// As the records' values were made: safe first (a long one
+			// keeps its start and a hash of the whole), then lower case.
+			if s := sums[[2]string{t.Kind, strings.ToLower(agent.SafeTag(v))}]; s != nil {
 				r.Before, r.After = r.Before.Add(s.before), r.After.Add(s.after)
 			}
 		}

@@ -87,7 +87,9 @@ func TestFocusOf(t *testing.T) {
 	if _, err := ParseTarget("isp=google"); err == nil {
 		t.Error("ParseTarget(isp=google) took it")
 	}
-	if x, err := ParseTarget("domain=Gmail.com"); err != nil || x.Kind != "domain" || x.Values[0] != "gmail.com" {
+	// The name lowercased, the value as written: Analyze makes it safe and
+	// lowercases it as it does the records'.
+	if x, err := ParseTarget("domain=Gmail.com"); err != nil || x.Kind != "domain" || x.Name != "gmail.com" || x.Values[0] != "Gmail.com" {
 		t.Errorf("ParseTarget(domain=Gmail.com) = %+v, %v", x, err)
 	}
 }

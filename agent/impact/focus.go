@@ -32,8 +32,9 @@ func ParseTarget(s string) (Target, error) {
 	if !ok || value == "" || !slices.Contains(focusKinds, kind) {
 		return Target{}, fmt.Errorf("%q: want KIND=VALUE with KIND one of %s (domain=gmail.com)", s, strings.Join(focusKinds, ", "))
 	}
-	value = strings.ToLower(value)
-	return Target{Kind: kind, Name: value, Values: []string{value}}, nil
+	// Values as written: Analyze makes them safe, then lowercases them,
+	// as it does the records' (a value over 256 bytes hashed whole).
+	return Target{Kind: kind, Name: strings.ToLower(value), Values: []string{value}}, nil
 }
 
 // blockLevel is one level of a pmtaconf.Change's Block path: "<domain
@@ -60,12 +61,12 @@ func FocusOf(block string, domainMacros map[string]string) Focus {
 			if macro, ok := strings.CutPrefix(arg, "$"); ok {
 				out = append(out, macroTarget(macro, domainMacros))
 			} else {
-				out = append(out, Target{Kind: "domain", Name: arg, Values: []string{arg}})
+				out = append(out, Target{Kind: "domain", Name: arg, Values: []string{m[2]}})
 			}
 		case "virtual-mta":
-			out = append(out, Target{Kind: "vmta", Name: arg, Values: []string{arg}})
+			out = append(out, Target{Kind: "vmta", Name: arg, Values: []string{m[2]}})
 		case "virtual-mta-pool":
-			out = append(out, Target{Kind: "pool", Name: arg, Values: []string{arg}})
+			out = append(out, Target{Kind: "pool", Name: arg, Values: []string{m[2]}})
 		}
 	}
 	return out

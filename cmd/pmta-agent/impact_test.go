@@ -3,11 +3,13 @@ package main
 import (
 	"bytes"
 	"encoding/json"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
+	"unicode/utf8"
 
 	"github.com/influxdata/line-protocol/v2/lineprotocol"
 
@@ -331,5 +333,43 @@ func TestImpactFormatLines(t *testing.T) {
 	}
 	if d := findPoint(t, pts, "domain", "gmail.com"); d.tags["touched"] != "yes" || d.fields["verdict"] != impact.CodeBetter {
 		t.Errorf("gmail.com: %+v", d)
+	}
+}
+
+// A focus on a value that the records' side made safe — 64 KB long (kept
+// as its start and a hash of the whole), invalid UTF-8, mixed case — finds
+// the records, and every pmta_impact tag is safe.
+func TestImpactHostileFocus(t *testing.T) {
+	dir := t.TempDir()
+	f := filepath.Join(dir, "acct-2024-01-15-0000.csv")
+	long, bad := strings.Repeat("P", 65536), "Pool\xffY"
+	var b strings.Builder
+	b.WriteString("type,timeLogged,timeQueued,orig,rcpt,orcpt,dsnAction,dsnStatus,dsnDiag,dsnMta,bounceCat,srcType,srcMta,dlvType,dlvSourceIp,dlvDestinationIp,dlvEsmtpAvailable,dlvSize,vmta,jobId,envId,queue,vmtaPool\r\n")
+	start := time.Date(2024, 1, 15, 10, 0, 0, 0, time.UTC)
+	for s := range 600 {
+		ts := start.Add(time.Duration(s) * time.Second).Format("2006-01-02 15:04:05-0700")
+		for _, pool := range []string{long, bad, `trail\`} {
+			fmt.Fprintf(&b, "d,%s,%s,a@b,u@yahoo.com,,relayed,2.0.0,ok,mx,,smtp,,smtp,203.0.113.1,1.2.3.4,,10,vmta-1,,,q,\"%s\"\r\n", ts, ts, pool)
+		}
+	}
+	writeTestFile(t, f, b.String())
+	out, _ := runImpact(t, 0, "-at", "2024-01-15T10:05:00Z", "-window", "5m", "-format", "lines",
+		"-focus", "pool="+long, "-focus", "pool="+bad, "-focus", `pool=trail\`, f)
+	found := 0
+	eachPointIn(t, []byte(out), func(m string, tags map[string]string, fields map[string]int64) {
+		for k, v := range tags {
+			if len(v) > 300 || strings.HasSuffix(v, `\`) || !utf8.ValidString(v) {
+				t.Errorf("unsafe tag %s=%.40q", k, v)
+			}
+		}
+		if tags["kind"] == "pool" {
+			found++
+			if fields["before_attempts"] != 300 || fields["after_attempts"] != 300 {
+				t.Errorf("pool %.40q: %v, want 300 attempts each side", tags["name"], fields)
+			}
+		}
+	})
+	if found != 3 {
+		t.Errorf("%d pool rows, want 3", found)
 	}
 }
