@@ -22,29 +22,29 @@ func (t *Tailer) VerdictWindow() *verdict.Window { return t.agg.verdicts }
 // pool and a pool with an IP-specific IP are in the points, not in the
 // log: their lines would repeat the one that says it.
 func logged(c *verdict.Change) bool {
-	concerns := verdict.PoolWide
-	if c.SourceIP != "" {
-		concerns = verdict.IPSpecific
-	}
+	concerns := concerning(c)
 	return c.Verdict == concerns || c.From == concerns
 }
 
-// logVerdicts says what changed, one line per thing to look at (see
-// logged), and how many changes more than it keeps there were.
+// concerning is the verdict a change's row is logged for: ip_specific for
+// an IP, pool_wide for a pool.
+func concerning(c *verdict.Change) verdict.Verdict {
+	if c.SourceIP != "" {
+		return verdict.IPSpecific
+	}
+	return verdict.PoolWide
+}
+
+// logVerdicts says what changed, one line per thing to look at (the
+// changes appendVerdicts kept: see logged), and how many changes more than
+// it keeps there were.
 func (t *Tailer) logVerdicts(changes []verdict.Change, over int) {
 	if over > 0 {
 		t.log.Warn("more verdict changes than the log takes at once; the points hold them all", "not_logged", over)
 	}
 	for i := range changes {
 		c := &changes[i]
-		if !logged(c) {
-			continue
-		}
-		ip := c.SourceIP != ""
-		concerns := verdict.PoolWide
-		if ip {
-			concerns = verdict.IPSpecific
-		}
+		ip, concerns := c.SourceIP != "", concerning(c)
 		// The window's end: a catch-up after a stop judges times past,
 		// which the line must not pass off as now.
 		attrs := []any{"isp", c.ISP, "pool", c.Pool, "window_end", c.At}

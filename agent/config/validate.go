@@ -9,6 +9,7 @@ import (
 
 	"github.com/pmta-agent/pmta-agent/agent/confwatch"
 	"github.com/pmta-agent/pmta-agent/agent/engine"
+	"github.com/pmta-agent/pmta-agent/agent/transport"
 )
 
 // Validate reports every problem of the configuration, each with its key
@@ -141,12 +142,5 @@ func (p *problems) positive(key string, d time.Duration) {
 // loopback reports whether a host:port listens on loopback only.
 func loopback(addr string) bool {
 	host, _, err := net.SplitHostPort(addr)
-	if err != nil {
-		return false
-	}
-	if host == "localhost" {
-		return true
-	}
-	ip := net.ParseIP(host)
-	return ip != nil && ip.IsLoopback()
+	return err == nil && transport.LoopbackHost(host)
 }

@@ -17,7 +17,7 @@
 // rests on does not hold, and one bad minute decides the answer.
 package impact
 
-import "math"
+import "github.com/pmta-agent/pmta-agent/agent/stats"
 
 // Outcome is the result of one test.
 type Outcome string
@@ -113,12 +113,7 @@ func test(n1, x1, n2, x2 int64, enough bool) Test {
 	if n2 > 0 {
 		t.AfterPct = 100 * float64(x2) / float64(n2)
 	}
-	if n1 > 0 && n2 > 0 {
-		p := float64(x1+x2) / float64(n1+n2)
-		if se := math.Sqrt(p * (1 - p) * (1/float64(n1) + 1/float64(n2))); se > 0 {
-			t.Z = (float64(x2)/float64(n2) - float64(x1)/float64(n1)) / se
-		}
-	}
+	t.Z = stats.PooledZ(n1, x1, n2, x2)
 	switch {
 	case !enough:
 		t.Outcome = TooFew

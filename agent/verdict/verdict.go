@@ -51,6 +51,7 @@ import (
 	"time"
 
 	"github.com/pmta-agent/pmta-agent/agent"
+	"github.com/pmta-agent/pmta-agent/agent/stats"
 )
 
 // Measurement is the verdicts' measurement in the data contract.
@@ -472,20 +473,6 @@ func median(xs []float64) float64 {
 	return (xs[n/2-1] + xs[n/2]) / 2
 }
 
-// zAbove is the one-sided pooled two-proportion z of x2/n2 above x1/n1
-// (0 when a side is empty or the pooled rate is 0 % or 100 %).
-func zAbove(n1, x1, n2, x2 int64) float64 {
-	if n1 <= 0 || n2 <= 0 {
-		return 0
-	}
-	p := float64(x1+x2) / float64(n1+n2)
-	se := math.Sqrt(p * (1 - p) * (1/float64(n1) + 1/float64(n2)))
-	if se == 0 {
-		return 0
-	}
-	return (float64(x2)/float64(n2) - float64(x1)/float64(n1)) / se
-}
-
 // othersMedian is the median of rates without one occurrence of own: the
 // rate of an IP's peers (for two IPs, the other's).
 func othersMedian(rates []float64, own float64) float64 {
@@ -573,7 +560,8 @@ func judgeGroup(g Key, ms []member, cfg Config) []Row {
 		if judged > 0 {
 			r.Score = 0.6745 * (r.DeferralPct - med) / mad
 		}
-		r.Z = zAbove(total.Attempts-m.Attempts, total.Deferred-m.Deferred, m.Attempts, m.Deferred)
+		// One-sided: the IP's rate above the rest of its pool's.
+		r.Z = stats.PooledZ(total.Attempts-m.Attempts, total.Deferred-m.Deferred, m.Attempts, m.Deferred)
 		switch {
 		case m.Attempts < cfg.MinAttempts || judged < 2:
 			// Too few attempts — or no other IP of the pool to compare

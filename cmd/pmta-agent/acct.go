@@ -63,17 +63,10 @@ func cmdBackfill(ctx context.Context, args []string, out, stderr io.Writer) erro
 		return errors.New("backfill needs sinks.otlp.temporality: delta — cumulative totals cannot take older intervals " +
 			"(PMTA_AGENT_SINKS__OTLP__TEMPORALITY=delta for this run, or PMTA_AGENT_SINKS__OTLP__ENABLED=false)")
 	}
-	// A backfill reads files, not the live sources; it can be run again from
-	// its files, and the daemon may hold the disk queues' locks: its points
-	// wait in memory, with back-pressure.
-	cfg.API.Enabled, cfg.Acct.Enabled, cfg.Listen.Enabled = false, false, false
-	memoryBuffers(&cfg)
+	// A backfill reads files, not the live sources, and can be run again
+	// from them: its points wait in memory, with back-pressure (feedSinks).
 	log := newLogger(cfg, stderr)
 	applyMemoryLimit(cfg)
-	b, err := build(cfg, out, log)
-	if err != nil {
-		return err
-	}
 	showProgress := !*quiet && isTerminal(stderr)
 	progress := func(s acct.BackfillStats) {
 		if showProgress {
@@ -82,25 +75,20 @@ func cmdBackfill(ctx context.Context, args []string, out, stderr io.Writer) erro
 		}
 	}
 	var stats acct.BackfillStats
-	feedErr := b.engine.Feed(ctx, engine.FeedOptions{High: backfillHigh, Stall: *stall}, func(ctx context.Context, emit func(agent.Batch)) error {
-		var err error
-		stats, err = acct.Backfill(ctx, files, acct.BackfillOptions{Config: cfg.Acct, Logger: log},
-			b.isp, emit, progress)
-		return err
-	})
-	if showProgress {
-		fmt.Fprintln(stderr)
-	}
-	// The sinks' counts are read before Close; they print after the
-	// summary of what was read.
-	var sinkLines strings.Builder
-	sinkErr := reportSinks(&sinkLines, "backfill", b.engine.Deliveries())
-	closeErr := b.engine.Close(context.WithoutCancel(ctx))
-	secs := stats.Elapsed.Seconds()
-	fmt.Fprintf(stderr, "backfill: %d files, %d records, %d malformed, %d out of range, %d points, %.2f s, %.0f records/s\n",
-		stats.Files, stats.Records, stats.Malformed, stats.OutOfRange, stats.Points, secs, float64(stats.Records)/max(secs, 1e-9))
-	io.WriteString(stderr, sinkLines.String())
-	return errors.Join(feedErr, closeErr, sinkErr)
+	return feedSinks(ctx, cfg, false, "backfill", engine.FeedOptions{High: backfillHigh, Stall: *stall}, out, stderr, log,
+		func(ctx context.Context, b *built, emit func(agent.Batch)) error {
+			var err error
+			stats, err = acct.Backfill(ctx, files, acct.BackfillOptions{Config: cfg.Acct, Logger: log}, b.isp, emit, progress)
+			return err
+		},
+		func(w io.Writer) {
+			if showProgress {
+				fmt.Fprintln(w)
+			}
+			secs := stats.Elapsed.Seconds()
+			fmt.Fprintf(w, "backfill: %d files, %d records, %d malformed, %d out of range, %d points, %.2f s, %.0f records/s\n",
+				stats.Files, stats.Records, stats.Malformed, stats.OutOfRange, stats.Points, secs, float64(stats.Records)/max(secs, 1e-9))
+		})
 }
 
 // reportSinks prints what each sink did with the points of a backfill or a

@@ -2,11 +2,9 @@ package main
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"io"
 	"log/slog"
-	"strings"
 	"time"
 
 	"github.com/pmta-agent/pmta-agent/agent"
@@ -28,27 +26,15 @@ func impactPoints(cfg config.Config, rep impact.Report) []agent.Point {
 }
 
 // sendImpact writes pts through the sinks of cfg the way `once -sinks`
-// and backfill do — the engine built from the configuration, each sink
-// behind a memory buffer (the daemon may hold the disk queues' locks),
-// Feed waiting until every sink took them — and says on stderr how many
-// points went to which sink; it fails when a sink did not take them all.
+// and backfill do (feedSinks) and says on stderr how many points went to
+// which sink; it fails when a sink did not take them all.
 func sendImpact(ctx context.Context, cfg config.Config, pts []agent.Point, stderr io.Writer, log *slog.Logger) error {
-	cfg.API.Enabled, cfg.Acct.Enabled, cfg.Listen.Enabled, cfg.PMTA.Watch = false, false, false, false
-	memoryBuffers(&cfg)
-	b, err := build(cfg, io.Discard, log)
-	if err != nil {
-		return err
-	}
-	feedErr := b.engine.Feed(ctx, engine.FeedOptions{Stall: impactSendStall}, func(_ context.Context, emit func(agent.Batch)) error {
-		if len(pts) > 0 {
-			emit(agent.Batch{Source: impact.Measurement, Points: pts})
-		}
-		return nil
-	})
-	var lines strings.Builder
-	sinkErr := reportSinks(&lines, "impact", b.engine.Deliveries())
-	closeErr := b.engine.Close(context.WithoutCancel(ctx))
-	fmt.Fprintf(stderr, "impact: %d %s points sent\n", len(pts), impact.Measurement)
-	io.WriteString(stderr, lines.String())
-	return errors.Join(feedErr, closeErr, sinkErr)
+	return feedSinks(ctx, cfg, false, "impact", engine.FeedOptions{Stall: impactSendStall}, io.Discard, stderr, log,
+		func(_ context.Context, _ *built, emit func(agent.Batch)) error {
+			if len(pts) > 0 {
+				emit(agent.Batch{Source: impact.Measurement, Points: pts})
+			}
+			return nil
+		},
+		func(w io.Writer) { fmt.Fprintf(w, "impact: %d %s points sent\n", len(pts), impact.Measurement) })
 }

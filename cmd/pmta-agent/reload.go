@@ -96,8 +96,8 @@ func (r *reloader) reload(ctx context.Context) {
 	if !maps.Equal(r.cur.Pipeline.ISPMap, next.Pipeline.ISPMap) {
 		isp = agent.NewISPMap(next.Pipeline.ISPMap)
 	}
-	if isp != r.b.isp || r.cur.Server != next.Server || !maps.Equal(r.cur.Tags, next.Tags) ||
-		!reflect.DeepEqual(pipelineConfig(r.cur, nil), pipelineConfig(next, nil)) {
+	// The pipeline's settings hold the server, the tags and the ISP map.
+	if !reflect.DeepEqual(pipelineConfig(r.cur, nil), pipelineConfig(next, nil)) {
 		pl := pipelineConfig(next, isp)
 		rl.Pipeline = &pl
 		changed = append(changed, "pipeline")

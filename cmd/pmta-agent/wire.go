@@ -525,42 +525,61 @@ func memoryBuffers(cfg *config.Config) {
 	}
 }
 
-// sendOnce gathers one round and hands it to the configured sinks, each
-// through a memory buffer (the daemon may hold the disk queues' locks), and
-// reports each sink's answer; it fails when a sink did not take every point.
-func sendOnce(ctx context.Context, cfg config.Config, stall time.Duration, stderr io.Writer, log *slog.Logger) error {
-	preview := cfg.Acct
-	cfg.Acct.Enabled, cfg.Listen.Enabled = false, false
+// feedSinks is a one-shot command's way to the sinks (once -sinks,
+// backfill, impact -send): the engine of cfg with no live source (but the
+// API when keepAPI: once gathers a round), no listener and no watcher,
+// each sink behind an unbounded memory buffer (the daemon may hold the
+// disk queues' locks), fed what produce emits until every sink took it or
+// one stalls. Then summary writes the command's own line on stderr,
+// followed by each sink's (reportSinks); the error says when a sink did not
+// take every point. out is where the stdout sink writes.
+func feedSinks(ctx context.Context, cfg config.Config, keepAPI bool, what string, opts engine.FeedOptions, out, stderr io.Writer,
+	log *slog.Logger, produce func(ctx context.Context, b *built, emit func(agent.Batch)) error, summary func(io.Writer)) error {
+	cfg.API.Enabled = cfg.API.Enabled && keepAPI
+	cfg.Acct.Enabled, cfg.Listen.Enabled, cfg.PMTA.Watch = false, false, false
 	memoryBuffers(&cfg)
-	b, err := build(cfg, io.Discard, log)
+	b, err := build(cfg, out, log)
 	if err != nil {
 		return err
 	}
-	// The accounting preview is said, not sent: the running agent writes
-	// the same series and times from whole intervals, which a preview's
-	// view (the end of the newest file, its own domain cap) would overwrite
-	// with smaller counts, and a delta OTLP sum would count twice.
-	_, previewErr := acctPreview(preview, b, stderr)
-	var gathered int
-	var gatherErr error
-	feedErr := b.engine.Feed(ctx, engine.FeedOptions{Stall: stall}, func(ctx context.Context, emit func(agent.Batch)) error {
-		var pts []agent.Point
-		pts, gatherErr = b.engine.Gather(ctx)
-		if len(pts) == 0 {
-			// No API source: the agent's own health, so that each sink is
-			// still written to and answers.
-			pts = b.engine.SelfPoints(time.Now())
-		}
-		gathered = len(pts)
-		emit(agent.Batch{Source: "once", Points: pts})
-		return nil
-	})
+	feedErr := b.engine.Feed(ctx, opts, func(ctx context.Context, emit func(agent.Batch)) error { return produce(ctx, b, emit) })
+	// The sinks' counts are read before Close; they print after the
+	// command's summary.
 	var lines strings.Builder
-	sinkErr := reportSinks(&lines, "once", b.engine.Deliveries())
+	sinkErr := reportSinks(&lines, what, b.engine.Deliveries())
 	closeErr := b.engine.Close(context.WithoutCancel(ctx))
-	fmt.Fprintf(stderr, "once: %d points gathered\n", gathered)
+	summary(stderr)
 	io.WriteString(stderr, lines.String())
-	return errors.Join(gatherErr, previewErr, feedErr, closeErr, sinkErr)
+	return errors.Join(feedErr, closeErr, sinkErr)
+}
+
+// sendOnce gathers one round and hands it to the configured sinks (see
+// feedSinks), and reports each sink's answer; it fails when a sink did not
+// take every point.
+func sendOnce(ctx context.Context, cfg config.Config, stall time.Duration, stderr io.Writer, log *slog.Logger) error {
+	var gathered int
+	var gatherErr, previewErr error
+	err := feedSinks(ctx, cfg, true, "once", engine.FeedOptions{Stall: stall}, io.Discard, stderr, log,
+		func(ctx context.Context, b *built, emit func(agent.Batch)) error {
+			// The accounting preview is said, not sent: the running agent
+			// writes the same series and times from whole intervals, which
+			// a preview's view (the end of the newest file, its own domain
+			// cap) would overwrite with smaller counts, and a delta OTLP
+			// sum would count twice.
+			_, previewErr = acctPreview(cfg.Acct, b, stderr)
+			var pts []agent.Point
+			pts, gatherErr = b.engine.Gather(ctx)
+			if len(pts) == 0 {
+				// No API source: the agent's own health, so that each sink
+				// is still written to and answers.
+				pts = b.engine.SelfPoints(time.Now())
+			}
+			gathered = len(pts)
+			emit(agent.Batch{Source: "once", Points: pts})
+			return nil
+		},
+		func(w io.Writer) { fmt.Fprintf(w, "once: %d points gathered\n", gathered) })
+	return errors.Join(gatherErr, previewErr, err)
 }
 
 func gatherOnce(ctx context.Context, cfg config.Config, stdout, stderr io.Writer, log *slog.Logger) error {

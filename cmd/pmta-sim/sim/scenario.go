@@ -113,16 +113,10 @@ func (s *Sim) poolThrottle() (string, error) {
 func (s *Sim) configFix() (string, error) {
 	s.cfgMu.Lock()
 	defer s.cfgMu.Unlock()
-	st, err := s.configFor("config-fix", "gmail")
+	st, next, err := s.rewriteConfig("config-fix", "gmail", func(c *configState) { c.gmailRate *= 2 })
 	if err != nil {
 		return "", err
 	}
-	next := *st
-	next.gmailRate *= 2
-	if err := s.writeConfig(&next); err != nil {
-		return "", fmt.Errorf("config-fix: %w", err)
-	}
-	s.cfg = &next
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	before := s.rateAt("google", func(int) bool { return true })
@@ -139,18 +133,29 @@ func (s *Sim) configFix() (string, error) {
 func (s *Sim) configNoop() (string, error) {
 	s.cfgMu.Lock()
 	defer s.cfgMu.Unlock()
-	st, err := s.configFor("config-noop", "yahoo")
+	st, next, err := s.rewriteConfig("config-noop", "yahoo", func(c *configState) { c.yahooSMTOut += 2 })
 	if err != nil {
 		return "", err
 	}
-	next := *st
-	next.yahooSMTOut += 2
-	if err := s.writeConfig(&next); err != nil {
-		return "", fmt.Errorf("config-noop: %w", err)
-	}
-	s.cfg = &next
 	return fmt.Sprintf("config-noop: <domain $yahoo> max-smtp-out %d → %d in %s; no rate changes",
 		st.yahooSMTOut, next.yahooSMTOut, st.path), nil
+}
+
+// rewriteConfig writes the config again with one thing changed (change
+// applied to a copy of what it holds) and returns the state before and
+// after. The config must have a <domain $macro>; the caller holds cfgMu.
+func (s *Sim) rewriteConfig(scenario, macro string, change func(*configState)) (before, after *configState, err error) {
+	st, err := s.configFor(scenario, macro)
+	if err != nil {
+		return nil, nil, err
+	}
+	next := *st
+	change(&next)
+	if err := s.writeConfig(&next); err != nil {
+		return nil, nil, fmt.Errorf("%s: %w", scenario, err)
+	}
+	s.cfg = &next
+	return st, &next, nil
 }
 
 // configFor returns the written config, which must have a <domain $macro>.
