@@ -86,10 +86,14 @@ func (s *fileset) readFP(f *os.File) ([]byte, error) {
 	return buf[:n], nil
 }
 
-func (s *fileset) globPaths() ([]string, error) {
+func (s *fileset) globPaths() ([]string, error) { return GlobFiles(s.globs) }
+
+// GlobFiles returns the paths the globs match, sorted, each once; a bad
+// pattern is reported after the others are listed.
+func GlobFiles(globs []string) ([]string, error) {
 	var paths []string
 	var errs []error
-	for _, g := range s.globs {
+	for _, g := range globs {
 		m, err := filepath.Glob(g)
 		if err != nil {
 			errs = append(errs, fmt.Errorf("glob %q: %w", g, err))

@@ -179,27 +179,20 @@ func newestOfEachKind(globs []string) ([]string, error) {
 		mod  time.Time
 	}
 	kinds := map[string]newest{}
-	var errs []error
-	for _, g := range globs {
-		m, err := filepath.Glob(g)
-		if err != nil {
-			errs = append(errs, fmt.Errorf("glob %q: %w", g, err))
+	paths, err := GlobFiles(globs)
+	for _, path := range paths {
+		fi, err := os.Stat(path)
+		if err != nil || !fi.Mode().IsRegular() {
 			continue
 		}
-		for _, path := range m {
-			fi, err := os.Stat(path)
-			if err != nil || !fi.Mode().IsRegular() {
-				continue
+		kind := strings.Map(func(r rune) rune {
+			if r >= '0' && r <= '9' {
+				return -1
 			}
-			kind := strings.Map(func(r rune) rune {
-				if r >= '0' && r <= '9' {
-					return -1
-				}
-				return r
-			}, filepath.Base(path))
-			if n, ok := kinds[kind]; !ok || fi.ModTime().After(n.mod) || fi.ModTime().Equal(n.mod) && path > n.path {
-				kinds[kind] = newest{path, fi.ModTime()}
-			}
+			return r
+		}, filepath.Base(path))
+		if n, ok := kinds[kind]; !ok || fi.ModTime().After(n.mod) || fi.ModTime().Equal(n.mod) && path > n.path {
+			kinds[kind] = newest{path, fi.ModTime()}
 		}
 	}
 	var out []string
@@ -207,5 +200,5 @@ func newestOfEachKind(globs []string) ([]string, error) {
 		out = append(out, n.path)
 	}
 	slices.Sort(out)
-	return out, errors.Join(errs...)
+	return out, err
 }

@@ -6,13 +6,12 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"path/filepath"
-	"slices"
 	"strings"
 	"text/tabwriter"
 	"time"
 
 	"github.com/pmta-agent/pmta-agent/agent"
+	"github.com/pmta-agent/pmta-agent/agent/acct"
 	"github.com/pmta-agent/pmta-agent/agent/config"
 	"github.com/pmta-agent/pmta-agent/agent/confwatch"
 	"github.com/pmta-agent/pmta-agent/agent/impact"
@@ -98,8 +97,8 @@ func cmdImpact(ctx context.Context, args []string, out, stderr io.Writer) error 
 
 	files := fs.Args()
 	if len(files) == 0 {
-		if files, err = globFiles(cfg.Acct.Globs); err != nil {
-			return err
+		if files, err = acct.GlobFiles(cfg.Acct.Globs); err != nil {
+			return fmt.Errorf("acct.globs: %w", err)
 		}
 		if len(files) == 0 {
 			return fmt.Errorf("no accounting files match %s (acct.globs); name them", strings.Join(cfg.Acct.Globs, " "))
@@ -169,24 +168,6 @@ func domainMacros(cfg config.Config) map[string]string {
 		return nil
 	}
 	return pmtaconf.Derive(root, pmtaconf.Options{}).DomainMacros
-}
-
-// globFiles returns the files the globs match, each once, in order.
-func globFiles(globs []string) ([]string, error) {
-	var out []string
-	for _, g := range globs {
-		m, err := filepath.Glob(g)
-		if err != nil {
-			return nil, fmt.Errorf("acct.globs: %q: %w", g, err)
-		}
-		for _, f := range m {
-			if !slices.Contains(out, f) {
-				out = append(out, f)
-			}
-		}
-	}
-	slices.Sort(out)
-	return out, nil
 }
 
 // printImpact writes the report as a table: the ISPs, then the focus.

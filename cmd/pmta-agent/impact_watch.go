@@ -14,6 +14,7 @@ import (
 	"sync"
 
 	"github.com/pmta-agent/pmta-agent/agent"
+	"github.com/pmta-agent/pmta-agent/agent/acct"
 	"github.com/pmta-agent/pmta-agent/agent/config"
 	"github.com/pmta-agent/pmta-agent/agent/confwatch"
 	"github.com/pmta-agent/pmta-agent/agent/impact"
@@ -64,7 +65,7 @@ func newImpactRunner(cfg config.Config, log *slog.Logger) (*impact.Runner, error
 		Window:    cfg.PMTA.ImpactWindow,
 		Every:     cfg.PMTA.ImpactEvery,
 		Server:    cfg.Server,
-		Files:     func() ([]string, error) { return globFiles(globs) },
+		Files:     func() ([]string, error) { return acct.GlobFiles(globs) },
 		Macros:    func() map[string]string { return domainMacros(cfg) },
 		ISP:       agent.NewISPMap(cfg.Pipeline.ISPMap),
 		Options:   impact.Options{SourceIPs: cfg.Acct.SourceIPs, Pools: cfg.Acct.Pools},
